@@ -1,0 +1,355 @@
+"""Scan an MVTec-layout tree into a manifest, validating every file; nothing is dropped silently.
+
+Layout expected under the root::
+
+    <root>/<category>/train/good/NNN.png
+    <root>/<category>/test/<good|defect_type>/NNN.png
+    <root>/<category>/ground_truth/<defect_type>/NNN_mask.png
+
+:func:`scan_mvtec` returns three tables:
+
+- ``manifest``: one row per usable image (:data:`MANIFEST_COLUMNS`), paths relative to the root;
+- ``quarantine``: every excluded file with its reason (``path``, ``reason``);
+- ``warnings``: kept files that deserve a look (converted modes, defective images without a mask,
+  empty folders, a category without ``train/``, duplicate contents, orphan masks).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image, ImageFile, UnidentifiedImageError
+from tqdm.auto import tqdm
+
+ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file must fail, not decode half-grey
+
+MVTEC_CATEGORIES: tuple[str, ...] = (
+    "bottle", "cable", "capsule", "carpet", "grid", "hazelnut", "leather", "metal_nut", "pill",
+    "screw", "tile", "toothbrush", "transistor", "wood", "zipper",
+)
+TEXTURE_CATEGORIES = frozenset({"carpet", "grid", "leather", "tile", "wood"})
+#: MVTec's grayscale categories: stored as mode L, converted to RGB at load.
+GRAYSCALE_CATEGORIES = frozenset({"grid", "screw", "zipper"})
+
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
+SYSTEM_FILES = frozenset({".ds_store", "thumbs.db", "desktop.ini", ".directory"})
+MIN_FILE_BYTES = 67           # the smallest valid PNG is 67 bytes
+MAX_FILE_BYTES = 64 << 20     # MVTec's largest PNG is ~1.5 MB; 64 MB is certainly not an MVTec image
+MIN_SIDE = 32
+MAX_SIDE = 8192
+#: Modes used as they are (L is converted to RGB at load, as MVTec's grayscale categories need).
+NATIVE_MODES = frozenset({"RGB", "L"})
+#: Modes converted to 8-bit RGB at load, kept and listed in the warnings.
+CONVERTIBLE_MODES = {
+    "RGBA": "RGBA converted to RGB (alpha channel dropped)",
+    "LA": "LA converted to RGB (alpha channel dropped)",
+    "P": "palette image converted to RGB",
+    "1": "1-bit image converted to RGB",
+    "I;16": "16-bit grayscale rescaled to 8 bits and converted to RGB",
+    "I;16B": "16-bit grayscale rescaled to 8 bits and converted to RGB",
+    "I;16L": "16-bit grayscale rescaled to 8 bits and converted to RGB",
+    "I": "32-bit integer image rescaled to 8 bits and converted to RGB",
+    "CMYK": "CMYK converted to RGB",
+}
+
+MANIFEST_COLUMNS = ["path", "category", "mvtec_split", "defect_type", "label", "mask_path",
+                    "width", "height", "mode", "content_hash"]
+QUARANTINE_COLUMNS = ["path", "reason"]
+WARNING_COLUMNS = ["path", "warning"]
+
+
+class DatasetLayoutError(ValueError):
+    """The folder given as dataset root does not have the MVTec AD layout."""
+
+
+@dataclass
+class ScanResult:
+    """What :func:`scan_mvtec` found. Paths in all three tables are relative to ``root``."""
+
+    root: Path
+    manifest: pd.DataFrame
+    quarantine: pd.DataFrame
+    warnings: pd.DataFrame
+
+    def summary(self) -> str:
+        m = self.manifest
+        return (f"{len(m)} usable images in {m['category'].nunique() if len(m) else 0} categories "
+                f"({int((m['label'] == 0).sum()) if len(m) else 0} good, "
+                f"{int((m['label'] == 1).sum()) if len(m) else 0} defective); "
+                f"{len(self.quarantine)} quarantined; {len(self.warnings)} warnings")
+
+
+# --------------------------------------------------------------------------------------------------
+# Single files
+# --------------------------------------------------------------------------------------------------
+def _to_uint8_rgb(img: Image.Image) -> Image.Image:
+    """Convert any supported mode to 8-bit RGB (16/32-bit integer images are rescaled, not clipped)."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        peak = 65535.0 if img.mode.startswith("I;16") else max(float(arr.max()), 1.0)
+        arr = np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        img = Image.fromarray(arr)
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    return img
+
+
+def load_rgb(path: str | os.PathLike) -> np.ndarray:
+    """Decode an image as an ``H×W×3`` uint8 array, whatever its mode (grayscale → 3 channels)."""
+    with Image.open(path) as img:
+        img.load()
+        return np.asarray(_to_uint8_rgb(img))
+
+
+def load_mask(path: str | os.PathLike | None, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """A ground-truth mask as a ``H×W`` uint8 array of 0/1; zeros of ``shape`` when ``path`` is empty."""
+    if not path or (isinstance(path, float) and np.isnan(path)):
+        if shape is None:
+            raise ValueError("load_mask needs a shape when there is no mask path")
+        return np.zeros(shape, dtype=np.uint8)
+    with Image.open(path) as img:
+        return (np.asarray(img.convert("L")) > 127).astype(np.uint8)
+
+
+def content_hash(path: str | os.PathLike) -> str:
+    """sha256 of the file's bytes (the leakage check compares these)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def inspect_image(path: str | os.PathLike) -> dict:
+    """Validate one image file: extension, byte size, full decode, dimensions, mode.
+
+    Returns a dict with ``ok`` and either ``reason`` (why it is excluded) or ``width``, ``height``,
+    ``mode``, ``content_hash`` and ``note`` (non-empty when it is kept after a conversion).
+    """
+    path = Path(path)
+    name = path.name
+    if name.lower() in SYSTEM_FILES or name.startswith("._"):
+        return {"ok": False, "reason": f"system metadata file ({name}), not an image"}
+    ext = path.suffix.lower()
+    if ext not in IMAGE_EXTENSIONS:
+        return {"ok": False, "reason": f"unsupported extension {ext or '(none)'!r}; expected one of "
+                                       f"{', '.join(sorted(IMAGE_EXTENSIONS))}"}
+    size = path.stat().st_size
+    if size == 0:
+        return {"ok": False, "reason": "empty file (0 bytes)"}
+    if size < MIN_FILE_BYTES:
+        return {"ok": False, "reason": f"file too small to be an image ({size} bytes < {MIN_FILE_BYTES})"}
+    if size > MAX_FILE_BYTES:
+        return {"ok": False, "reason": f"file too large ({size / 2**20:.0f} MiB > {MAX_FILE_BYTES >> 20} MiB)"}
+    try:
+        with Image.open(path) as img:
+            fmt = img.format
+            img.verify()  # checksums and structure (PNG CRCs)
+        with Image.open(path) as img:
+            img.load()    # full decode of every pixel: catches truncated data the header hides
+            width, height, mode = img.width, img.height, img.mode
+    except UnidentifiedImageError:
+        head = path.read_bytes()[:16]
+        return {"ok": False, "reason": f"not a decodable image although named {ext} (first bytes {head!r})"}
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        return {"ok": False, "reason": f"corrupt or truncated image data ({type(err).__name__}: {err})"}
+    if min(width, height) < MIN_SIDE:
+        return {"ok": False, "reason": f"image too small ({width}×{height} px; minimum {MIN_SIDE} px per side)"}
+    if max(width, height) > MAX_SIDE:
+        return {"ok": False, "reason": f"image too large ({width}×{height} px; maximum {MAX_SIDE} px per side)"}
+    note = ""
+    if mode not in NATIVE_MODES:
+        if mode not in CONVERTIBLE_MODES:
+            return {"ok": False, "reason": f"unsupported image mode {mode!r} ({fmt})"}
+        note = f"mode {mode}: {CONVERTIBLE_MODES[mode]}"
+    return {"ok": True, "width": width, "height": height, "mode": mode,
+            "content_hash": content_hash(path), "note": note}
+
+
+# --------------------------------------------------------------------------------------------------
+# The tree
+# --------------------------------------------------------------------------------------------------
+def _category_dirs(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir()
+                  if p.is_dir() and ((p / "train").is_dir() or (p / "test").is_dir()))
+
+
+def looks_like_mvtec_root(root: str | os.PathLike) -> bool:
+    """True when ``root`` holds at least one ``<category>/{train,test}/`` folder."""
+    root = Path(root)
+    return root.is_dir() and bool(_category_dirs(root))
+
+
+def describe_layout_problem(root: Path) -> str:
+    """A message saying what an MVTec root should hold and what ``root`` holds instead."""
+    expected = ("Expected an MVTec AD root: <root>/<category>/train/good/*.png, "
+                "<root>/<category>/test/<good|defect_type>/*.png and "
+                "<root>/<category>/ground_truth/<defect_type>/*_mask.png, with categories such as "
+                f"{', '.join(MVTEC_CATEGORIES[:4])}, ...")
+    if not root.exists():
+        return f"Dataset root {root} does not exist. {expected}"
+    if not root.is_dir():
+        return f"Dataset root {root} is a file, not a folder. {expected}"
+    entries = sorted(root.iterdir())
+    shown = [e.name + ("/" if e.is_dir() else "") for e in entries[:20]]
+    found = ", ".join(shown) + (f", ... ({len(entries)} entries)" if len(entries) > 20 else "")
+    hints = []
+    if (root / "train").is_dir() or (root / "test").is_dir():
+        hints.append(f"{root} looks like a single category folder: point at its parent instead.")
+    for child in entries:
+        if child.is_dir() and looks_like_mvtec_root(child):
+            hints.append(f"{child} looks like an MVTec root: point there instead.")
+            break
+    archives = [e.name for e in entries if e.name.endswith((".tar.xz", ".tar.gz", ".zip"))]
+    if archives:
+        hints.append(f"Archives found ({', '.join(archives[:3])}): extract them first "
+                     "(helpers.download.extract_archives).")
+    return f"{root} is not an MVTec AD root. {expected} Found: {found or 'an empty folder'}. " + " ".join(hints)
+
+
+def _mask_for(image_rel: Path, category_dir: Path, defect_type: str) -> Path | None:
+    candidate = category_dir / "ground_truth" / defect_type / f"{image_rel.stem}_mask.png"
+    return candidate if candidate.is_file() else None
+
+
+def scan_mvtec(root: str | os.PathLike, workers: int | None = None, progress: bool = True) -> ScanResult:
+    """Scan and validate an MVTec-layout tree.
+
+    Every file under ``<category>/train`` and ``<category>/test`` ends in the manifest or in the
+    quarantine; masks are paired by name (``NNN.png`` ↔ ``ground_truth/<defect>/NNN_mask.png``).
+
+    Raises:
+        DatasetLayoutError: ``root`` is not an MVTec root (the message lists what was found).
+    """
+    root = Path(root).expanduser().resolve()
+    if not looks_like_mvtec_root(root):
+        raise DatasetLayoutError(describe_layout_problem(root))
+    warnings: list[tuple[str, str]] = []
+    quarantine: list[tuple[str, str]] = []
+    candidates: list[tuple[Path, str, str, str]] = []   # file, category, split, defect_type
+    used_masks: set[Path] = set()
+
+    for entry in sorted(root.iterdir()):
+        if entry.is_file():
+            if entry.name.lower() in SYSTEM_FILES or entry.name.startswith("._"):
+                quarantine.append((entry.name, f"system metadata file ({entry.name}), not an image"))
+            elif entry.suffix.lower() not in {".txt", ".md", ".json"}:  # MVTec ships LICENSE.txt, readme.txt
+                warnings.append((entry.name, "file at the dataset root ignored (not inside a category)"))
+        elif entry.is_dir() and entry not in _category_dirs(root):
+            warnings.append((entry.name + "/", "folder without train/ or test/ ignored (not a category)"))
+
+    for cat_dir in _category_dirs(root):
+        category = cat_dir.name
+        if category not in MVTEC_CATEGORIES:
+            warnings.append((category + "/", "not one of the 15 MVTec AD category names; kept"))
+        if not (cat_dir / "train").is_dir():
+            warnings.append((category + "/", "no train/ folder: test images only; the MVTec standard "
+                                             "protocol cannot fit a one-class model for this category"))
+        if not (cat_dir / "test").is_dir():
+            warnings.append((category + "/", "no test/ folder: train images only"))
+        for split in ("train", "test"):
+            split_dir = cat_dir / split
+            if not split_dir.is_dir():
+                continue
+            children = sorted(split_dir.iterdir())
+            if not children:
+                warnings.append((f"{category}/{split}/", "empty folder"))
+            for child in children:
+                rel = child.relative_to(root).as_posix()
+                if child.is_file():
+                    quarantine.append((rel, f"file directly in {split}/, outside any "
+                                            "good/ or <defect_type>/ folder"))
+                    continue
+                files = sorted(p for p in child.rglob("*") if p.is_file())
+                if not files:
+                    warnings.append((rel + "/", "empty folder"))
+                for f in files:
+                    candidates.append((f, category, split, child.name))
+
+    def check(item: tuple[Path, str, str, str]) -> dict:
+        f, category, split, defect = item
+        info = inspect_image(f)
+        info.update(file=f, category=category, mvtec_split=split, defect_type=defect)
+        return info
+
+    with ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 1) * 2)) as pool:
+        results = list(tqdm(pool.map(check, candidates), total=len(candidates),
+                            desc="validating images", disable=not progress))
+
+    rows = []
+    for info in results:
+        rel = info["file"].relative_to(root).as_posix()
+        if not info["ok"]:
+            quarantine.append((rel, info["reason"]))
+            continue
+        if info["note"]:
+            warnings.append((rel, info["note"] + "; kept"))
+        defect = info["defect_type"]
+        label = 0 if defect == "good" else 1
+        mask = None
+        if label == 1:
+            cat_dir = root / info["category"]
+            mask = _mask_for(info["file"].relative_to(cat_dir), cat_dir, defect)
+            if mask is None:
+                warnings.append((rel, "defective image without a ground-truth mask: kept for image-level "
+                                      "scores, left out of pixel-level scores"))
+            else:
+                mask_info = inspect_image(mask)
+                if not mask_info["ok"]:
+                    warnings.append((rel, f"its mask is unusable ({mask_info['reason']}): kept for "
+                                          "image-level scores, left out of pixel-level scores"))
+                    quarantine.append((mask.relative_to(root).as_posix(), mask_info["reason"]))
+                    used_masks.add(mask)
+                    mask = None
+                elif (mask_info["width"], mask_info["height"]) != (info["width"], info["height"]):
+                    warnings.append((rel, f"mask size {mask_info['width']}×{mask_info['height']} differs "
+                                          f"from the image's {info['width']}×{info['height']}: it is "
+                                          "resized with the image"))
+        if mask is not None:
+            used_masks.add(mask)
+        rows.append({"path": rel, "category": info["category"], "mvtec_split": info["mvtec_split"],
+                     "defect_type": defect, "label": label,
+                     "mask_path": mask.relative_to(root).as_posix() if mask is not None else "",
+                     "width": info["width"], "height": info["height"], "mode": info["mode"],
+                     "content_hash": info["content_hash"]})
+
+    for cat_dir in _category_dirs(root):
+        gt = cat_dir / "ground_truth"
+        if gt.is_dir():
+            for mask in sorted(p for p in gt.rglob("*") if p.is_file()):
+                if mask not in used_masks:
+                    warnings.append((mask.relative_to(root).as_posix(),
+                                     "mask without a matching image (unused)"))
+
+    manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+    if len(manifest):
+        manifest = manifest.sort_values("path", ignore_index=True)
+        dup = manifest[manifest.duplicated("content_hash", keep=False)]
+        for content, group in dup.groupby("content_hash"):
+            others = ", ".join(group["path"])
+            for p in group["path"]:
+                warnings.append((p, f"identical bytes to other files ({others}); the split keeps "
+                                    "them together"))
+    return ScanResult(root=root, manifest=manifest,
+                      quarantine=pd.DataFrame(quarantine, columns=QUARANTINE_COLUMNS),
+                      warnings=pd.DataFrame(warnings, columns=WARNING_COLUMNS))
+
+
+def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a ``manifest.csv`` written by :func:`helpers.prepare.prepare` (empty mask paths as "")."""
+    df = pd.read_csv(path, keep_default_na=False, dtype={"mask_path": str, "content_hash": str})
+    missing = set(MANIFEST_COLUMNS) - set(df.columns)
+    if missing:
+        raise ValueError(f"{path} is not a manifest: missing columns {sorted(missing)}")
+    return df
+
+
+def category_counts(manifest: pd.DataFrame) -> pd.DataFrame:
+    """Images per category: good/defective in MVTec's train and test folders, and defect types."""
+    table = (manifest.assign(kind=manifest["mvtec_split"] + "/" + manifest["label"].map({0: "good", 1: "defective"}))
+             .pivot_table(index="category", columns="kind", values="path", aggfunc="count", fill_value=0))
+    table["total"] = table.sum(axis=1)
+    table["defect_types"] = manifest[manifest["label"] == 1].groupby("category")["defect_type"].nunique()
+    table["with_mask"] = manifest[manifest["mask_path"] != ""].groupby("category")["path"].count()
+    return table.fillna(0).astype(int)

@@ -1,0 +1,179 @@
+"""Getting MVTec AD: download with resume and checksum, and extraction that cannot escape its folder.
+
+The official archive is about 4.9 GB. Its address has moved several times, so it can be overridden
+with the ``MVTEC_URL`` environment variable (and the checksum with ``MVTEC_SHA256``). The dataset is
+licensed CC BY-NC-SA 4.0 (non-commercial); :func:`download_mvtec` prints the notice.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tarfile
+import urllib.request
+import zipfile
+from pathlib import Path, PurePosixPath
+
+from tqdm.auto import tqdm
+
+#: The address anomalib uses for the full archive (override with ``MVTEC_URL``).
+MVTEC_URL = ("https://www.mydrive.ch/shares/38536/3830184030e49fe74747669442f0f282/download/"
+             "420938113-1629952094/mvtec_anomaly_detection.tar.xz")
+#: sha256 of ``mvtec_anomaly_detection.tar.xz`` (override with ``MVTEC_SHA256``).
+MVTEC_SHA256 = "cf4313b13603bec67abb49ca959488f7eedce2a9f7795ec54446c649ac98cd3d"
+
+LICENCE_NOTICE = (
+    "MVTec AD (Bergmann et al., CVPR 2019) is licensed CC BY-NC-SA 4.0: non-commercial use, "
+    "attribution, share-alike. https://creativecommons.org/licenses/by-nc-sa/4.0/"
+)
+
+ARCHIVE_SUFFIXES = (".tar.xz", ".tar.gz", ".tgz", ".tar.bz2", ".tar", ".zip")
+
+
+class ChecksumError(RuntimeError):
+    """A downloaded file's sha256 differs from the expected one."""
+
+
+class UnsafeArchiveError(RuntimeError):
+    """An archive member would be written outside the target folder (or is a link/device)."""
+
+
+def sha256sum(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_checksum(path: str | os.PathLike, expected: str | None) -> str:
+    """Return the file's sha256; raise :class:`ChecksumError` if it is not ``expected``."""
+    actual = sha256sum(path)
+    if expected and actual.lower() != expected.lower():
+        raise ChecksumError(
+            f"Checksum mismatch for {path}: expected sha256 {expected}, got {actual}. The download is "
+            "incomplete or the file at that address changed. Delete the file and download again, or set "
+            "MVTEC_URL/MVTEC_SHA256 if the dataset moved.")
+    return actual
+
+
+def download_file(url: str, dest: str | os.PathLike, sha256: str | None = None,
+                  chunk: int = 1 << 20, timeout: float = 60.0) -> Path:
+    """Download ``url`` to ``dest`` with a progress bar, resuming a partial ``dest.part``.
+
+    The checksum is verified before the file is moved into place, so ``dest`` only ever holds a
+    complete, verified file. An existing ``dest`` with the right checksum is not downloaded again.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.exists():
+        verify_checksum(dest, sha256)
+        print(f"Already downloaded and verified: {dest}")
+        return dest
+    part = dest.with_name(dest.name + ".part")
+    start = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={start}-"} if start else {})
+    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - user-set URL
+        resumed = start > 0 and response.status == 206
+        if start and not resumed:
+            print("The server does not support resuming; starting the download again.")
+            start = 0
+        length = response.headers.get("Content-Length")
+        total = (int(length) + start) if length else None
+        with open(part, "ab" if resumed else "wb") as out, tqdm(
+                total=total, initial=start, unit="B", unit_scale=True, desc=dest.name) as bar:
+            while block := response.read(chunk):
+                out.write(block)
+                bar.update(len(block))
+    try:
+        verify_checksum(part, sha256)
+    except ChecksumError:
+        part.unlink()
+        raise
+    part.replace(dest)
+    return dest
+
+
+def _check_member_name(name: str, target: Path) -> None:
+    pure = PurePosixPath(name.replace("\\", "/"))
+    resolved = (target / pure).resolve()
+    if pure.is_absolute() or ".." in pure.parts or not resolved.is_relative_to(target.resolve()):
+        raise UnsafeArchiveError(
+            f"Refusing to extract: archive member {name!r} would be written outside {target}. "
+            "The archive is corrupt or malicious; nothing was extracted.")
+
+
+def safe_extract(archive: str | os.PathLike, target: str | os.PathLike) -> Path:
+    """Extract a tar (any compression) or zip archive into ``target``, refusing escaping members.
+
+    Every member name is checked before anything is written; tar archives are then extracted with
+    the standard library's ``filter="data"`` (no links out, no devices, no absolute paths).
+    """
+    archive, target = Path(archive), Path(target)
+    target.mkdir(parents=True, exist_ok=True)
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            for name in zf.namelist():
+                _check_member_name(name, target)
+            zf.extractall(target)
+        return target
+    with tarfile.open(archive) as tf:
+        members = tf.getmembers()
+        for member in members:
+            _check_member_name(member.name, target)
+            if member.issym() or member.islnk():
+                _check_member_name(str(PurePosixPath(member.name).parent / member.linkname), target)
+        try:
+            tf.extractall(target, members=members, filter="data")
+        except tarfile.FilterError as err:
+            raise UnsafeArchiveError(f"Refusing to extract {archive}: {err}") from err
+    return target
+
+
+def download_mvtec(dest_dir: str | os.PathLike, url: str | None = None, sha256: str | None = None,
+                   keep_archive: bool = False) -> Path:
+    """Download and extract the full MVTec AD archive into ``dest_dir``; return the dataset root.
+
+    Skipped when ``dest_dir`` already holds an MVTec layout. URL and checksum default to
+    :data:`MVTEC_URL` / :data:`MVTEC_SHA256`, overridable by ``MVTEC_URL`` / ``MVTEC_SHA256``.
+    """
+    from .data import looks_like_mvtec_root  # noqa: PLC0415 - avoid a cycle
+
+    dest_dir = Path(dest_dir).expanduser()
+    print(LICENCE_NOTICE)
+    if looks_like_mvtec_root(dest_dir):
+        print(f"MVTec AD already present at {dest_dir}; skipping the download.")
+        return dest_dir
+    url = url or os.environ.get("MVTEC_URL") or MVTEC_URL
+    sha256 = sha256 or os.environ.get("MVTEC_SHA256") or MVTEC_SHA256
+    archive = download_file(url, dest_dir.parent / "mvtec_anomaly_detection.tar.xz", sha256)
+    print(f"Extracting {archive.name} (several minutes for the full dataset) ...")
+    safe_extract(archive, dest_dir)
+    if not keep_archive:
+        archive.unlink()
+    return dest_dir
+
+
+def extract_archives(archives: list[str | os.PathLike], dest_dir: str | os.PathLike) -> Path:
+    """Extract user-supplied archives (e.g. per-category ``bottle.tar.xz`` from Google Drive).
+
+    Each archive is extracted safely into ``dest_dir``; a category archive that holds a single
+    top-level folder named after the category ends up as ``dest_dir/<category>/``.
+    """
+    dest_dir = Path(dest_dir).expanduser()
+    print(LICENCE_NOTICE)
+    for archive in tqdm([Path(a) for a in archives], desc="archives"):
+        if not archive.name.endswith(ARCHIVE_SUFFIXES):
+            raise ValueError(f"{archive} is not an archive: expected one of {ARCHIVE_SUFFIXES}.")
+        safe_extract(archive, dest_dir)
+    return dest_dir
+
+
+def copy_tree(src: str | os.PathLike, dest: str | os.PathLike) -> Path:
+    """Copy a dataset folder (e.g. from a mounted Google Drive) to fast local disk."""
+    src, dest = Path(src).expanduser(), Path(dest).expanduser()
+    if dest.exists():
+        return dest
+    shutil.copytree(src, dest)
+    return dest

@@ -1,0 +1,148 @@
+"""The runtime: Colab or not, library versions, seeds, and how torch and TensorFlow share a machine.
+
+torch and TensorFlow can live in one kernel (notebook 05 uses both). Left alone, TensorFlow maps all
+GPU memory at start-up and both frameworks start one thread per core each. :func:`configure_frameworks`
+turns on TensorFlow's GPU memory growth and caps both frameworks' CPU threads to the cores available.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import platform
+import random
+import sys
+from typing import Any
+
+import numpy as np
+
+IS_COLAB = "google.colab" in sys.modules
+
+#: Distribution name -> import name of every library the series reports.
+LIBRARIES: dict[str, str] = {
+    "numpy": "numpy", "pandas": "pandas", "scikit-learn": "sklearn", "matplotlib": "matplotlib",
+    "seaborn": "seaborn", "pillow": "PIL", "albumentations": "albumentations", "torch": "torch",
+    "torchvision": "torchvision", "tensorflow": "tensorflow", "keras": "keras", "grad-cam": "pytorch_grad_cam",
+    "ipywidgets": "ipywidgets", "tqdm": "tqdm",
+}
+
+
+def versions(names: list[str] | None = None, import_missing: bool = False) -> dict[str, str]:
+    """Versions of the reported libraries.
+
+    Args:
+        names: distribution names to report (default: all of :data:`LIBRARIES`).
+        import_missing: import libraries not yet imported (slow for torch/TF); otherwise a library
+            not yet imported is reported from its installed metadata.
+    """
+    from importlib import metadata  # noqa: PLC0415
+
+    out: dict[str, str] = {"python": platform.python_version()}
+    for dist in names or list(LIBRARIES):
+        module = LIBRARIES.get(dist, dist)
+        if module in sys.modules or import_missing:
+            try:
+                mod = importlib.import_module(module)
+                out[dist] = str(getattr(mod, "__version__", "?"))
+                continue
+            except ImportError:
+                pass
+        try:
+            out[dist] = metadata.version(dist if dist != "tensorflow" else _tf_dist())
+        except metadata.PackageNotFoundError:
+            out[dist] = "not installed"
+    return out
+
+
+def _tf_dist() -> str:
+    from importlib import metadata  # noqa: PLC0415
+
+    for dist in ("tensorflow", "tensorflow-cpu"):
+        try:
+            metadata.version(dist)
+            return dist
+        except metadata.PackageNotFoundError:
+            continue
+    return "tensorflow"
+
+
+def print_versions(names: list[str] | None = None) -> dict[str, str]:
+    """Print (and return) the runtime: Colab or not, Python and library versions."""
+    info = versions(names)
+    where = "Google Colab" if IS_COLAB else f"{platform.system()} {platform.machine()}"
+    print(f"Running on {where}; {os.cpu_count()} CPU cores")
+    width = max(len(k) for k in info)
+    for key, value in info.items():
+        print(f"  {key:<{width}}  {value}")
+    return info
+
+
+def seed_everything(seed: int = 42) -> None:
+    """Seed Python, NumPy, and torch/TensorFlow when they are already imported."""
+    random.seed(seed)
+    np.random.seed(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    if "torch" in sys.modules:
+        import torch  # noqa: PLC0415
+
+        torch.manual_seed(seed)
+        if torch.cuda.is_available():
+            torch.cuda.manual_seed_all(seed)
+    if "tensorflow" in sys.modules or "keras" in sys.modules:
+        import keras  # noqa: PLC0415
+
+        keras.utils.set_random_seed(seed)
+
+
+def cpu_threads() -> int:
+    """Cores this process may use (respects affinity masks and cgroup-limited containers)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS/Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def configure_frameworks(threads: int | None = None) -> dict[str, Any]:
+    """Make torch and TensorFlow good neighbours in one process; returns what was set.
+
+    - TensorFlow: GPU memory growth on (no grabbing all GPU memory), intra/inter-op threads capped.
+    - torch: intra-op threads capped; TF32 matmuls/convolutions on for Ampere+ GPUs.
+    Call it before either framework does any work; calling it again is harmless.
+    """
+    threads = threads or cpu_threads()
+    done: dict[str, Any] = {"threads": threads}
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        import torch  # noqa: PLC0415
+
+        torch.set_num_threads(threads)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        done["torch"] = {"num_threads": torch.get_num_threads(), "tf32": True}
+    except ImportError:
+        pass
+    try:
+        import tensorflow as tf  # noqa: PLC0415
+
+        for gpu in tf.config.list_physical_devices("GPU"):
+            try:
+                tf.config.experimental.set_memory_growth(gpu, True)
+            except RuntimeError:  # already initialised: setting can no longer change
+                pass
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(max(1, threads // 2))
+        except RuntimeError:
+            pass
+        done["tensorflow"] = {"memory_growth": True,
+                              "intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
+                              "inter_op": tf.config.threading.get_inter_op_parallelism_threads()}
+    except ImportError:
+        pass
+    return done
+
+
+def torch_device() -> str:
+    """``cuda`` when a GPU is visible, else ``cpu``."""
+    import torch  # noqa: PLC0415
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

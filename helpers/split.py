@@ -1,0 +1,182 @@
+"""The protocol: one deterministic split, written once, read by every notebook (see docs/protocol.md).
+
+- ``test``: 20% of all images, stratified by category × defect type (falling back to category × label
+  where a defect type is too rare). Never used for training, early stopping, checkpoint or threshold choice.
+- ``val``: 20% of the rest, same stratification: early stopping, checkpoint choice, thresholds.
+- ``train``: the rest. One-class methods fit on ``train`` rows with label 0 only.
+
+Files with identical bytes are kept in one split, so no content can leak between splits.
+The MVTec standard protocol (fit on MVTec ``train/good``, score every MVTec ``test`` image) is
+available as :func:`standard_protocol` for comparison with the literature.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+SPLITS = ("train", "val", "test")
+SPLIT_COLUMNS = ["path", "split", "category", "defect_type", "label", "mvtec_split"]
+#: A category × defect-type stratum needs this many images to be kept as its own stratum.
+MIN_STRATUM = 5
+
+
+class LeakageError(AssertionError):
+    """A path or a content hash appears in more than one split."""
+
+
+class SplitMismatchError(RuntimeError):
+    """The split on disk was written for other data than the current manifest."""
+
+
+def _strata(manifest: pd.DataFrame) -> pd.Series:
+    fine = manifest["category"] + "|" + manifest["defect_type"]
+    coarse = manifest["category"] + "|" + manifest["label"].astype(str)
+    counts = fine.map(fine.value_counts())
+    return fine.where(counts >= MIN_STRATUM, coarse)
+
+
+def _allocate(sizes: np.ndarray, frac: float) -> np.ndarray:
+    """Split ``round(total × frac)`` across strata of ``sizes`` proportionally (largest remainder).
+
+    Per-stratum rounding would drift (many strata of 3 each rounding 0.6 down); this keeps the
+    overall fraction exact while every stratum gets its floor and the largest remainders get one more.
+    """
+    exact = sizes * frac
+    alloc = np.floor(exact).astype(np.int64)
+    short = int(np.floor(sizes.sum() * frac + 0.5)) - int(alloc.sum())
+    order = np.lexsort((np.arange(len(sizes)), -(exact - alloc)))  # ties: stratum order (stable)
+    alloc[order[:max(short, 0)]] += 1
+    return np.minimum(alloc, sizes)
+
+
+def make_split(manifest: pd.DataFrame, seed: int = 42, test_frac: float = 0.2,
+               val_frac: float = 0.2) -> pd.DataFrame:
+    """Assign every manifest row to train/val/test (see module docstring). Deterministic in ``seed``.
+
+    Returns a frame with :data:`SPLIT_COLUMNS`, in manifest order.
+    """
+    if manifest.empty:
+        raise ValueError("Cannot split an empty manifest: no usable images were found.")
+    rng = np.random.default_rng(seed)
+    frame = manifest.reset_index(drop=True)
+    strata = _strata(frame)
+    # one unit per distinct content: duplicates travel together
+    groups = frame.groupby("content_hash", sort=True).indices
+    unit_of_row = np.empty(len(frame), dtype=np.int64)
+    unit_hashes = sorted(groups)
+    for u, h in enumerate(unit_hashes):
+        unit_of_row[groups[h]] = u
+    unit_stratum = pd.Series(strata.to_numpy()[[groups[h][0] for h in unit_hashes]])
+    assignment = np.empty(len(unit_hashes), dtype=object)
+    names = sorted(unit_stratum.unique())
+    members = [np.flatnonzero(unit_stratum.to_numpy() == name) for name in names]
+    members = [units[rng.permutation(len(units))] for units in members]
+    sizes = np.array([len(units) for units in members])
+    n_test = _allocate(sizes, test_frac)
+    n_val = _allocate(sizes - n_test, val_frac)
+    for units, k_test, k_val in zip(members, n_test, n_val):
+        assignment[units[:k_test]] = "test"
+        assignment[units[k_test:k_test + k_val]] = "val"
+        assignment[units[k_test + k_val:]] = "train"
+    out = frame[["path", "category", "defect_type", "label", "mvtec_split"]].copy()
+    out.insert(1, "split", assignment[unit_of_row])
+    return out[SPLIT_COLUMNS]
+
+
+def standard_protocol(manifest: pd.DataFrame) -> pd.DataFrame:
+    """The MVTec standard protocol as a split frame: MVTec ``train/good`` → train, MVTec ``test`` → test.
+
+    Images in MVTec ``train/`` that are not good (none in the real dataset) are left out.
+    """
+    keep = (manifest["mvtec_split"] == "test") | (manifest["label"] == 0)
+    out = manifest.loc[keep, ["path", "category", "defect_type", "label", "mvtec_split"]].copy()
+    out.insert(1, "split", np.where(out["mvtec_split"] == "train", "train", "test"))
+    return out[SPLIT_COLUMNS].reset_index(drop=True)
+
+
+def check_leakage(split: pd.DataFrame, manifest: pd.DataFrame | None = None) -> dict:
+    """Verify that no path and no content hash is in two splits.
+
+    Args:
+        split: a split frame (``path``, ``split``).
+        manifest: supplies ``content_hash`` per path (needed for the content check).
+
+    Returns:
+        A report: images per split and the number of paths/hashes checked.
+
+    Raises:
+        LeakageError: naming the offending paths.
+    """
+    by_path = split.groupby("path")["split"].nunique()
+    bad_paths = by_path[by_path > 1].index.tolist()
+    if bad_paths:
+        raise LeakageError(f"{len(bad_paths)} paths are in more than one split, e.g. {bad_paths[:5]}")
+    report = {"images": split["split"].value_counts().reindex(SPLITS, fill_value=0).to_dict(),
+              "paths_checked": int(len(by_path))}
+    if manifest is not None:
+        merged = split.merge(manifest[["path", "content_hash"]], on="path", how="left")
+        if merged["content_hash"].isna().any():
+            missing = merged.loc[merged["content_hash"].isna(), "path"].tolist()
+            raise LeakageError(f"{len(missing)} split paths are not in the manifest, e.g. {missing[:5]}")
+        by_hash = merged.groupby("content_hash")["split"].nunique()
+        bad = by_hash[by_hash > 1].index
+        if len(bad):
+            paths = merged.loc[merged["content_hash"].isin(bad), ["path", "split"]].values.tolist()
+            raise LeakageError(f"{len(bad)} identical contents are in more than one split, e.g. {paths[:6]}")
+        report["hashes_checked"] = int(len(by_hash))
+    return report
+
+
+def split_counts(split: pd.DataFrame) -> pd.DataFrame:
+    """Images per category × split × label (good/defective)."""
+    kind = split["label"].map({0: "good", 1: "defective"})
+    return (split.assign(kind=kind)
+            .pivot_table(index="category", columns=["split", "kind"], values="path",
+                         aggfunc="count", fill_value=0)
+            .reindex(columns=SPLITS, level=0))
+
+
+def write_split(split: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write ``split.csv`` (atomically: a crash never leaves half a split)."""
+    path = Path(path)
+    tmp = path.with_suffix(".tmp")
+    split.to_csv(tmp, index=False)
+    tmp.replace(path)
+    return path
+
+
+def read_split(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a ``split.csv``."""
+    df = pd.read_csv(path, keep_default_na=False)
+    missing = set(SPLIT_COLUMNS) - set(df.columns)
+    if missing:
+        raise ValueError(f"{path} is not a split file: missing columns {sorted(missing)}")
+    return df
+
+
+def ensure_split(manifest: pd.DataFrame, path: str | os.PathLike, seed: int = 42) -> pd.DataFrame:
+    """Read the split at ``path`` if it exists and fits ``manifest``; otherwise write it once.
+
+    Raises:
+        SplitMismatchError: the split on disk covers other images than ``manifest``. It is never
+            silently rewritten: use another ``RUNS_DIR``, or delete the file to start a new protocol.
+    """
+    path = Path(path)
+    if path.exists():
+        split = read_split(path)
+        on_disk, now = set(split["path"]), set(manifest["path"])
+        if on_disk != now:
+            raise SplitMismatchError(
+                f"{path} was written for other data: {len(now - on_disk)} images are new and "
+                f"{len(on_disk - now)} are gone (e.g. new {sorted(now - on_disk)[:3]}, gone "
+                f"{sorted(on_disk - now)[:3]}). The split is written once so that every model is scored "
+                "on the same test images: use another RUNS_DIR for other data, or delete the file to "
+                "start a new protocol deliberately.")
+        return split.set_index("path").loc[manifest["path"]].reset_index()[SPLIT_COLUMNS]
+    split = make_split(manifest, seed=seed)
+    check_leakage(split, manifest)
+    write_split(split, path)
+    return split

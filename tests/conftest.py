@@ -1,0 +1,43 @@
+"""Shared fixtures: a small generated MVTec tree, and the real sample when it is there."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REAL_SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "mvtec_sample"
+
+
+@pytest.fixture(scope="session")
+def small_spec():
+    from helpers.synthetic import SyntheticSpec
+
+    return SyntheticSpec(size=64, n_train_good=6, n_test_good=3, n_per_defect=2,
+                         categories=("bottle", "grid", "screw", "carpet"))
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory, small_spec) -> Path:
+    """A small built-in dataset (4 categories, 64 px), generated once per session. Do not modify."""
+    from helpers.synthetic import generate_dataset
+
+    return generate_dataset(tmp_path_factory.mktemp("synth") / "mvtec", small_spec, progress=False)
+
+
+@pytest.fixture()
+def synthetic_copy(synthetic_root, tmp_path) -> Path:
+    """A private copy of the small dataset that a test may damage."""
+    dest = tmp_path / "mvtec"
+    shutil.copytree(synthetic_root, dest)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def real_sample() -> Path:
+    if not REAL_SAMPLE.is_dir():
+        pytest.skip(f"real MVTec sample not present at {REAL_SAMPLE}")
+    return REAL_SAMPLE

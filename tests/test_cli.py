@@ -1,0 +1,40 @@
+"""``python -m helpers prepare``: writes the files, fails only when nothing usable was found."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "helpers", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_prepare_writes_outputs(synthetic_copy, tmp_path):
+    (synthetic_copy / "bottle/test/good/broken.png").write_bytes(b"")
+    runs = tmp_path / "runs"
+    res = _run("prepare", "--data", str(synthetic_copy), "--runs", str(runs), "--size", "24")
+    assert res.returncode == 0, res.stderr
+    manifest = pd.read_csv(runs / "manifest.csv")
+    assert list(manifest.columns[:3]) == ["path", "category", "mvtec_split"]
+    split = pd.read_csv(runs / "split.csv")
+    assert set(split["split"]) == {"train", "val", "test"} and {"label", "category"} <= set(split.columns)
+    q = pd.read_csv(runs / "quarantine.csv")
+    assert q.to_dict("records") == [{"path": "bottle/test/good/broken.png", "reason": "empty file (0 bytes)"}]
+    assert "bottle/test/good/broken.png: empty file" in res.stdout
+    assert any((runs / "cache").glob("*_24/images.npy"))
+
+
+def test_prepare_fails_clearly(tmp_path):
+    res = _run("prepare", "--data", str(tmp_path), "--runs", str(tmp_path / "r"))
+    assert res.returncode == 2 and "not an MVTec AD root" in res.stderr
+    bad = tmp_path / "mvtec" / "wood" / "train" / "good"
+    bad.mkdir(parents=True)
+    (bad / "000.png").write_text("nope")
+    res = _run("prepare", "--data", str(tmp_path / "mvtec"), "--runs", str(tmp_path / "r2"))
+    assert res.returncode == 2 and "No usable image" in res.stderr

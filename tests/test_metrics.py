@@ -1,0 +1,84 @@
+"""Metrics agree with scikit-learn and with hand counts; thresholds come from val; the schema holds."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn import metrics as skm
+
+from helpers.metrics import (binary_metrics, category_metrics, choose_threshold, metrics_record,
+                             per_category_table, read_metrics, write_metrics)
+
+
+def test_binary_metrics_hand_counted():
+    y = [0, 0, 0, 0, 1, 1, 1, 1]
+    s = [0.1, 0.2, 0.6, 0.3, 0.9, 0.4, 0.8, 0.7]
+    m = binary_metrics(y, s, threshold=0.5)
+    # predicted positive: 0.6, 0.9, 0.8, 0.7 -> tp=3 fp=1 tn=3 fn=1
+    assert (m["tp"], m["fp"], m["tn"], m["fn"]) == (3, 1, 3, 1)
+    assert m["accuracy"] == pytest.approx(0.75)
+    assert m["precision"] == pytest.approx(0.75) and m["recall"] == pytest.approx(0.75)
+    assert m["specificity"] == pytest.approx(0.75) and m["fpr"] == pytest.approx(0.25)
+    assert m["roc_auc"] == pytest.approx(skm.roc_auc_score(y, s)) == pytest.approx(15 / 16)  # 15 of 16 pos/neg pairs ordered
+    assert m["pr_auc"] == pytest.approx(skm.average_precision_score(y, s))
+
+
+def test_binary_metrics_random_against_sklearn():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 300)
+    s = rng.random(300) + 0.3 * y
+    m = binary_metrics(y, s, 0.6)
+    pred = (s >= 0.6).astype(int)
+    assert m["f1"] == pytest.approx(skm.f1_score(y, pred))
+    assert m["recall"] == pytest.approx(skm.recall_score(y, pred))
+    assert m["specificity"] == pytest.approx(skm.recall_score(y, pred, pos_label=0))
+
+
+def test_one_class_gives_nan_auc():
+    m = binary_metrics([0, 0, 0], [0.1, 0.5, 0.9], 0.5)
+    assert math.isnan(m["roc_auc"]) and math.isnan(m["pr_auc"])
+
+
+def test_threshold_choice():
+    y = np.array([0] * 50 + [1] * 50)
+    s = np.concatenate([np.linspace(0, 0.55, 50), np.linspace(0.45, 1, 50)])
+    t_f1 = choose_threshold(y, s, "f1")
+    f1_best = max(skm.f1_score(y, s >= t) for t in np.unique(s))
+    assert skm.f1_score(y, s >= t_f1) == pytest.approx(f1_best)
+    t_j = choose_threshold(y, s, "youden")
+    j = lambda t: (s[y == 1] >= t).mean() - (s[y == 0] >= t).mean()  # noqa: E731
+    assert j(t_j) == pytest.approx(max(j(t) for t in np.unique(s)))
+    with pytest.raises(ValueError):
+        choose_threshold(y, s, "magic")
+
+
+def test_category_metrics_weighted():
+    y = ["a", "a", "b", "b", "b", "c"]
+    p = ["a", "b", "b", "b", "c", "c"]
+    m = category_metrics(y, p)
+    assert m["accuracy"] == pytest.approx(4 / 6)
+    assert m["f1_weighted"] == pytest.approx(skm.f1_score(y, p, average="weighted"))
+    assert m["per_class_recall"] == {"a": 0.5, "b": pytest.approx(2 / 3), "c": 1.0}
+
+
+def test_per_category_table_and_schema(tmp_path):
+    frame = pd.DataFrame({"category": ["x"] * 4 + ["y"] * 3, "label": [0, 0, 1, 1, 0, 0, 0],
+                          "score": [0.1, 0.2, 0.8, 0.9, 0.3, 0.7, 0.2]})
+    table = per_category_table(frame, threshold=0.5)
+    x = table.set_index("category").loc["x"]
+    assert x["auroc"] == 1.0 and x["recall"] == 1.0 and x["fpr"] == 0.0
+    assert math.isnan(table.set_index("category").loc["y", "auroc"])
+    rec = metrics_record("99_test", "demo", "shared-split", "smoke", {"train": 1, "val": 1, "test": 7},
+                         0.5, "f1", binary_metrics(frame["label"], frame["score"], 0.5), table)
+    path = write_metrics(rec, tmp_path)
+    assert path == tmp_path / "99_test" / "metrics.json"
+    back = read_metrics(path)
+    assert back["per_category"][1]["auroc"] is None  # NaN written as null, valid JSON
+    assert back["threshold"] == {"value": 0.5, "method": "f1", "chosen_on": "val"}
+    json.loads(path.read_text())
+    bad = dict(rec, protocol="whatever")
+    with pytest.raises(ValueError, match="protocol"):
+        write_metrics(bad, tmp_path)
