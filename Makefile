@@ -1,0 +1,35 @@
+# Two commands do everything on a fresh machine:
+#   make run    execute every notebook in order (built-in sample data unless MVTEC_DIR is set)
+#   make test   unit tests + every notebook under nbval in the smoke profile
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+RUNS_DIR ?= runs
+TEST_RUNS_DIR ?= .test_runs
+
+.PHONY: venv run test bench notebooks clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "Installing the environment into $(VENV) (a few minutes the first time) ..."
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
+	@touch $@
+
+venv: $(VENV)/.installed
+
+run: venv
+	RUNS_DIR="$(RUNS_DIR)" $(PY) -m helpers run-notebooks
+
+test: venv
+	rm -rf "$(TEST_RUNS_DIR)"
+	DEFECTS_PROFILE=smoke RUNS_DIR="$(abspath $(TEST_RUNS_DIR))" $(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider
+
+bench: venv
+	$(PY) benchmarks/data_pipeline.py
+
+notebooks: venv   # rebuild notebooks/*.ipynb (no outputs) from tools/notebooks_src.py
+	$(PY) tools/nbtools.py
+
+clean:
+	rm -rf "$(TEST_RUNS_DIR)" .pytest_cache
