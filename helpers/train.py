@@ -1,0 +1,187 @@
+"""The one PyTorch training loop of notebooks 01–03: fit, evaluate, early-stop, checkpoint, resume.
+
+:func:`fit` runs epochs of ``train_step`` over a loader, evaluates with ``evaluate`` after each, keeps
+the best weights by a monitored value, stops after ``patience`` epochs without improvement, and writes a
+checkpoint every epoch (model, optimiser, scheduler, early-stopping state, RNG states, epoch, history).
+When that checkpoint exists it resumes from the next epoch — Colab sessions disconnect.
+
+Determinism: at the start of epoch ``e`` every random source (Python, NumPy, torch, the loader's
+shuffling generator and the Albumentations pipeline) is re-seeded from ``seed + e``. An epoch's data
+order, augmentation and dropout therefore depend only on (seed, epoch), so a resumed run repeats the
+uninterrupted one exactly on CPU.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+StepFn = Callable[[nn.Module, dict], torch.Tensor]
+EvalFn = Callable[[nn.Module], dict[str, float]]
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns: per-epoch history, the epoch whose weights were kept, how it ended."""
+
+    history: pd.DataFrame
+    best_epoch: int
+    best_value: float
+    stopped_early: bool
+    resumed_from: int | None
+
+
+def reseed(seed: int, loader: torch.utils.data.DataLoader | None = None) -> None:
+    """Seed Python, NumPy, torch, the loader's shuffling and its dataset's Albumentations pipeline."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if loader is None:
+        return
+    if loader.generator is not None:
+        loader.generator.manual_seed(seed)
+    transform = getattr(loader.dataset, "transform", None)
+    transform = getattr(transform, "transform", transform)  # TwoViews wraps a Compose
+    if hasattr(transform, "set_random_seed"):
+        transform.set_random_seed(seed)
+
+
+def _rng_state() -> dict[str, Any]:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+
+def save_checkpoint(path: Path, **state: Any) -> None:
+    """Write a checkpoint atomically (a kill during the write leaves the previous one intact)."""
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def fit(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader, train_step: StepFn,
+        evaluate: EvalFn, epochs: int, *, scheduler=None, scheduler_step: str = "batch",
+        clip_grad: float | None = 1.0, monitor: str = "val_loss", mode: str = "min",
+        patience: int | None = None, checkpoint: str | os.PathLike | None = None, seed: int = 42,
+        max_batches: int | None = None, progress: bool = True, stop_after: int | None = None) -> FitResult:
+    """Train ``model`` and return its history; the model ends with the best weights seen.
+
+    Args:
+        train_step: ``(model, batch) -> loss`` for one batch (the model is in train mode).
+        evaluate: ``model -> {"val_loss": ..., ...}`` after each epoch (the model is in eval mode).
+        scheduler_step: ``"batch"`` (e.g. OneCycleLR) or ``"epoch"``.
+        clip_grad: max global gradient norm (None = no clipping).
+        monitor, mode: the value that picks the best epoch and drives early stopping.
+        patience: stop after this many epochs without improvement (None = never).
+        checkpoint: file written every epoch and resumed from when present.
+        max_batches: cap on batches per epoch (profiles shrink data this way).
+        stop_after: end the call after this many epochs (tests use it to simulate an interruption).
+    """
+    if scheduler_step not in ("batch", "epoch"):
+        raise ValueError("scheduler_step must be 'batch' or 'epoch'")
+    better = (lambda a, b: a < b) if mode == "min" else (lambda a, b: a > b)
+    ckpt = Path(checkpoint) if checkpoint else None
+    history: list[dict] = []
+    start, best_value, best_epoch, best_state, bad = 0, math.inf if mode == "min" else -math.inf, -1, None, 0
+    resumed_from = None
+    if ckpt is not None and ckpt.exists():
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None and state.get("scheduler") is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        history, start = state["history"], state["epoch"] + 1
+        best_value, best_epoch, best_state, bad = (state["best_value"], state["best_epoch"],
+                                                   state["best_state"], state["bad_epochs"])
+        resumed_from = state["epoch"]
+        if progress:
+            print(f"Resuming from checkpoint {ckpt} after epoch {state['epoch'] + 1}.")
+    stopped = bool(history) and patience is not None and bad >= patience
+    device = next(model.parameters()).device
+    epochs_run = 0
+    for epoch in range(start, epochs):
+        if stopped or (stop_after is not None and epochs_run >= stop_after):
+            break
+        reseed(seed + epoch, train_loader)
+        model.train()
+        t0, losses, n_batches = time.time(), [], len(train_loader) if max_batches is None else min(max_batches, len(train_loader))
+        bar = tqdm(train_loader, total=n_batches, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress, leave=False)
+        for b, batch in enumerate(bar):
+            if b >= n_batches:
+                break
+            batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+            optimizer.zero_grad(set_to_none=True)
+            loss = train_step(model, batch)
+            loss.backward()
+            if clip_grad is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+            optimizer.step()
+            if scheduler is not None and scheduler_step == "batch":
+                scheduler.step()
+            losses.append(float(loss.detach()))
+            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        lr = optimizer.param_groups[0]["lr"]
+        if scheduler is not None and scheduler_step == "epoch":
+            scheduler.step()
+        model.eval()
+        with torch.no_grad():
+            scores = evaluate(model)
+        row = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)) if losses else math.nan, "lr": lr,
+               **{k: float(v) for k, v in scores.items()}, "seconds": round(time.time() - t0, 2)}
+        history.append(row)
+        value = row[monitor]
+        if better(value, best_value):
+            best_value, best_epoch, bad = value, epoch, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            bad += 1
+        stopped = patience is not None and bad >= patience
+        if progress:
+            shown = ", ".join(f"{k}={v:.4f}" for k, v in row.items() if k not in ("epoch", "seconds", "lr"))
+            print(f"epoch {epoch + 1}/{epochs}: {shown} ({row['seconds']:.0f}s)" + (" — early stop" if stopped else ""))
+        if ckpt is not None:
+            save_checkpoint(ckpt, model=model.state_dict(), optimizer=optimizer.state_dict(),
+                            scheduler=scheduler.state_dict() if scheduler is not None else None,
+                            epoch=epoch, history=history, best_value=best_value, best_epoch=best_epoch,
+                            best_state=best_state, bad_epochs=bad, rng=_rng_state())
+        epochs_run += 1
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return FitResult(history=pd.DataFrame(history), best_epoch=best_epoch + 1, best_value=best_value,
+                     stopped_early=stopped, resumed_from=resumed_from)
+
+
+@torch.no_grad()
+def predict_scores(model: nn.Module, loader, forward: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Defect probabilities (softmax of class 1) and labels for every item of ``loader``, in order."""
+    model.eval()
+    device = next(model.parameters()).device
+    probs, labels = [], []
+    for batch in loader:
+        x = batch["image"].to(device)
+        logits = forward(model, x) if forward else model(x)
+        probs.append(torch.softmax(logits.float(), dim=1)[:, 1].cpu().numpy())
+        labels.append(batch["label"].numpy())
+    return np.concatenate(probs), np.concatenate(labels)
+
+
+@torch.no_grad()
+def embed(encoder: nn.Module, loader) -> tuple[np.ndarray, np.ndarray]:
+    """Encoder outputs (e.g. pooled 2048-d ResNet features) and labels for every item of ``loader``."""
+    encoder.eval()
+    device = next(encoder.parameters()).device
+    feats, labels = [], []
+    for batch in loader:
+        feats.append(encoder(batch["image"].to(device)).float().cpu().numpy())
+        labels.append(batch["label"].numpy())
+    return np.concatenate(feats), np.concatenate(labels)

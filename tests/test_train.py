@@ -1,0 +1,140 @@
+"""The shared training loop and the PyTorch building blocks: values, not just shapes."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from helpers.torch_models import LinearProbe, inverse_frequency_weights, nt_xent, supervised_head
+from helpers.train import fit
+
+WORKER = Path(__file__).with_name("_resume_worker.py")
+
+
+def nt_xent_reference(z1: torch.Tensor, z2: torch.Tensor, t: float) -> float:
+    """Direct computation: for each of the 2N views, -log(exp(s_pos/t) / sum over the 2N-1 others)."""
+    z = torch.cat([z1, z2]).double()
+    z = z / z.norm(dim=1, keepdim=True)
+    n2, n = len(z), len(z1)
+    total = 0.0
+    for i in range(n2):
+        pos = (i + n) % n2
+        denom = sum(math.exp(float(z[i] @ z[k]) / t) for k in range(n2) if k != i)
+        total += -math.log(math.exp(float(z[i] @ z[pos]) / t) / denom)
+    return total / n2
+
+
+@pytest.mark.parametrize("t", [0.07, 0.5])
+def test_nt_xent_matches_reference(t):
+    g = torch.Generator().manual_seed(0)
+    z1, z2 = torch.randn(5, 8, generator=g), torch.randn(5, 8, generator=g)
+    assert float(nt_xent(z1, z2, t)) == pytest.approx(nt_xent_reference(z1, z2, t), rel=1e-5)
+    # identical views give a lower loss than unrelated ones
+    assert float(nt_xent(z1, z1 + 0.01, t)) < float(nt_xent(z1, z2, t))
+
+
+def test_nt_xent_known_value():
+    # two orthogonal pairs, t=1: each view's positive has cos 1, its two negatives cos 0
+    z1 = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    expected = -math.log(math.e / (math.e + 2))
+    assert float(nt_xent(z1, z1.clone(), 1.0)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_class_weights_and_head():
+    w = inverse_frequency_weights([0, 0, 0, 1])
+    assert w.tolist() == pytest.approx([4 / 6, 2.0])
+    with pytest.raises(ValueError, match="no examples"):
+        inverse_frequency_weights([0, 0])
+    head = supervised_head()
+    kinds = [type(m).__name__ for m in head]
+    assert kinds == ["Dropout", "Linear", "ReLU", "BatchNorm1d", "Dropout", "Linear"]
+    assert (head[1].in_features, head[1].out_features, head[5].out_features) == (2048, 512, 2)
+    assert (head[0].p, head[4].p) == (0.5, 0.3)
+
+
+def test_linear_probe_keeps_encoder_frozen():
+    enc = nn.Sequential(nn.Linear(4, 2048), nn.BatchNorm1d(2048))
+    probe = LinearProbe(enc)
+    before = [p.clone() for p in enc.parameters()]
+    opt = torch.optim.Adam([p for p in probe.parameters() if p.requires_grad], lr=0.1)
+    probe.train()
+    loss = nn.functional.cross_entropy(probe(torch.randn(16, 4)), torch.randint(0, 2, (16,)))
+    loss.backward()
+    opt.step()
+    assert all(torch.equal(a, b) for a, b in zip(before, enc.parameters()))
+    assert not enc.training  # BatchNorm statistics are not updated
+
+
+def _toy_loaders(n=256, shuffled=False, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 2, generator=g)
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).long()
+    if shuffled:
+        y = y[torch.randperm(n, generator=g)]
+    ds = [{"image": xi, "label": yi} for xi, yi in zip(x, y)]
+    return torch.utils.data.DataLoader(ds[:192], batch_size=16, shuffle=True, generator=torch.Generator()), ds[192:]
+
+
+def test_fit_learns_early_stops_and_restores_best():
+    torch.manual_seed(0)
+    loader, val = _toy_loaders()
+    model = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    xs = torch.stack([v["image"] for v in val]); ys = torch.stack([v["label"] for v in val])
+    ce = nn.CrossEntropyLoss()
+    res = fit(model, opt, loader, lambda m, b: ce(m(b["image"]), b["label"]),
+              lambda m: {"val_loss": float(ce(m(xs), ys))}, epochs=40, patience=3, progress=False)
+    h = res.history
+    assert h["val_loss"].iloc[0] > 2 * h["val_loss"].min()           # it learned
+    assert res.stopped_early and len(h) < 40
+    with torch.no_grad():
+        assert float(ce(model(xs), ys)) == pytest.approx(h["val_loss"].min(), rel=1e-6)  # best weights restored
+    assert res.best_epoch == int(h["val_loss"].idxmin()) + 1
+
+
+def test_resume_after_sigkill_matches_uninterrupted_run(synthetic_root, tmp_path):
+    env = dict(os.environ, PYTHONHASHSEED="0", OMP_NUM_THREADS="1")
+    epochs = 6
+    straight = tmp_path / "straight"
+    straight.mkdir()
+    subprocess.run([sys.executable, str(WORKER), str(synthetic_root), str(straight), str(epochs)],
+                   check=True, env=env, timeout=600)
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    proc = subprocess.Popen([sys.executable, str(WORKER), str(synthetic_root), str(killed), str(epochs)], env=env)
+    ckpt, k = killed / "ckpt.pt", None
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if ckpt.exists():
+            try:
+                k = torch.load(ckpt, weights_only=False)["epoch"]
+            except Exception:  # noqa: BLE001 - being replaced right now
+                k = None
+            if k is not None and k >= 1:
+                proc.send_signal(signal.SIGKILL)
+                break
+        time.sleep(0.05)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the worker finished before it could be killed"
+    assert not (killed / "result.json").exists()
+    k = torch.load(ckpt, weights_only=False)["epoch"]
+    assert k < epochs - 1
+    subprocess.run([sys.executable, str(WORKER), str(synthetic_root), str(killed), str(epochs)],
+                   check=True, env=env, timeout=600)
+    a = json.loads((straight / "result.json").read_text())
+    b = json.loads((killed / "result.json").read_text())
+    assert b["resumed_from"] == k            # continued at k+1, not from scratch
+    assert a["resumed_from"] is None
+    assert a["history"] == b["history"]       # identical epochs, losses and learning rates
+    assert a["auroc"] == b["auroc"] and a["best_epoch"] == b["best_epoch"]
+    assert len(a["history"]["epoch"]) == epochs and np.isfinite(a["history"]["train_loss"]).all()
