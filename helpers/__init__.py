@@ -23,7 +23,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = {
     "cache", "config", "data", "download", "env", "metrics", "prepare", "split", "synthetic",
-    "tf_data", "torch_data", "viz",
+    "tf_data", "torch_data", "torch_models", "train", "viz",
 }
 
 

@@ -237,7 +237,9 @@ def scan_mvtec(root: str | os.PathLike, workers: int | None = None, progress: bo
             elif entry.suffix.lower() not in {".txt", ".md", ".json"}:  # MVTec ships LICENSE.txt, readme.txt
                 warnings.append((entry.name, "file at the dataset root ignored (not inside a category)"))
         elif entry.is_dir() and entry not in _category_dirs(root):
-            warnings.append((entry.name + "/", "folder without train/ or test/ ignored (not a category)"))
+            empty = not any(entry.iterdir())
+            warnings.append((entry.name + "/", "empty category folder (no train/ or test/): nothing to use"
+                             if empty else "folder without train/ or test/ ignored (not a category)"))
 
     for cat_dir in _category_dirs(root):
         category = cat_dir.name

@@ -113,12 +113,16 @@ def test_grayscale_loads_as_three_channels(synthetic_root):
 def test_structure_problems_are_warnings_not_losses(synthetic_copy):
     root = synthetic_copy
     (root / "zipper" / "test" / "good").mkdir(parents=True)   # category without train/, empty split dir
+    (root / "cable").mkdir()                                  # an empty category folder
+    (root / "wood" / "train").mkdir(parents=True)             # a category whose only split is empty
     (root / "carpet" / "test" / "empty_defect").mkdir()
     mask = root / "bottle" / "ground_truth" / "broken_large" / "000_mask.png"
     mask.unlink()                                            # defective image without mask
     Image.new("L", (64, 64)).save(root / "bottle" / "ground_truth" / "broken_large" / "099_mask.png")
     scan = scan_mvtec(root, progress=False)
     assert "no train/" in _warning(scan, "zipper/")
+    assert "empty category folder" in _warning(scan, "cable/")
+    assert "empty folder" in _warning(scan, "wood/train/")
     assert "empty folder" in _warning(scan, "zipper/test/good/")
     assert "empty folder" in _warning(scan, "carpet/test/empty_defect/")
     assert "without a ground-truth mask" in _warning(scan, "bottle/test/broken_large/000.png")
