@@ -229,6 +229,7 @@ def scan_mvtec(root: str | os.PathLike, workers: int | None = None, progress: bo
     quarantine: list[tuple[str, str]] = []
     candidates: list[tuple[Path, str, str, str]] = []   # file, category, split, defect_type
     used_masks: set[Path] = set()
+    category_dirs = _category_dirs(root)
 
     for entry in sorted(root.iterdir()):
         if entry.is_file():
@@ -236,12 +237,12 @@ def scan_mvtec(root: str | os.PathLike, workers: int | None = None, progress: bo
                 quarantine.append((entry.name, f"system metadata file ({entry.name}), not an image"))
             elif entry.suffix.lower() not in {".txt", ".md", ".json"}:  # MVTec ships LICENSE.txt, readme.txt
                 warnings.append((entry.name, "file at the dataset root ignored (not inside a category)"))
-        elif entry.is_dir() and entry not in _category_dirs(root):
+        elif entry.is_dir() and entry not in category_dirs:
             empty = not any(entry.iterdir())
             warnings.append((entry.name + "/", "empty category folder (no train/ or test/): nothing to use"
                              if empty else "folder without train/ or test/ ignored (not a category)"))
 
-    for cat_dir in _category_dirs(root):
+    for cat_dir in category_dirs:
         category = cat_dir.name
         if category not in MVTEC_CATEGORIES:
             warnings.append((category + "/", "not one of the 15 MVTec AD category names; kept"))
@@ -316,7 +317,7 @@ def scan_mvtec(root: str | os.PathLike, workers: int | None = None, progress: bo
                      "width": info["width"], "height": info["height"], "mode": info["mode"],
                      "content_hash": info["content_hash"]})
 
-    for cat_dir in _category_dirs(root):
+    for cat_dir in category_dirs:
         gt = cat_dir / "ground_truth"
         if gt.is_dir():
             for mask in sorted(p for p in gt.rglob("*") if p.is_file()):
