@@ -49,13 +49,6 @@ def supervised_resnet50(pretrained: bool = True) -> tuple[nn.Module, str]:
     return model, weights
 
 
-def features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Pooled 2048-d features of a torchvision ResNet (everything before ``fc``)."""
-    for name in ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool"):
-        x = getattr(model, name)(x)
-    return torch.flatten(x, 1)
-
-
 class SimCLR(nn.Module):
     """ResNet-50 encoder (fc removed) + projection head Linear(2048, 1024) → ReLU → Linear(1024, 256)."""
 
@@ -152,6 +145,7 @@ def predict(model_or_path: nn.Module | str | os.PathLike, images: Iterable, imag
     """Defect probabilities for image paths or H×W×3 uint8 arrays, with a saved or in-memory model."""
     from .data import load_rgb  # noqa: PLC0415
     from .torch_data import eval_transform  # noqa: PLC0415
+    from .train import defect_probability  # noqa: PLC0415
 
     if isinstance(model_or_path, (str, os.PathLike)):
         model, meta = load_model(model_or_path)
@@ -164,8 +158,6 @@ def predict(model_or_path: nn.Module | str | os.PathLike, images: Iterable, imag
     device = next(model.parameters()).device
     tensors = [transform(image=load_rgb(x) if isinstance(x, (str, os.PathLike)) else np.asarray(x))["image"]
                for x in images]
-    out = []
-    for i in range(0, len(tensors), batch_size):
-        logits = model(torch.stack(tensors[i:i + batch_size]).to(device))
-        out.append(torch.softmax(logits.float(), dim=1)[:, 1].cpu().numpy())
+    out = [defect_probability(model(torch.stack(tensors[i:i + batch_size]).to(device))).cpu().numpy()
+           for i in range(0, len(tensors), batch_size)]
     return np.concatenate(out) if out else np.zeros(0)

@@ -160,6 +160,11 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader, train_
                      stopped_early=stopped, resumed_from=resumed_from)
 
 
+def defect_probability(logits: torch.Tensor) -> torch.Tensor:
+    """The defect score every PyTorch model reports: softmax probability of class 1 (defective)."""
+    return torch.softmax(logits.float(), dim=1)[:, 1]
+
+
 @torch.no_grad()
 def predict_scores(model: nn.Module, loader, forward: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None
                    ) -> tuple[np.ndarray, np.ndarray]:
@@ -170,7 +175,7 @@ def predict_scores(model: nn.Module, loader, forward: Callable[[nn.Module, torch
     for batch in loader:
         x = batch["image"].to(device)
         logits = forward(model, x) if forward else model(x)
-        probs.append(torch.softmax(logits.float(), dim=1)[:, 1].cpu().numpy())
+        probs.append(defect_probability(logits).cpu().numpy())
         labels.append(batch["label"].numpy())
     return np.concatenate(probs), np.concatenate(labels)
 

@@ -138,3 +138,21 @@ def test_resume_after_sigkill_matches_uninterrupted_run(synthetic_root, tmp_path
     assert a["history"] == b["history"]       # identical epochs, losses and learning rates
     assert a["auroc"] == b["auroc"] and a["best_epoch"] == b["best_epoch"]
     assert len(a["history"]["epoch"]) == epochs and np.isfinite(a["history"]["train_loss"]).all()
+
+
+def test_saved_model_reloads_and_predicts_the_same(tmp_path):
+    from helpers.torch_models import predict, save_model, supervised_resnet50
+
+    torch.manual_seed(0)
+    model, weights = supervised_resnet50(pretrained=False)
+    assert weights == "none (random init)"
+    trainable = {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"layer3", "layer4", "fc"}
+    model.eval()
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (40, 40, 3), dtype=np.uint8) for _ in range(3)]
+    direct = predict(model, images, image_size=32)
+    path = save_model(model, tmp_path / "m.pt", "supervised_resnet50", image_size=32)
+    again = predict(path, images)
+    assert direct.shape == (3,) and ((direct > 0) & (direct < 1)).all()
+    np.testing.assert_allclose(again, direct, rtol=1e-5)
