@@ -56,6 +56,9 @@ class SyntheticSpec:
     n_per_defect: int = 3
     seed: int = 42
     categories: tuple[str, ...] = MVTEC_CATEGORIES
+    #: Multiplier on every defect's size (1.0: 0.1–2% of the image). Learning tests use larger defects
+    #: so that a small model trained from scratch on a CPU can find them in seconds.
+    defect_scale: float = 1.0
     version: int = GENERATOR_VERSION
 
 
@@ -275,15 +278,19 @@ def _anchor(region: np.ndarray, rng: np.random.Generator, margin: int) -> tuple[
     return int(xs[i]), int(ys[i])
 
 
-def add_defect(img: np.ndarray, region: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
-    """Draw one defect of primitive ``kind`` inside ``region``; return its boolean pixel mask."""
+def add_defect(img: np.ndarray, region: np.ndarray, kind: str, rng: np.random.Generator,
+               scale: float = 1.0) -> np.ndarray:
+    """Draw one defect of primitive ``kind`` inside ``region``; return its boolean pixel mask.
+
+    ``scale`` multiplies the defect's length, radius and line width.
+    """
     s = img.shape[0]
-    width = max(1, round(s / 96))
+    width = max(1, round(scale * s / 96))
     cx, cy = _anchor(region, rng, margin=max(2, s // 10))
     canvas, draw = _mask_draw(s)
     if kind in ("scratch", "crack"):
         n_seg = 1 if kind == "scratch" else 5
-        length = rng.uniform(0.12, 0.22) * s
+        length = rng.uniform(0.12, 0.22) * s * scale
         points, angle = [(cx, cy)], rng.uniform(0, 2 * np.pi)
         for _ in range(n_seg):
             angle += rng.uniform(-0.9, 0.9) if kind == "crack" else 0.0
@@ -295,12 +302,12 @@ def add_defect(img: np.ndarray, region: np.ndarray, kind: str, rng: np.random.Ge
         shade = rng.choice([-1.0, 1.0]) if kind == "scratch" else -1.0
         img[mask] = np.clip(img[mask] + shade * 0.28, 0, 1)
     elif kind == "hole":
-        r = rng.uniform(0.025, 0.045) * s
+        r = rng.uniform(0.025, 0.045) * s * scale
         draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=255)
         mask = np.asarray(canvas) > 0
         img[mask] = img[mask] * 0.25 + 0.02
     elif kind == "stain":
-        r = rng.uniform(0.04, 0.07) * s
+        r = rng.uniform(0.04, 0.07) * s * scale
         draw.ellipse([cx - r, cy - r * rng.uniform(0.5, 1), cx + r, cy + r], fill=255)
         soft = np.asarray(canvas.filter(ImageFilter.GaussianBlur(r / 3)), np.float32) / 255
         tint = rng.uniform(-1, 1, 3).astype(np.float32)
@@ -308,7 +315,7 @@ def add_defect(img: np.ndarray, region: np.ndarray, kind: str, rng: np.random.Ge
         img += soft[..., None] * tint
         mask = soft > 0.5
     elif kind == "missing":
-        r = rng.uniform(0.05, 0.08) * s
+        r = rng.uniform(0.05, 0.08) * s * scale
         angles = np.sort(rng.uniform(0, 2 * np.pi, 6))
         radii = r * rng.uniform(0.6, 1.0, 6)
         draw.polygon([(cx + q * np.cos(a), cy + q * np.sin(a)) for q, a in zip(radii, angles)], fill=255)
@@ -321,7 +328,7 @@ def add_defect(img: np.ndarray, region: np.ndarray, kind: str, rng: np.random.Ge
 
 
 def render_image(category: str, rng: np.random.Generator, size: int,
-                 defect: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+                 defect: str | None = None, defect_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray | None]:
     """One uint8 image of ``category`` (H×W for grayscale categories, else H×W×3) and its mask.
 
     ``defect`` is one of ``DEFECTS[category]`` or None for a good image (mask None).
@@ -329,7 +336,7 @@ def render_image(category: str, rng: np.random.Generator, size: int,
     img, region = RENDERERS[category](rng, size)
     mask = None
     if defect is not None:
-        mask = add_defect(img, region, DEFECTS[category][defect], rng)
+        mask = add_defect(img, region, DEFECTS[category][defect], rng, defect_scale)
     out = (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
     if category in GRAYSCALE_CATEGORIES:
         out = out.mean(axis=2).astype(np.uint8)
@@ -362,7 +369,7 @@ def generate_dataset(root: str | os.PathLike, spec: SyntheticSpec | None = None,
         # one independent stream per image: any subset regenerates identically
         rng = np.random.default_rng([spec.seed, MVTEC_CATEGORIES.index(cat), int(split == "test"),
                                      sum(map(ord, defect or "good")), i])
-        img, mask = render_image(cat, rng, spec.size, defect)
+        img, mask = render_image(cat, rng, spec.size, defect, spec.defect_scale)
         folder = root / cat / split / (defect or "good")
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(img).save(folder / f"{i:03d}.png")

@@ -72,7 +72,8 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader, train_
         evaluate: EvalFn, epochs: int, *, scheduler=None, scheduler_step: str = "batch",
         clip_grad: float | None = 1.0, monitor: str = "val_loss", mode: str = "min",
         patience: int | None = None, checkpoint: str | os.PathLike | None = None, seed: int = 42,
-        max_batches: int | None = None, progress: bool = True, stop_after: int | None = None) -> FitResult:
+        max_batches: int | None = None, progress: bool = True, stop_after: int | None = None,
+        restore_best: bool = True) -> FitResult:
     """Train ``model`` and return its history; the model ends with the best weights seen.
 
     Args:
@@ -85,6 +86,7 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader, train_
         checkpoint: file written every epoch and resumed from when present.
         max_batches: cap on batches per epoch (profiles shrink data this way).
         stop_after: end the call after this many epochs (tests use it to simulate an interruption).
+        restore_best: end with the best epoch's weights (False: keep the last epoch's).
     """
     if scheduler_step not in ("batch", "epoch"):
         raise ValueError("scheduler_step must be 'batch' or 'epoch'")
@@ -154,7 +156,7 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader, train_
                             epoch=epoch, history=history, best_value=best_value, best_epoch=best_epoch,
                             best_state=best_state, bad_epochs=bad, rng=_rng_state())
         epochs_run += 1
-    if best_state is not None:
+    if restore_best and best_state is not None:
         model.load_state_dict(best_state)
     return FitResult(history=pd.DataFrame(history), best_epoch=best_epoch + 1, best_value=best_value,
                      stopped_early=stopped, resumed_from=resumed_from)
