@@ -51,6 +51,7 @@ def _run_notebooks(args: argparse.Namespace) -> int:
                 f"MVTEC_DIR={os.environ.get('MVTEC_DIR') or '(built-in sample data)'}, RUNS_DIR={runs}")
     print(f"Running {len(notebooks)} notebooks ({env_note})")
     os.environ["RUNS_DIR"] = str(runs)
+    os.environ["DEFECTS_HEADLESS"] = "1"  # widgets → static figures (see helpers.viz.widgets_wanted)
     for nb in notebooks:
         t0 = time.time()
         print(f"==> {nb.name}", flush=True)

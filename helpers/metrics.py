@@ -229,10 +229,10 @@ def validate_record(record: dict[str, Any]) -> None:
         raise ValueError("threshold must have value, method and chosen_on")
 
 
-def write_metrics(record: dict[str, Any], runs_dir: str | os.PathLike) -> Path:
-    """Validate and write ``RUNS_DIR/<notebook>/metrics.json``; return its path."""
+def write_metrics(record: dict[str, Any], runs_dir: str | os.PathLike, path: str | os.PathLike | None = None) -> Path:
+    """Validate and write ``RUNS_DIR/<notebook>/metrics.json`` (or ``path``); return its path."""
     validate_record(record)
-    path = Path(runs_dir) / record["notebook"] / "metrics.json"
+    path = Path(path) if path is not None else Path(runs_dir) / record["notebook"] / "metrics.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2, allow_nan=False))
     return path

@@ -74,20 +74,40 @@ def show_samples(manifest: pd.DataFrame, root: str | os.PathLike, categories: li
     return fig
 
 
+HEADLESS_ENV = "DEFECTS_HEADLESS"
+
+
+def widgets_wanted() -> bool:
+    """True when interactive widgets can be shown; prints why not otherwise.
+
+    ``python -m helpers run-notebooks`` sets ``DEFECTS_HEADLESS=1``: papermill/nbclient can block for
+    ever on a cell that displays an ipywidgets ``Output`` (jupyter/nbclient#312), and an executed
+    notebook keeps no live widget anyway, so the static figures are drawn instead.
+    """
+    if os.environ.get(HEADLESS_ENV, "") not in ("", "0"):
+        print("Headless run: static figures instead of widgets (open the notebook to explore interactively).")
+        return False
+    try:
+        import ipywidgets  # noqa: F401, PLC0415
+    except ImportError:
+        print("ipywidgets is not available: showing static figures instead.")
+        return False
+    return True
+
+
 def explorer(manifest: pd.DataFrame, root: str | os.PathLike, per_row: int = 6):
     """Category and defect-type dropdowns over :func:`show_samples`.
 
     Without ipywidgets (or outside a live notebook) it falls back to a static grid of every category.
     The widget renders its first selection immediately, so executed notebooks keep a figure too.
     """
-    try:
-        import ipywidgets as widgets  # noqa: PLC0415
-        from IPython.display import display  # noqa: PLC0415
-    except ImportError:
-        print("ipywidgets is not available: showing static figures instead.")
+    if not widgets_wanted():
         show_samples(manifest, root, per_row=per_row)
         plt.show()
         return None
+    import ipywidgets as widgets  # noqa: PLC0415
+    from IPython.display import display  # noqa: PLC0415
+
     cats = sorted(manifest["category"].unique())
     cat_dd = widgets.Dropdown(options=cats, description="category")
     def_dd = widgets.Dropdown(description="defect type")
@@ -116,3 +136,36 @@ def explorer(manifest: pd.DataFrame, root: str | os.PathLike, per_row: int = 6):
     display(box)
     render()
     return box
+
+
+def plot_history(history: pd.DataFrame, panels: dict[str, list[str]], lrs: np.ndarray | None = None,
+                 steps_per_epoch: int = 1, best_epoch: int | None = None, title: str = ""):
+    """Training curves, one panel per entry of ``panels`` (title → history columns), plus the LR schedule.
+
+    ``lrs`` is the planned per-batch learning rate (``steps_per_epoch`` batches an epoch; a run that
+    stopped early ran only its first part); ``best_epoch`` (1-based)
+    is marked with a dotted line — the weights that were kept.
+    """
+    n = len(panels) + (lrs is not None)
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.4), squeeze=False)
+    axes = axes[0]
+    for ax, (name, cols) in zip(axes, panels.items()):
+        for col in cols:
+            if col in history:
+                ax.plot(history["epoch"], history[col], marker="o", ms=3, label=col)
+        if best_epoch:
+            ax.axvline(best_epoch, ls=":", c="grey")
+        values = history[[c for c in cols if c in history]].to_numpy(float)
+        if "loss" in name and np.nanmin(values) > 0 and np.nanmax(values) / np.nanmin(values) > 30:
+            ax.set_yscale("log")  # one exploding epoch would flatten the rest
+        ax.set(title=name, xlabel="epoch")
+        ax.legend(fontsize=8)
+    if lrs is not None:
+        ax = axes[-1]
+        ax.plot(np.arange(1, len(lrs) + 1) / steps_per_epoch, lrs)
+        ax.axvline(len(history), ls=":", c="grey")
+        ax.set(title="learning rate (per batch)", xlabel="epoch", yscale="log")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -95,4 +95,286 @@ viz.explorer(scan.manifest, source.root);"""),
     ],
 )
 
-NOTEBOOKS = [NB00]
+
+LOAD = """\
+from helpers import env, prepare, metrics, viz, torch_models
+from helpers import pytorch_track as pt
+import pandas as pd, matplotlib.pyplot as plt
+env.configure_frameworks()          # thread caps, TF32 on GPU (see helpers/env.py)
+env.seed_everything(cfg.seed)
+prep = prepare.load_prepared(cfg)   # the split notebook 00 wrote: train / val / test
+print(prepare.describe_source(prep.source))
+display(prep.split["split"].value_counts().rename("images").to_frame().T)"""
+
+RESULTS = """\
+test = run.split_scores("test")
+print(f"threshold {run.threshold:.4f}, chosen on val (F1-max); scored once on {len(test)} held-out test images")
+fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+metrics.plot_confusion(test["label"], (test["score"] >= run.threshold).astype(int), ax=axes[0], title="test")
+metrics.plot_roc_pr(test["label"], test["score"], label="test", axes=axes[1:], threshold=run.threshold)
+plt.tight_layout(); plt.show()"""
+
+PER_CATEGORY = """\
+display(run.per_category.round(3))
+metrics.plot_per_category_auroc(run.per_category); plt.show()"""
+
+NB01 = dict(
+    name="01_supervised_resnet50.ipynb",
+    title="01 · Supervised ResNet-50: the baseline",
+    intro="""\
+A torchvision ResNet-50 with ImageNet weights (`IMAGENET1K_V2`), fine-tuned to say good / defective.
+
+| recipe (`full` profile) | |
+|---|---|
+| frozen | everything but `layer3`, `layer4` and the head |
+| head (replaces `fc`) | Dropout(0.5) → Linear(2048, 512) → ReLU → BatchNorm1d(512) → Dropout(0.3) → Linear(512, 2) |
+| optimiser | AdamW(lr 1e-3, weight decay 1e-4), OneCycleLR(max_lr 0.01) stepped every batch |
+| loss | cross-entropy weighted by the inverse class frequencies of `train` |
+| batches, epochs | 64, up to 30; early stopping (patience 5) on val loss, best weights restored |
+| numerics | fp32 with TF32 on GPU, gradient clipping at max-norm 1.0, 256×256 input |
+
+Trained on `train`, early-stopped and thresholded on `val`, scored once on `test`. The `quick` and
+`smoke` profiles shrink image size, epochs and images per epoch — never the method. Without internet
+the weights cannot be downloaded: the model then starts from random weights and **says so loudly**;
+such numbers are not the recipe's.""",
+    cells=[
+        ("md", "## 1 · Data and recipe"),
+        ("code", LOAD + """
+recipe = pt.scaled(pt.SupervisedRecipe(), cfg.profile)
+recipe"""),
+        ("md", """\
+## 2 · Train
+
+Progress bars show each epoch; a checkpoint is written after every epoch to
+`RUNS_DIR/01_supervised_resnet50/`. If the session disconnects, run the notebook again: training
+resumes where it stopped."""),
+        ("code", """\
+run = pt.run_supervised(prep, recipe)
+print(f"weights: {run.weights} | epochs run: {len(run.fit.history)} | best epoch: {run.fit.best_epoch}"
+      f"{' (stopped early)' if run.fit.stopped_early else ''}")
+display(run.fit.history.round(4))"""),
+        ("md", "## 3 · Curves and the learning-rate schedule (dotted: the epoch whose weights were kept)"),
+        ("code", """\
+viz.plot_history(run.fit.history, {"loss": ["train_loss", "val_loss"], "val accuracy and F1": ["val_acc", "val_f1"],
+                                   "val AUROC": ["val_auroc"]},
+                 lrs=pt.onecycle_lrs(recipe, run.extra["steps_per_epoch"]),
+                 steps_per_epoch=run.extra["steps_per_epoch"], best_epoch=run.fit.best_epoch);"""),
+        ("md", """\
+## 4 · Held-out test results
+
+The threshold is the F1-maximising one on `val`; `test` is touched once, here. Next to ours, the
+study's own figures — on its own protocol, so not a like-for-like comparison."""),
+        ("code", """\
+table = pd.DataFrame({"ours (test)": run.test_metrics, "study (as reported)": pt.STUDY_SUPERVISED})
+display(table.loc[["accuracy", "precision", "recall", "f1", "specificity", "fpr", "roc_auc", "pr_auc"]].round(4))"""),
+        ("code", RESULTS),
+        ("md", "## 5 · Per category"),
+        ("code", PER_CATEGORY),
+        ("md", """\
+## 6 · Saved model and `predict()`
+
+`metrics.json` (the shared schema), `scores.csv` (val and test scores, read by the report),
+`history.csv` and `model.pt` are under `RUNS_DIR/01_supervised_resnet50/`. `predict()` reloads the
+saved model and returns defect probabilities for image paths or arrays."""),
+        ("code", """\
+print(*sorted(p.name for p in run.out_dir.iterdir()), sep="\\n")
+sample = test.groupby("label").head(2)
+probs = torch_models.predict(run.out_dir / "model.pt", [prep.root / p for p in sample["path"]])
+display(sample.assign(predict=probs)[["path", "label", "score", "predict"]])"""),
+    ],
+)
+
+NB02 = dict(
+    name="02_simclr_pretraining.ipynb",
+    title="02 · SimCLR: self-supervised pretraining on good images",
+    intro="""\
+SimCLR learns features without labels: two random augmentations of the same image should map close
+together, away from every other image in the batch (the NT-Xent loss). Here it sees only the **good**
+images of `train`.
+
+| recipe (`full` profile) | |
+|---|---|
+| encoder | ResNet-50 (ImageNet init when available), `fc` removed → 2048-d |
+| projection head | Linear(2048, 1024) → ReLU → Linear(1024, 256) |
+| loss | NT-Xent, temperature 0.07 (each view's positive: the other view; negatives: the other 2N − 2) |
+| batches, epochs | 48 with drop_last, 7 epochs, fp32 (TF32 on GPU), gradient clipping 1.0 |
+| optimiser (**our choice**) | the study does not name one: AdamW(lr 1e-3, weight decay 1e-4), linear warm-up over 10% of steps, cosine decay to 0 |
+
+The validation loss is NT-Xent on the good images of `val` with fixed augmentations, so epochs compare.
+Chance level is log(2B − 1) for batch size B. Notebook 03 probes the saved encoder.""",
+    cells=[
+        ("md", "## 1 · Data and recipe"),
+        ("code", LOAD + """
+recipe = pt.scaled(pt.SimCLRRecipe(), cfg.profile)
+recipe"""),
+        ("md", "## 2 · Pretrain (checkpoint every epoch; a re-run resumes)"),
+        ("code", """\
+run = pt.run_simclr(prep, recipe)
+import math
+chance = math.log(2 * run.extra["batch_size"] - 1)
+print(f"weights: {run.weights} | {run.extra['n_train_good']} good training images | batch {run.extra['batch_size']}"
+      f" | chance level log(2B-1) = {chance:.3f}")
+display(run.fit.history.round(4))"""),
+        ("md", "## 3 · Loss and learning-rate schedule"),
+        ("code", """\
+fig = viz.plot_history(run.fit.history, {"NT-Xent": ["train_loss", "val_loss"]},
+                       lrs=pt.schedule_lrs(recipe, run.extra["steps_per_epoch"]),
+                       steps_per_epoch=run.extra["steps_per_epoch"])
+fig.axes[0].axhline(chance, ls="--", c="grey", label="chance"); fig.axes[0].legend(fontsize=8);"""),
+        ("md", "## 4 · Saved encoder"),
+        ("code", """\
+print(*sorted(p.name for p in run.out_dir.iterdir()), sep="\\n")
+encoder, meta = pt.load_simclr_encoder(cfg.runs_dir)
+print("reloaded:", meta["arch"], "| image size", meta["image_size"], "| init weights", meta["weights"])"""),
+    ],
+)
+
+NB03 = dict(
+    name="03_linear_probe.ipynb",
+    title="03 · Linear probe on the SimCLR encoder, and a label-free score",
+    intro="""\
+How good are the SimCLR features? The encoder from notebook 02 is **frozen**; a single Linear(2048, 2)
+is trained on **10% of `train`**, drawn stratified by category × label.
+
+| recipe (`full` profile) | |
+|---|---|
+| probe | Linear(2048, 2) on the frozen encoder (features computed once, no augmentation) |
+| optimiser | Adam(lr 1e-4), batch 32, 30 epochs; F1 and AUROC per epoch on `val` |
+| class balance | cross-entropy weighted by inverse class frequencies of the labelled 10% |
+| threshold | F1-max on `val` |
+
+The study reported F1 84.18%, recall 99.36% and a **98.93% false-positive rate** — its probe called
+almost everything defective. We weight the loss and report FPR and specificity on `test`.
+
+A **label-free** variant needs no defect labels at all: the anomaly score of an image is its mean
+distance to the k nearest embeddings of `train` good images (k = 1 and 5).""",
+    cells=[
+        ("md", "## 1 · Data, recipe and the frozen encoder from notebook 02"),
+        ("code", LOAD + """
+recipe = pt.scaled(pt.ProbeRecipe(), cfg.profile)
+encoder, meta = pt.load_simclr_encoder(cfg.runs_dir)   # a missing file names the notebook to run first
+print("encoder: SimCLR from notebook 02, init weights:", meta["weights"])
+recipe"""),
+        ("md", "## 2 · Train the probe"),
+        ("code", """\
+run = pt.run_probe(prep, encoder, recipe, encoder_info={"weights": meta["weights"], "simclr_recipe": meta.get("recipe")})
+labelled = run.extra["labelled"]
+print(f"{len(labelled)} labelled training images (of {len(prep.frame('train'))}):",
+      labelled.groupby("label").size().rename({0: "good", 1: "defective"}).to_dict())
+display(run.fit.history.round(4))
+viz.plot_history(run.fit.history, {"loss": ["train_loss", "val_loss"], "val F1 and AUROC": ["val_f1", "val_auroc"]});"""),
+        ("md", """\
+## 3 · Held-out test results, beside the study's
+
+The study's figures are its own, on a sample of its test data; ours are on the shared held-out `test`."""),
+        ("code", """\
+ours = {k: run.test_metrics[k] for k in ["accuracy", "precision", "recall", "f1", "specificity", "fpr", "roc_auc", "pr_auc"]}
+display(pd.DataFrame({"ours (test)": ours, "study (as reported)": pt.STUDY_PROBE}).round(4))"""),
+        ("code", RESULTS),
+        ("code", PER_CATEGORY),
+        ("md", """\
+## 4 · Label-free: k-nearest-neighbour distance to good training images
+
+No defect label is used: only "these training images are good". Higher distance = more anomalous."""),
+        ("code", """\
+knn = run.extra["knn"]
+display(pd.DataFrame({f"k={k}": {"test AUROC": v["auroc"]} for k, v in knn.items()}).round(4))
+per_cat = pd.concat({f"k={k}": v["per_category"].set_index("category")["auroc"] for k, v in knn.items()}, axis=1)
+per_cat["probe"] = run.per_category.set_index("category")["auroc"]
+display(per_cat.round(3))
+axes = None
+for k, v in knn.items():
+    axes = metrics.plot_roc_pr(v["scores"]["label"], v["scores"]["score"], label=f"kNN k={k}", axes=axes)
+metrics.plot_roc_pr(test["label"], test["score"], label="probe", axes=axes); plt.show()"""),
+    ],
+)
+
+
+NB04 = dict(
+    name="04_keras_multitask_cnn.ipynb",
+    title="04 · Keras multi-task CNN: object category and defect in one model",
+    intro="""\
+One small CNN, two heads: which of the 15 objects is this, and is it defective?
+
+| recipe (`full` profile) | |
+|---|---|
+| input | 224×224×3 in [0, 1]; tf.data with left-right flip, brightness ±0.2, contrast 0.8–1.2; shuffle(1000), batch 32, prefetch |
+| shared backbone | 4 × [Conv2D(32/64/128/256, 3×3, ReLU, same) → MaxPool 2×2] → GAP → Dense(512, ReLU) → Dropout(0.5) |
+| category head | Dense(256, ReLU) → Dropout(0.3) → Dense(15, softmax, `category`) |
+| defect head | Dense(128, ReLU) → Dropout(0.3) → Dense(1, sigmoid, `defect`) |
+| loss | sparse categorical CE (×1.0) + binary CE (×2.0); Adam with defaults |
+| training | 20 epochs; EarlyStopping(val_loss, patience 5, best weights); ModelCheckpoint(val_defect_auc, max, `.keras`); CSVLogger; BackupAndRestore |
+
+**The study scored its own training data.** Here the model trains on `train`, is checkpointed and
+thresholded on `val`, and is scored once on the held-out `test`. The scored model is the checkpoint with
+the best `val_defect_auc`, reloaded from disk. Categories are encoded like the study (sorted names → 0–14);
+the encoding is saved with the model (`model_meta.json`).
+
+**torch and TensorFlow in one kernel.** `env.configure_frameworks()` turns on TF GPU memory growth (TF
+would otherwise reserve all GPU memory at start-up and starve PyTorch) and caps both frameworks' CPU
+thread pools at the cores this process may use, so neither oversubscribes the CPU.""",
+    cells=[
+        ("md", "## 1 · Data, recipe, determinism"),
+        ("code", """\
+from helpers import env, prepare, metrics, viz
+from helpers import keras_track as kt
+import pandas as pd, matplotlib.pyplot as plt
+print("frameworks:", env.configure_frameworks())
+kt.set_determinism(cfg.seed)        # keras.utils.set_random_seed + TF op determinism
+prep = prepare.load_prepared(cfg)
+print(prepare.describe_source(prep.source))
+recipe = kt.scaled(kt.KerasRecipe(), cfg.profile)
+recipe"""),
+        ("code", """\
+model = kt.build_multitask(prep.manifest["category"].nunique(), recipe.image_size)
+model.summary(line_length=100)
+print("layers kept stable for notebook 05:", kt.LAST_CONV, "(last Conv2D) and", kt.SHARED_DENSE, "(shared Dense(512))")"""),
+        ("md", """\
+## 2 · Train
+
+A backup is written every epoch (`RUNS_DIR/04_keras_multitask_cnn/backup/`): if Colab disconnects,
+run the notebook again and `fit` resumes at the next epoch. After a completed fit the backup is
+removed, so a re-run trains again (deterministically)."""),
+        ("code", """\
+run = kt.run_multitask(prep, recipe)
+print(f"epochs run: {run.epochs_run}{' (resumed from a backup)' if run.resumed else ''}")
+display(run.log.round(4))
+kt.plot_log(run.log);"""),
+        ("md", "## 3 · Category task (held-out test)"),
+        ("code", """\
+test = run.split_scores("test")
+cm = run.category_metrics
+display(pd.Series({k: v for k, v in cm.items() if k != "per_class_recall"}, name="test").round(4).to_frame())
+metrics.plot_confusion(test["category"], test["pred_category"], labels=run.categories, title="category (test)")
+plt.show()"""),
+        ("md", "## 4 · Defect task (threshold chosen on val, F1-max)"),
+        ("code", """\
+print(f"threshold {run.threshold:.4f} (from val); {len(test)} test images")
+display(pd.Series(run.test_metrics, name="test").round(4).to_frame().T)
+fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+metrics.plot_confusion(test["label"], (test["score"] >= run.threshold).astype(int), ax=axes[0], title="defect (test)")
+metrics.plot_roc_pr(test["label"], test["score"], label="test", axes=axes[1:], threshold=run.threshold)
+plt.tight_layout(); plt.show()
+display(run.per_category.round(3))
+metrics.plot_per_category_auroc(run.per_category, title="defect AUROC per category (test)"); plt.show()"""),
+        ("md", """\
+## 5 · Beside the study's own table
+
+The study's numbers were measured **on its training data**; ours on held-out `test`."""),
+        ("code", """\
+ours = {"defect_accuracy": run.test_metrics["accuracy"], "defect_f1": run.test_metrics["f1"],
+        "defect_auc": run.test_metrics["roc_auc"], "category_accuracy": run.category_metrics["accuracy"]}
+display(pd.DataFrame({"ours (held-out test)": ours, "study (as reported, on training data)": kt.STUDY_MULTITASK}).round(4))"""),
+        ("md", "## 6 · Saved model: reload and predict"),
+        ("code", """\
+print(*sorted(p.name for p in run.out_dir.iterdir()), sep="\\n")
+reloaded, meta = kt.load_multitask(run.out_dir)
+from helpers.tf_data import make_dataset
+ds = make_dataset(prep.frame("test"), meta["categories"], meta["image_size"], recipe.batch_size,
+                  cache=prep.cache(meta["image_size"], progress=False))
+_, again = kt.predict_multitask(reloaded, ds)
+print("reloaded model gives identical defect scores:", bool(abs(again - test["score"].to_numpy()).max() < 1e-5))"""),
+    ],
+)
+
+NOTEBOOKS = [NB00, NB01, NB02, NB03, NB04]

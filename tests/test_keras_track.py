@@ -1,0 +1,115 @@
+"""Notebook 04 as functions: architecture, learning with a negative control, reload, resume, coexistence.
+
+Learning test data: three categories (bottle, carpet, hazelnut) with defects 4× the built-in size, 64 px,
+20 epochs, batch 16, fixed seeds and TF op determinism. Margins (measured in the comments): category
+accuracy ≥ 0.90 (1.0); defect AUROC on test ≥ 0.70 (0.803); with shuffled defect labels < 0.70 (0.471).
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers import config, prepare, synthetic
+
+keras = pytest.importorskip("keras")
+
+from helpers.keras_track import (LAST_CONV, SHARED_DENSE, KerasRecipe, build_multitask, load_multitask,  # noqa: E402
+                                 predict_multitask, run_multitask, scaled)
+
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def three_cats(tmp_path_factory):
+    spec = synthetic.SyntheticSpec(size=SIZE, n_train_good=60, n_test_good=20, n_per_defect=15, defect_scale=4.0,
+                                   categories=("bottle", "carpet", "hazelnut"))
+    base = tmp_path_factory.mktemp("keras")
+    root = synthetic.generate_dataset(base / "mvtec", spec, progress=False)
+    cfg = config.with_profile(config.get_config("smoke", data_dir=root, runs_dir=base / "runs"),
+                              tf_image_size=SIZE, image_size=SIZE)
+    return prepare.prepare(cfg, progress=False)
+
+
+def test_architecture_follows_the_recipe():
+    model = build_multitask(15, 224)
+    convs = [l for l in model.layers if isinstance(l, keras.layers.Conv2D)]
+    assert [c.filters for c in convs] == [32, 64, 128, 256] and convs[-1].name == LAST_CONV
+    assert all(c.kernel_size == (3, 3) and c.padding == "same" for c in convs)
+    assert sum(isinstance(l, keras.layers.MaxPooling2D) for l in model.layers) == 4
+    assert model.get_layer(SHARED_DENSE).units == 512
+    assert model.get_layer("category").units == 15 and model.get_layer("defect").units == 1
+    assert model.get_layer("shared_dropout").rate == 0.5
+    assert model.get_layer("category_dense").units == 256 and model.get_layer("defect_dense").units == 128
+    out = model(np.zeros((2, 224, 224, 3), np.float32))
+    assert out["category"].shape == (2, 15) and out["defect"].shape == (2, 1)
+    np.testing.assert_allclose(np.asarray(out["category"]).sum(1), 1.0, rtol=1e-5)
+    assert scaled(KerasRecipe(), config.get_profile("full")) == KerasRecipe()
+    smoke = scaled(KerasRecipe(), config.get_profile("smoke"))
+    assert (smoke.image_size, smoke.epochs, smoke.batch_size, smoke.defect_weight) == (64, 1, 32, 2.0)
+
+
+def test_learns_and_shuffled_defect_labels_do_not(three_cats, tmp_path):
+    recipe = KerasRecipe(image_size=SIZE, epochs=20, batch_size=16)
+    real = run_multitask(three_cats, recipe, out_dir=tmp_path / "real", write_metrics=False, verbose=0)
+    assert real.category_metrics["accuracy"] >= 0.90
+    assert real.test_metrics["roc_auc"] >= 0.70
+    assert real.log["val_loss"].min() < real.log["val_loss"].iloc[0]
+    # the saved model reloads and gives identical predictions; the label encoding is saved with it
+    model, meta = load_multitask(tmp_path / "real")
+    assert meta["categories"] == ["bottle", "carpet", "hazelnut"] and meta["image_size"] == SIZE
+    from helpers.tf_data import make_dataset
+    test = three_cats.frame("test")
+    ds = make_dataset(test, meta["categories"], SIZE, 16, cache=three_cats.cache(SIZE, progress=False))
+    _, again = predict_multitask(model, ds)
+    np.testing.assert_allclose(again, real.split_scores("test")["score"], rtol=1e-5, atol=1e-6)
+    control = run_multitask(three_cats, recipe, shuffled_defect=True, out_dir=tmp_path / "shuffled",
+                            write_metrics=False, verbose=0)
+    assert control.test_metrics["roc_auc"] < 0.70
+
+
+class _Interrupt(keras.callbacks.Callback):
+    def __init__(self, after_epoch: int):
+        super().__init__()
+        self.after_epoch = after_epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.after_epoch:
+            raise RuntimeError("simulated disconnect")
+
+
+def test_interrupted_fit_resumes_at_the_next_epoch(three_cats, tmp_path):
+    recipe = KerasRecipe(image_size=SIZE, epochs=4, batch_size=32, patience=10)
+    with pytest.raises(RuntimeError, match="simulated disconnect"):
+        run_multitask(three_cats, recipe, out_dir=tmp_path, verbose=0, extra_callbacks=[_Interrupt(1)])
+    first = pd.read_csv(tmp_path / "training_log.csv")
+    assert first["epoch"].tolist() == [0, 1] and (tmp_path / "backup").exists()
+    done = run_multitask(three_cats, recipe, out_dir=tmp_path, verbose=0)
+    assert done.resumed
+    assert done.log["epoch"].tolist() == [0, 1, 2, 3]          # continued at epoch 3, not from scratch
+    pd.testing.assert_frame_equal(done.log.iloc[:2], first)
+    assert not (tmp_path / "backup").exists()                  # a finished fit removes its backup
+    record = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(pd.read_csv(tmp_path / "scores.csv")["split"]) == {"val", "test"}
+    assert record["metrics"]["category_accuracy"] == pytest.approx(done.category_metrics["accuracy"])
+
+
+def test_torch_and_tensorflow_share_one_process():
+    """configure_frameworks caps both frameworks' threads; both then run in the same interpreter."""
+    code = (
+        "import torch, tensorflow as tf, json\n"
+        "from helpers.env import configure_frameworks\n"
+        "done = configure_frameworks(threads=1)\n"
+        "x = torch.ones(64, 64) @ torch.ones(64, 64)\n"
+        "y = tf.linalg.matmul(tf.ones((64, 64)), tf.ones((64, 64)))\n"
+        "print(json.dumps({'torch': torch.get_num_threads(), 'tf_intra': tf.config.threading.get_intra_op_parallelism_threads(),"
+        " 'tf_inter': tf.config.threading.get_inter_op_parallelism_threads(), 'sum': float(x.sum()) + float(tf.reduce_sum(y))}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True,
+                         cwd=str(__import__("pathlib").Path(__file__).resolve().parents[1]))
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got == {"torch": 1, "tf_intra": 1, "tf_inter": 1, "sum": 2 * 64 ** 3}
