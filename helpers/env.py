@@ -101,6 +101,21 @@ def cpu_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def load_torch_before_tensorflow() -> None:
+    """Import torch's compiled stack (torchvision.ops → triton) before TensorFlow is imported.
+
+    With torch 2.14 (CUDA build, which ships triton) and TensorFlow 2.21 in one process, importing
+    triton *after* TensorFlow crashes the interpreter (segmentation fault); in the other order both work.
+    Every helpers module that imports TensorFlow calls this first. No-op without torch.
+    """
+    if "tensorflow" in sys.modules and "triton" not in sys.modules:
+        return  # too late to fix the order here; torch-free TF use still works
+    try:
+        import torchvision.ops  # noqa: F401, PLC0415 - loads torch, torch._dynamo and triton
+    except ImportError:
+        pass
+
+
 def configure_frameworks(threads: int | None = None) -> dict[str, Any]:
     """Make torch and TensorFlow good neighbours in one process; returns what was set.
 
@@ -120,6 +135,7 @@ def configure_frameworks(threads: int | None = None) -> dict[str, Any]:
         done["torch"] = {"num_threads": torch.get_num_threads(), "tf32": True}
     except ImportError:
         pass
+    load_torch_before_tensorflow()
     try:
         import tensorflow as tf  # noqa: PLC0415
 

@@ -22,7 +22,10 @@ import numpy as np
 import pandas as pd
 
 from . import metrics as M
+from .env import load_torch_before_tensorflow
 from .prepare import Prepared
+
+load_torch_before_tensorflow()
 
 STEM = "04_keras_multitask_cnn"
 LAST_CONV = "last_conv"

@@ -11,7 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import tensorflow as tf
+
+from .env import load_torch_before_tensorflow
+
+load_torch_before_tensorflow()
+import tensorflow as tf  # noqa: E402
 
 from .cache import ImageCache
 

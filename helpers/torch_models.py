@@ -93,9 +93,9 @@ class LinearProbe(nn.Module):
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            f = self.encoder(x)
-        return self.head(f)
+        # no torch.no_grad() here: the frozen encoder builds no graph by itself, and Grad-CAM
+        # (notebook 05) must be able to take gradients through it
+        return self.head(self.encoder(x))
 
 
 def inverse_frequency_weights(labels: Iterable[int], n_classes: int = 2) -> torch.Tensor:

@@ -9,6 +9,10 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from helpers.env import load_torch_before_tensorflow  # noqa: E402
+
+load_torch_before_tensorflow()  # test modules import TensorFlow at collection (see the docstring)
+
 REAL_SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "mvtec_sample"
 
 

@@ -99,9 +99,14 @@ def test_interrupted_fit_resumes_at_the_next_epoch(three_cats, tmp_path):
 
 
 def test_torch_and_tensorflow_share_one_process():
-    """configure_frameworks caps both frameworks' threads; both then run in the same interpreter."""
+    """configure_frameworks caps both frameworks' threads; both then run in the same interpreter.
+
+    The Keras helpers are imported first on purpose: importing triton (via torchvision.ops) after
+    TensorFlow segfaults unless helpers.env.load_torch_before_tensorflow ran before TensorFlow.
+    """
     code = (
-        "import torch, tensorflow as tf, json\n"
+        "import helpers.keras_track, helpers.tf_data\n"
+        "import torchvision.ops, torch, tensorflow as tf, json\n"
         "from helpers.env import configure_frameworks\n"
         "done = configure_frameworks(threads=1)\n"
         "x = torch.ones(64, 64) @ torch.ones(64, 64)\n"

@@ -1,0 +1,108 @@
+"""Explainability: the localisation metric can tell a good heatmap from a random one; Grad-CAM maps of
+both frameworks have the image's size, lie in [0, 1] and follow the input; t-SNE and silhouettes."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy.ndimage import gaussian_filter
+
+from helpers import explain
+from helpers.synthetic import render_image
+
+
+@pytest.fixture(scope="module")
+def planted():
+    """A built-in hazelnut with a planted hole: the image and its ground-truth mask."""
+    img, mask = render_image("hazelnut", np.random.default_rng(7), 128, defect="hole", defect_scale=1.5)
+    assert mask is not None and 20 < mask.sum() < 0.1 * mask.size
+    return img, mask
+
+
+def test_localisation_separates_a_covering_heatmap_from_random(planted):
+    _, mask = planted
+    covering = gaussian_filter(mask.astype(float), sigma=4)
+    good = explain.localisation_scores(covering, mask)
+    assert good["pixel_auroc"] > 0.97 and good["pointing_hit"] == 1.0
+    rng = np.random.default_rng(0)
+    randoms = [explain.localisation_scores(rng.random(mask.shape), mask) for _ in range(20)]
+    aurocs = np.array([r["pixel_auroc"] for r in randoms])
+    assert abs(aurocs.mean() - 0.5) < 0.03 and aurocs.max() < 0.6
+    assert np.mean([r["pointing_hit"] for r in randoms]) < 0.3      # the peak rarely lands in a small mask
+    inverted = explain.localisation_scores(1 - covering, mask)
+    assert inverted["pixel_auroc"] < 0.05 and inverted["pointing_hit"] == 0.0
+    flat = explain.localisation_scores(np.zeros(mask.shape), mask)
+    assert flat == {"pixel_auroc": 0.5, "pointing_hit": 0.0, "flat_map": True}
+    with pytest.raises(ValueError, match="resize the heatmap"):
+        explain.localisation_scores(covering[:64, :64], mask)
+
+
+def test_localisation_table_resizes_maps_to_masks(planted):
+    _, mask = planted
+    small = gaussian_filter(mask.astype(float), sigma=4)[::4, ::4]          # a 32×32 "CAM"
+    frame = pd.DataFrame({"path": ["a.png", "b.png"], "category": ["hazelnut", "hazelnut"]})
+    rng = np.random.default_rng(1)
+    per_image = explain.localisation_table("m", frame, np.stack([small, rng.random(small.shape)]), [mask, mask])
+    assert per_image["pixel_auroc"].iloc[0] > 0.95 and 0.35 < per_image["pixel_auroc"].iloc[1] < 0.65
+    summary = explain.summarise_localisation(per_image)
+    assert summary.set_index("category").loc["(all)", "n"] == 2
+
+
+def _normalised(images: np.ndarray) -> torch.Tensor:
+    from helpers.torch_data import eval_transform
+
+    tf = eval_transform(64)
+    return torch.stack([tf(image=im)["image"] for im in images])
+
+
+def test_torch_gradcam_shape_range_and_input_dependence(planted):
+    from helpers.torch_models import supervised_resnet50
+
+    torch.manual_seed(0)
+    model, _ = supervised_resnet50(pretrained=False)
+    img, _ = planted
+    other, _ = render_image("hazelnut", np.random.default_rng(8), 128, defect="crack", defect_scale=1.5)
+    x = _normalised(np.stack([img, other]))
+    maps = explain.torch_gradcam(model, x, model.layer4[-1])
+    assert maps.shape == (2, 64, 64) and maps.min() >= 0 and maps.max() <= 1 and maps.max() == 1
+    assert np.abs(maps[0] - maps[1]).mean() > 0.01                       # a different input, a different map
+    again = explain.torch_gradcam(model, x[:1], model.layer4[-1])
+    np.testing.assert_allclose(again[0], maps[0], atol=1e-5)            # deterministic
+    assert all(not p.requires_grad for n, p in model.named_parameters() if n.startswith("conv1"))  # frozen stays frozen
+
+
+def test_keras_gradcam_shape_range_and_input_dependence(planted):
+    keras = pytest.importorskip("keras")
+    from helpers.keras_track import build_multitask
+
+    keras.utils.set_random_seed(0)
+    model = build_multitask(3, 64)
+    img, _ = planted
+    other, _ = render_image("carpet", np.random.default_rng(9), 128, defect="hole", defect_scale=1.5)
+    x = np.stack([img, other])[:, ::2, ::2].astype(np.float32) / 255.0
+    maps = explain.keras_gradcam(model, x)
+    assert maps.shape == (2, 64, 64) and maps.min() >= 0 and maps.max() <= 1 and maps.max() == 1
+    assert np.abs(maps[0] - maps[1]).mean() > 0.01
+
+
+def test_tsne_and_silhouettes():
+    rng = np.random.default_rng(0)
+    feats = np.concatenate([rng.normal(0, 1, (20, 8)), rng.normal(6, 1, (20, 8))])
+    labels = np.repeat([0, 1], 20)
+    cats = np.tile(["a", "b"], 20)                                       # unrelated to the clusters
+    sil = explain.silhouettes(feats, cats, labels)
+    assert sil["by_defect"] > 0.6 and abs(sil["by_category"]) < 0.1
+    xy = explain.tsne_2d(feats)
+    assert xy.shape == (40, 2)
+    assert explain.effective_perplexity(40) == 30.0 and explain.effective_perplexity(12) == 11.0
+    centre0, centre1 = xy[:20].mean(0), xy[20:].mean(0)
+    spread = max(xy[:20].std(), xy[20:].std())
+    assert np.linalg.norm(centre0 - centre1) > 2 * spread                 # the clusters stay apart
+
+
+def test_missing_models_are_named_not_fatal(tmp_path):
+    found, missing = explain.load_trained_models(tmp_path)
+    assert found == []
+    for nb in ("01_supervised_resnet50", "02_simclr_pretraining", "03_linear_probe", "04_keras_multitask_cnn"):
+        assert any(f"run notebook {nb}.ipynb first" in line for line in missing), nb
