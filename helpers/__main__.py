@@ -3,6 +3,8 @@
 - ``prepare --data DIR --runs DIR``: notebook 00's steps; writes manifest.csv, split.csv,
   quarantine.csv, warnings.csv, dataset.json and the cache under RUNS_DIR; prints a summary.
   Exits non-zero only when nothing usable was found.
+- ``oneclass --data DIR --runs DIR [--categories ...]``: PatchCore (notebook 06) under both protocols;
+  writes ``RUNS_DIR/06_patchcore_one_class/metrics.json``, ``scores.csv`` and the per-category tables.
 - ``run-notebooks``: executes every notebook in ``notebooks/`` in order (papermill) into
   ``RUNS_DIR/executed/``.
 """
@@ -38,6 +40,40 @@ def _prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _oneclass(args: argparse.Namespace) -> int:
+    import time  # noqa: PLC0415
+
+    from . import patchcore as pc
+    from .config import get_config
+    from .data import DatasetLayoutError
+    from .prepare import describe_source, prepare
+
+    started = time.time()
+    cfg = get_config(profile=args.profile, data_dir=args.data, runs_dir=args.runs)
+    try:
+        prepared = prepare(cfg, progress=False)
+    except DatasetLayoutError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(describe_source(prepared.source))
+    recipe = pc.scaled(pc.PatchCoreRecipe(coreset_fraction=args.coreset), cfg.profile)
+    backbone = pc.load_backbone(recipe.backbone)
+    print(f"backbone: {backbone.name}\nrecipe: {recipe}")
+    try:
+        standard = pc.run_protocol(prepared, "mvtec-standard", recipe, args.categories, backbone)
+        shared = pc.run_protocol(prepared, "shared-split", recipe, args.categories, backbone)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    path, threshold, test_m = pc.write_outputs(prepared, shared, standard, started)
+    cols = ["category", "n_fit", "n_scored", "image_auroc", "pixel_auroc", "bank", "fit_s", "score_s"]
+    print("\nMVTec standard protocol:\n" + standard.per_category[[c for c in cols if c in standard.per_category]].round(3).to_string(index=False))
+    print("\nShared split (test):\n" + shared.per_category[[c for c in cols if c in shared.per_category]].round(3).to_string(index=False))
+    print(f"\nshared split, all categories: ROC-AUC {test_m['roc_auc']:.3f}, F1 {test_m['f1']:.3f} at threshold "
+          f"{threshold:.3f} (chosen on val)\nwritten: {path}")
+    return 0
+
+
 def _run_notebooks(args: argparse.Namespace) -> int:
     import papermill as pm
 
@@ -58,6 +94,9 @@ def _run_notebooks(args: argparse.Namespace) -> int:
         pm.execute_notebook(str(nb), str(out_dir / nb.name), cwd=str(NOTEBOOK_DIR), kernel_name="python3",
                             progress_bar=False, log_output=False)
         print(f"    done in {time.time() - t0:.0f}s -> {out_dir / nb.name}", flush=True)
+    report = runs / "report" / "comparison.md"
+    if any(nb.name.startswith("07") for nb in notebooks) and report.exists():
+        print("\n" + report.read_text())
     print(f"\nResults are under {runs}: executed notebooks in {out_dir}, "
           "metrics.json per notebook, manifest.csv/split.csv/quarantine.csv at the top.")
     return 0
@@ -73,6 +112,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", help="full | quick | smoke (default: DEFECTS_PROFILE)")
     p.add_argument("--size", type=int, nargs="*", help="cache sizes in px (default: the profile's)")
     p.set_defaults(func=_prepare)
+    o = sub.add_parser("oneclass", help="PatchCore one-class baseline under both protocols (notebook 06)")
+    o.add_argument("--data", help="MVTec AD root (default: MVTEC_DIR, known places, else built-in data)")
+    o.add_argument("--runs", help="output folder (default: RUNS_DIR or ./runs)")
+    o.add_argument("--profile", help="full | quick | smoke (default: DEFECTS_PROFILE)")
+    o.add_argument("--categories", nargs="*", help="categories to run (default: all)")
+    o.add_argument("--coreset", type=float, default=0.1, help="coreset fraction (default 0.1; the paper also uses 0.01)")
+    o.set_defaults(func=_oneclass)
     r = sub.add_parser("run-notebooks", help="execute every notebook in order into RUNS_DIR/executed")
     r.add_argument("--runs", help="output folder (default: RUNS_DIR or ./runs)")
     r.add_argument("--only", nargs="*", help="notebook number prefixes to run, e.g. 00 01")

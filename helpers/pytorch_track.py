@@ -447,11 +447,12 @@ def run_probe(prepared: Prepared, encoder: nn.Module, recipe: ProbeRecipe | None
     # label-free: distance to the k nearest good training embeddings (no labels beyond "good")
     knn = {}
     for k in recipe.knn_k:
-        s_test = knn_scores(feats["train_good"], feats["test"], k)
-        frame = _score_frame(frames["test"], s_test, "test")
+        both = pd.concat([_score_frame(frames[s], knn_scores(feats["train_good"], feats[s], k), s)
+                          for s in ("val", "test")], ignore_index=True)   # val rows: for a threshold (report)
+        frame = both[both["split"] == "test"]
         knn[k] = {"auroc": M.binary_metrics(frame["label"], frame["score"], np.inf)["roc_auc"],
                   "per_category": M.per_category_table(frame)[["category", "n", "n_defective", "auroc"]],
-                  "scores": frame}
+                  "scores": both}
     approach = "SimCLR + linear probe (10% labels)" + (" (SHUFFLED LABELS control)" if shuffled_labels else "")
     do_write = write and not shuffled_labels
     threshold, test_m, per_cat, record = finish(

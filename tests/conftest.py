@@ -45,3 +45,17 @@ def real_sample() -> Path:
     if not REAL_SAMPLE.is_dir():
         pytest.skip(f"real MVTec sample not present at {REAL_SAMPLE}")
     return REAL_SAMPLE
+
+
+def prepare_learnable(base: Path, categories: tuple[str, ...], size: int = 64):
+    """Generated data the learning tests can learn from offline: defects 4× the built-in size, 60 good
+    training images, 20 good test images and 15 per defect type per category; prepared at ``size`` px
+    (split + cache) in the smoke profile with no cap on images per epoch."""
+    from helpers import config, prepare, synthetic
+
+    spec = synthetic.SyntheticSpec(size=size, n_train_good=60, n_test_good=20, n_per_defect=15, defect_scale=4.0,
+                                   categories=categories)
+    root = synthetic.generate_dataset(base / "mvtec", spec, progress=False)
+    cfg = config.with_profile(config.get_config("smoke", data_dir=root, runs_dir=base / "runs"),
+                              image_size=size, tf_image_size=size, max_train_images=None)
+    return prepare.prepare(cfg, progress=False)

@@ -38,3 +38,23 @@ def test_prepare_fails_clearly(tmp_path):
     (bad / "000.png").write_text("nope")
     res = _run("prepare", "--data", str(tmp_path / "mvtec"), "--runs", str(tmp_path / "r2"))
     assert res.returncode == 2 and "No usable image" in res.stderr
+
+
+def test_oneclass_writes_the_notebooks_metrics(synthetic_root, tmp_path):
+    import json
+
+    runs = tmp_path / "runs"
+    res = _run("oneclass", "--data", str(synthetic_root), "--runs", str(runs), "--profile", "smoke",
+               "--categories", "bottle", "carpet")
+    assert res.returncode == 0, res.stderr
+    out = runs / "06_patchcore_one_class"
+    record = json.loads((out / "metrics.json").read_text())
+    assert record["protocol"] == "shared-split" and "efficientnet-lite0" in record["extra"]["backbone"]
+    std = pd.DataFrame(record["extra"]["mvtec_standard"]["per_category"])
+    assert std["category"].tolist() == ["bottle", "carpet"] and std["image_auroc"].notna().all()
+    scores = pd.read_csv(out / "scores.csv")
+    assert set(scores["split"]) == {"val", "test"} and set(scores["category"]) == {"bottle", "carpet"}
+    assert "MVTec standard protocol" in res.stdout
+    bad = _run("oneclass", "--data", str(synthetic_root), "--runs", str(runs), "--profile", "smoke",
+               "--categories", "spaceship")
+    assert bad.returncode == 2 and "categories not in the data: ['spaceship']" in bad.stderr

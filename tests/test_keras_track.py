@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import config, prepare, synthetic
+from conftest import prepare_learnable
+from helpers import config
 
 keras = pytest.importorskip("keras")
 
@@ -26,13 +27,7 @@ SIZE = 64
 
 @pytest.fixture(scope="module")
 def three_cats(tmp_path_factory):
-    spec = synthetic.SyntheticSpec(size=SIZE, n_train_good=60, n_test_good=20, n_per_defect=15, defect_scale=4.0,
-                                   categories=("bottle", "carpet", "hazelnut"))
-    base = tmp_path_factory.mktemp("keras")
-    root = synthetic.generate_dataset(base / "mvtec", spec, progress=False)
-    cfg = config.with_profile(config.get_config("smoke", data_dir=root, runs_dir=base / "runs"),
-                              tf_image_size=SIZE, image_size=SIZE)
-    return prepare.prepare(cfg, progress=False)
+    return prepare_learnable(tmp_path_factory.mktemp("keras"), ("bottle", "carpet", "hazelnut"), SIZE)
 
 
 def test_architecture_follows_the_recipe():

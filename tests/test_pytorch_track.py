@@ -20,7 +20,8 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers import config, prepare, synthetic
+from conftest import prepare_learnable
+from helpers import config, prepare
 from helpers.pytorch_track import (ProbeRecipe, SimCLRRecipe, SupervisedRecipe, knn_scores, labelled_fraction,
                                    load_simclr_encoder, onecycle_lrs, run_probe, run_simclr, run_supervised,
                                    schedule_lrs, scaled)
@@ -31,13 +32,7 @@ SIZE = 64
 @pytest.fixture(scope="module")
 def learnable(tmp_path_factory):
     """Two categories, big defects, 250 images; prepared (split + 64 px cache) once for the module."""
-    spec = synthetic.SyntheticSpec(size=SIZE, n_train_good=60, n_test_good=20, n_per_defect=15, defect_scale=4.0,
-                                   categories=("bottle", "hazelnut"))
-    base = tmp_path_factory.mktemp("learnable")
-    root = synthetic.generate_dataset(base / "mvtec", spec, progress=False)
-    cfg = config.with_profile(config.get_config("smoke", data_dir=root, runs_dir=base / "runs"),
-                              image_size=SIZE, max_train_images=None)
-    return prepare.prepare(cfg, progress=False)
+    return prepare_learnable(tmp_path_factory.mktemp("learnable"), ("bottle", "hazelnut"), SIZE)
 
 
 def test_labelled_fraction_is_stratified():

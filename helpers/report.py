@@ -1,0 +1,214 @@
+"""Notebook 07 as functions: every approach on the same held-out ``test`` images, in one table.
+
+Reads what notebooks 01–06 wrote under ``RUNS_DIR``: each approach's ``scores.csv`` (val and test rows)
+and its ``metrics.json`` (threshold chosen on val). Label-free kNN scores (notebook 03) get their
+threshold chosen on val here, by the same rule. Nothing is refitted; ``test`` is only scored.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import metrics as M
+
+#: (folder, scores file, approach label, how it was trained)
+APPROACHES: tuple[tuple[str, str, str, str], ...] = (
+    ("01_supervised_resnet50", "scores.csv", "Supervised ResNet-50", "supervised, all train labels"),
+    ("03_linear_probe", "scores.csv", "SimCLR + linear probe", "self-supervised + 10% of train labels"),
+    ("03_linear_probe", "scores_knn1.csv", "SimCLR kNN (k=1)", "self-supervised, label-free"),
+    ("03_linear_probe", "scores_knn5.csv", "SimCLR kNN (k=5)", "self-supervised, label-free"),
+    ("04_keras_multitask_cnn", "scores.csv", "Keras multi-task CNN", "supervised, all train labels"),
+    ("06_patchcore_one_class", "scores.csv", "PatchCore", "one-class, good train images only"),
+)
+
+#: The studies' own figures, each with how it was obtained — never on our test images.
+STUDY_ROWS = pd.DataFrame([
+    {"approach": "study: supervised ResNet-50", "accuracy": 0.9263, "f1": 0.8081, "roc_auc": 0.9496, "pr_auc": 0.8922,
+     "how": "as reported by the study (its own protocol)"},
+    {"approach": "study: SimCLR + probe", "f1": 0.8418, "recall": 0.9936, "fpr": 0.9893,
+     "how": "as reported, on a sample of the study's test data"},
+    {"approach": "study: Keras multi-task", "accuracy": 0.963, "f1": 0.959, "roc_auc": 0.987,
+     "category_accuracy": 0.982, "how": "as reported, on the study's training data"},
+])
+
+TABLE_COLUMNS = ["approach", "trained with", "n_test", "accuracy", "precision", "recall", "f1", "roc_auc",
+                 "pr_auc", "fpr", "specificity", "threshold", "threshold chosen"]
+
+
+@dataclass
+class Approach:
+    """One approach's val/test scores and its val-chosen threshold."""
+
+    name: str
+    trained_with: str
+    scores: pd.DataFrame
+    threshold: float
+    threshold_how: str
+    source: Path
+
+    @property
+    def test(self) -> pd.DataFrame:
+        return self.scores[self.scores["split"] == "test"].sort_values("path").reset_index(drop=True)
+
+
+def load_approaches(runs_dir: str | Path) -> tuple[list[Approach], list[str]]:
+    """Every approach whose outputs exist; a line for each missing one naming the notebook to run."""
+    runs = Path(runs_dir)
+    found, missing = [], []
+    for folder, file, name, how in APPROACHES:
+        path = runs / folder / file
+        if not path.exists():
+            missing.append(f"{name}: no {path} — run notebook {folder}.ipynb first.")
+            continue
+        scores = pd.read_csv(path)
+        val = scores[scores["split"] == "val"]
+        metrics_path = runs / folder / "metrics.json"
+        if file == "scores.csv" and metrics_path.exists():
+            thr = json.loads(metrics_path.read_text())["threshold"]
+            threshold, how_thr = float(thr["value"]), f"{thr['method']} on val (notebook {folder[:2]})"
+        elif len(val):
+            threshold, how_thr = M.choose_threshold(val["label"], val["score"], "f1"), "f1 on val (here)"
+        else:
+            missing.append(f"{name}: {path} has no val rows to choose a threshold on — re-run notebook {folder}.ipynb.")
+            continue
+        found.append(Approach(name, how, scores, threshold, how_thr, path))
+    return found, missing
+
+
+def check_same_test_images(approaches: list[Approach]) -> int:
+    """Raise if two approaches were scored on different test images; return the number of test images."""
+    if not approaches:
+        return 0
+    ref = set(approaches[0].test["path"])
+    for a in approaches[1:]:
+        got = set(a.test["path"])
+        if got != ref:
+            raise ValueError(f"{a.name} was scored on different test images than {approaches[0].name} "
+                             f"({len(got ^ ref)} differ): re-run the notebooks on the same split.")
+    return len(ref)
+
+
+def comparison_table(approaches: list[Approach]) -> pd.DataFrame:
+    """One row per approach: threshold metrics at its val-chosen threshold, ranking metrics, the threshold."""
+    rows = []
+    for a in approaches:
+        t = a.test
+        m = M.binary_metrics(t["label"], t["score"], a.threshold)
+        rows.append({"approach": a.name, "trained with": a.trained_with, "n_test": m["n"],
+                     **{k: m[k] for k in ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "fpr", "specificity")},
+                     "threshold": a.threshold, "threshold chosen": a.threshold_how})
+    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+
+
+def category_auroc(approaches: list[Approach]) -> pd.DataFrame:
+    """Approach × category test AUROC (NaN where a category has one class only)."""
+    return pd.DataFrame({a.name: M.per_category_table(a.test).set_index("category")["auroc"] for a in approaches}).T
+
+
+def localisation(runs_dir: str | Path) -> pd.DataFrame:
+    """Grad-CAM localisation (notebook 05) and PatchCore maps (notebook 06), over all categories."""
+    runs = Path(runs_dir)
+    parts = []
+    loc = runs / "05_tsne_gradcam" / "localisation.csv"
+    if loc.exists():
+        t = pd.read_csv(loc)
+        t = t[t["category"] == "(all)"]
+        parts.append(pd.DataFrame({"maps": "Grad-CAM: " + t["model"], "n": t["n"], "pixel_auroc": t["pixel_auroc"],
+                                   "pointing_game": t["pointing_hit"]}))
+    pcm = runs / "06_patchcore_one_class" / "metrics.json"
+    if pcm.exists():
+        rec = json.loads(pcm.read_text())
+        per = pd.DataFrame(rec["per_category"])
+        n = int(per["n_defective"].sum()) if "n_defective" in per else math.nan
+        parts.append(pd.DataFrame([{"maps": "PatchCore anomaly map", "n": n,
+                                    "pixel_auroc": rec.get("extra", {}).get("pixel_auroc_mean"),
+                                    "pointing_game": rec.get("extra", {}).get("pointing_hit_mean")}]))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["maps", "n", "pixel_auroc", "pointing_game"])
+
+
+def to_markdown(table: pd.DataFrame, floatfmt: str = ".3f") -> str:
+    """A GitHub Markdown table (via ``tabulate``, which pandas uses for ``to_markdown``)."""
+    return table.to_markdown(index=False, floatfmt=floatfmt)
+
+
+def export(runs_dir: str | Path, table: pd.DataFrame, heatmap: pd.DataFrame, loc: pd.DataFrame,
+           notes: dict[str, Any]) -> Path:
+    """``RUNS_DIR/report/``: comparison.csv/.md, category_auroc.csv, localisation.csv, report.json."""
+    out = Path(runs_dir) / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "comparison.csv", index=False)
+    heatmap.to_csv(out / "category_auroc.csv")
+    loc.to_csv(out / "localisation.csv", index=False)
+    md = ["# Every approach on the same held-out test images", "",
+          f"Test images: {notes.get('n_test')}. Data: {notes.get('data')}. Profile: {notes.get('profile')}.", "",
+          to_markdown(table.drop(columns=["trained with"])), "",
+          "Thresholds were chosen on `val` only; `test` was never used for training, early stopping or thresholds.", ""]
+    if len(loc):
+        md += ["## Localisation against the ground-truth masks", "", to_markdown(loc), ""]
+    md += ["## The studies' own figures (not on these test images)", "",
+           to_markdown(STUDY_ROWS.astype(object).where(STUDY_ROWS.notna(), "")), ""]
+    (out / "comparison.md").write_text("\n".join(md))
+    (out / "report.json").write_text(json.dumps(notes, indent=2, default=str))
+    return out / "comparison.md"
+
+
+def plot_heatmap(heatmap: pd.DataFrame, ax=None):
+    """Approach × category AUROC heatmap (seaborn)."""
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import seaborn as sns  # noqa: PLC0415
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(max(8, 0.7 * heatmap.shape[1] + 3), 0.6 * heatmap.shape[0] + 1.5))
+    sns.heatmap(heatmap, annot=True, fmt=".2f", vmin=0, vmax=1, cmap="RdYlGn", ax=ax, cbar_kws={"label": "test AUROC"})
+    ax.set(xlabel="", ylabel="", title="test image AUROC per category")
+    return ax
+
+
+def plot_curves(approaches: list[Approach]):
+    """Overlaid ROC and precision-recall curves of every approach on the test images."""
+    axes = None
+    for a in approaches:
+        t = a.test
+        if t["label"].nunique() == 2:
+            axes = M.plot_roc_pr(t["label"], t["score"], label=a.name, axes=axes)
+    return axes
+
+
+def threshold_explorer(approaches: list[Approach]):
+    """Approach dropdown + threshold slider → confusion matrix, precision, recall, FPR (static when headless)."""
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    from .viz import widgets_wanted  # noqa: PLC0415
+
+    by_name = {a.name: a for a in approaches}
+
+    def show(name: str, quantile: float) -> None:
+        a = by_name[name]
+        t = a.test
+        thr = float(np.quantile(t["score"], quantile)) if quantile is not None else a.threshold
+        m = M.binary_metrics(t["label"], t["score"], thr)
+        fig, ax = plt.subplots(figsize=(3.6, 3.2))
+        M.plot_confusion(t["label"], (t["score"] >= thr).astype(int), ax=ax,
+                         title=f"{name}\nthreshold {thr:.4g}")
+        plt.show()
+        print(f"precision {m['precision']:.3f} | recall {m['recall']:.3f} | FPR {m['fpr']:.3f} | F1 {m['f1']:.3f}"
+              f"  (val-chosen threshold: {a.threshold:.4g})")
+
+    if not approaches:
+        print("nothing to explore: no approach found")
+        return None
+    if not widgets_wanted():
+        for a in approaches:
+            show(a.name, None)
+        return None
+    import ipywidgets as widgets  # noqa: PLC0415
+
+    return widgets.interact(show, name=widgets.Dropdown(options=list(by_name)),
+                            quantile=widgets.FloatSlider(value=0.7, min=0.0, max=1.0, step=0.01,
+                                                         description="score quantile", continuous_update=False))

@@ -1,0 +1,91 @@
+"""PatchCore: coreset coverage, exact chunked search, the blur, the offline backbone, and a planted defect."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.ndimage import gaussian_filter
+
+from helpers import patchcore as pc
+from helpers.synthetic import DEFECTS, render_image
+
+
+@pytest.fixture(scope="module")
+def backbone():
+    return pc.efficientnet_lite0_levels()
+
+
+def test_coreset_fraction_and_coverage_beats_random():
+    g = torch.Generator().manual_seed(0)
+    # clustered data: a random subset tends to miss the small clusters, k-centre does not
+    centres = torch.randn(20, 256, generator=g) * 10
+    sizes = [400] + [10] * 19
+    feats = torch.cat([c + torch.randn(n, 256, generator=g) for c, n in zip(centres, sizes)])
+    idx = pc.greedy_coreset(feats, fraction=0.05, seed=0)
+    assert len(idx) == round(0.05 * len(feats)) and len(set(idx.tolist())) == len(idx)
+    cover = lambda sub: float(pc.nearest(feats, feats[sub], k=1)[0].max())  # noqa: E731
+    random_covers = [cover(torch.randperm(len(feats), generator=g)[:len(idx)]) for _ in range(5)]
+    assert cover(idx) < min(random_covers)
+    assert len(pc.greedy_coreset(feats, fraction=0.01)) == round(0.01 * len(feats))
+    assert len(pc.greedy_coreset(feats[:3], fraction=0.01)) == 1
+
+
+def test_chunked_search_equals_brute_force():
+    g = torch.Generator().manual_seed(1)
+    q, bank = torch.randn(300, 32, generator=g), torch.randn(1000, 32, generator=g)
+    d, i = pc.nearest(q, bank, k=5, query_chunk=37, bank_chunk=101)
+    full = torch.cdist(q, bank)
+    dref, iref = full.topk(5, dim=1, largest=False)
+    torch.testing.assert_close(d, dref, rtol=1e-5, atol=1e-5)
+    assert torch.equal(i, iref)
+    d1, _ = pc.nearest(q, bank[:3], k=9)          # k larger than the bank: all of it
+    assert d1.shape == (300, 3)
+
+
+def test_blur_matches_scipy():
+    rng = np.random.default_rng(0)
+    maps = rng.random((2, 40, 40)).astype(np.float32)
+    ours = pc._gaussian_blur(torch.from_numpy(maps), 2.0).numpy()
+    ref = np.stack([gaussian_filter(m, sigma=2.0, mode="mirror", truncate=4.0) for m in maps])
+    np.testing.assert_allclose(ours, ref, atol=2e-3)
+
+
+def test_offline_backbone_is_a_real_imagenet_model(backbone):
+    data = pytest.importorskip("skimage.data")
+    from efficientnet_lite_pytorch import EfficientNet  # noqa: F401 - the package is there
+
+    x = pc.preprocess([data.chelsea(), data.coffee()])
+    net = backbone.net
+    with torch.no_grad():
+        logits = net((x - backbone.mean) / backbone.std)
+    assert logits.argmax(1).tolist() == [285, 967]        # Egyptian cat, espresso
+    fine, coarse = backbone(x)
+    assert fine.shape[-1] == 28 and coarse.shape[-1] == 14   # stride 8 and 16 at 224 px
+    feats, grid = pc.patch_features((fine, coarse))
+    assert grid == (28, 28) and feats.shape == (2 * 28 * 28, fine.shape[1] + coarse.shape[1])
+
+
+def test_patch_features_reduce_to_1024_channels():
+    fine, coarse = torch.randn(1, 512, 8, 8), torch.randn(1, 1024, 4, 4)
+    feats, grid = pc.patch_features((fine, coarse))
+    assert feats.shape == (64, 1024) and grid == (8, 8)
+
+
+def test_planted_defect_scores_above_its_clean_twin_and_peaks_inside(backbone):
+    cat, size = "hazelnut", 128
+    goods = [render_image(cat, np.random.default_rng([3, i]), size)[0] for i in range(20)]
+    model = pc.PatchCore(backbone, coreset_fraction=0.1).fit(pc.preprocess(goods, 128, 112))
+    distances = {}
+    for j, defect in enumerate(DEFECTS[cat]):
+        broken, mask = render_image(cat, np.random.default_rng([4, j]), size, defect=defect, defect_scale=1.5)
+        clean, _ = render_image(cat, np.random.default_rng([4, j]), size)      # same part, no defect
+        assert (broken != clean).any() and mask.any()
+        scores, maps = model.score(pc.preprocess([broken, clean], 128, 112))
+        assert scores[0] > scores[1], defect
+        m = pc.preprocess_masks([mask], 128, 112)[0]
+        peak = np.array(np.unravel_index(maps[0].argmax(), maps[0].shape))
+        dist = np.min(np.linalg.norm(np.argwhere(m) - peak, axis=1))       # 0 when the peak is inside
+        distances[DEFECTS[cat][defect]] = dist
+    # blob-like defects: the peak is inside the mask; a 1–2 px crack: within one patch (8 px stride)
+    assert distances["hole"] == 0 and distances["stain"] == 0, distances
+    assert distances["crack"] <= 8, distances

@@ -1,0 +1,85 @@
+"""The comparison report: reads what notebooks wrote, refuses mismatched test sets, exports the table."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers import metrics as M
+from helpers import report
+
+
+def _write(runs, folder, file, scores, threshold=None):
+    d = runs / folder
+    d.mkdir(parents=True, exist_ok=True)
+    scores.to_csv(d / file, index=False)
+    if threshold is not None:
+        record = M.metrics_record(folder, folder, "shared-split", "smoke", {"test": 4}, threshold, "f1",
+                                  {"roc_auc": 0.5})
+        M.write_metrics(record, runs)
+
+
+def _scores(seed, paths=None):
+    rng = np.random.default_rng(seed)
+    paths = paths or [f"c/test/{i}.png" for i in range(20)]
+    label = np.array([i % 3 == 0 for i in range(len(paths))], int)
+    rows = []
+    for split in ("val", "test"):
+        score = label * 0.6 + rng.random(len(paths)) * 0.5
+        rows.append(pd.DataFrame({"path": [f"{split}/{p}" for p in paths], "category": ["a", "b"] * (len(paths) // 2),
+                                  "label": label, "split": split, "score": score}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def test_table_uses_each_notebooks_val_threshold(tmp_path):
+    sup = _scores(0)
+    _write(tmp_path, "01_supervised_resnet50", "scores.csv", sup, threshold=0.55)
+    knn = _scores(1)
+    _write(tmp_path, "03_linear_probe", "scores_knn1.csv", knn)
+    found, missing = report.load_approaches(tmp_path)
+    assert [a.name for a in found] == ["Supervised ResNet-50", "SimCLR kNN (k=1)"]
+    assert any("04_keras_multitask_cnn.ipynb first" in m for m in missing)
+    assert any("06_patchcore_one_class.ipynb first" in m for m in missing)
+    assert report.check_same_test_images(found) == 20
+    table = report.comparison_table(found).set_index("approach")
+    test = sup[sup["split"] == "test"]
+    expected = M.binary_metrics(test["label"], test["score"], 0.55)
+    assert table.loc["Supervised ResNet-50", "f1"] == pytest.approx(expected["f1"])
+    assert table.loc["Supervised ResNet-50", "threshold"] == 0.55
+    kval = knn[knn["split"] == "val"]
+    assert table.loc["SimCLR kNN (k=1)", "threshold"] == pytest.approx(M.choose_threshold(kval["label"], kval["score"]))
+    assert "on val" in table.loc["SimCLR kNN (k=1)", "threshold chosen"]
+    heat = report.category_auroc(found)
+    assert heat.shape == (2, 2) and heat.notna().all().all()
+    out = report.export(tmp_path, report.comparison_table(found), heat, report.localisation(tmp_path),
+                        {"n_test": 20, "profile": "smoke", "data": "test"})
+    md = out.read_text()
+    assert "| Supervised ResNet-50 |" in md and "as reported, on the study's training data" in md
+    assert pd.read_csv(tmp_path / "report" / "comparison.csv").shape[0] == 2
+
+
+def test_different_test_images_are_refused(tmp_path):
+    _write(tmp_path, "01_supervised_resnet50", "scores.csv", _scores(0), threshold=0.5)
+    other = _scores(1, paths=[f"c/test/{i}.png" for i in range(1, 21)])
+    _write(tmp_path, "04_keras_multitask_cnn", "scores.csv", other, threshold=0.5)
+    found, _ = report.load_approaches(tmp_path)
+    with pytest.raises(ValueError, match="different test images"):
+        report.check_same_test_images(found)
+
+
+def test_localisation_reads_gradcam_and_patchcore(tmp_path):
+    d = tmp_path / "05_tsne_gradcam"
+    d.mkdir()
+    pd.DataFrame([{"model": "m", "category": "(all)", "n": 3, "pixel_auroc": 0.7, "pointing_hit": 0.33},
+                  {"model": "m", "category": "a", "n": 3, "pixel_auroc": 0.7, "pointing_hit": 0.33}]).to_csv(
+        d / "localisation.csv", index=False)
+    rec = M.metrics_record("06_patchcore_one_class", "PatchCore", "shared-split", "smoke", {"test": 4}, 1.0, "f1",
+                           {"roc_auc": 0.9}, pd.DataFrame([{"category": "a", "n_defective": 2}]),
+                           extra={"pixel_auroc_mean": 0.95, "pointing_hit_mean": 0.5})
+    M.write_metrics(rec, tmp_path)
+    loc = report.localisation(tmp_path).set_index("maps")
+    assert loc.loc["Grad-CAM: m", "pixel_auroc"] == 0.7
+    assert loc.loc["PatchCore anomaly map", "pointing_game"] == 0.5 and loc.loc["PatchCore anomaly map", "n"] == 2
+    assert json.loads((tmp_path / "06_patchcore_one_class" / "metrics.json").read_text())["approach"] == "PatchCore"
