@@ -199,18 +199,19 @@ class PatchCore:
     grid: tuple[int, int] | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
-    def _embed(self, x01: torch.Tensor, batch_size: int = 16) -> tuple[torch.Tensor, int]:
+    def _embed(self, x01: torch.Tensor, batch_size: int = 16) -> torch.Tensor:
+        """Patch features of every image (rows: image-major), recording the patch grid in ``self.grid``."""
         device = next(self.backbone.parameters()).device
         out = []
         for i in range(0, len(x01), batch_size):
             feats, self.grid = patch_features(self.backbone(x01[i:i + batch_size].to(device)))
             out.append(feats)
-        return torch.cat(out), len(x01)
+        return torch.cat(out)
 
     def fit(self, good_x01: torch.Tensor, seed: int = 42, progress: bool = False) -> "PatchCore":
         """Build the memory bank from good images (N×3×H×W in [0, 1]) and subsample it."""
         t0 = time.time()
-        feats, _ = self._embed(good_x01)
+        feats = self._embed(good_x01)
         idx = greedy_coreset(feats, self.coreset_fraction, seed=seed, progress=progress)
         self.bank = feats[idx].contiguous()
         self.info = {"patches": len(feats), "bank": len(self.bank), "fit_s": round(time.time() - t0, 2)}
@@ -224,7 +225,7 @@ class PatchCore:
         scores, maps = [], []
         for i in range(0, len(x01), batch_size):
             x = x01[i:i + batch_size]
-            feats, _ = self._embed(x, batch_size)
+            feats = self._embed(x, batch_size)
             d, nn_idx = nearest(feats, self.bank, k=1)
             h, w = self.grid
             patch = d[:, 0].view(len(x), h * w)

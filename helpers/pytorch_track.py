@@ -279,8 +279,7 @@ def _simclr_eval(loader, temperature: float, seed: int) -> Any:
     """NT-Xent on two fixed augmented views of the val good images (same views every epoch)."""
     def evaluate(model: nn.Module) -> dict[str, float]:
         device = next(model.parameters()).device
-        state = torch.get_rng_state(), np.random.get_state()
-        reseed(seed, loader)
+        reseed(seed, loader)  # the same views every epoch (fit reseeds everything before the next one)
         losses, sizes = [], []
         for batch in loader:
             v1, v2 = (v.to(device) for v in batch["image"])
@@ -288,8 +287,6 @@ def _simclr_eval(loader, temperature: float, seed: int) -> Any:
                 continue
             losses.append(float(nt_xent(model(v1), model(v2), temperature)))
             sizes.append(len(v1))
-        torch.set_rng_state(state[0])
-        np.random.set_state(state[1])
         return {"val_loss": float(np.average(losses, weights=sizes)) if losses else math.nan}
     return evaluate
 
