@@ -207,11 +207,9 @@ def run_multitask(prepared: Prepared, recipe: KerasRecipe | None = None, shuffle
                                   "label": frame["label"].astype(int), "split": split, "score": defect_p,
                                   "pred_category": [categories[i] for i in cat_p.argmax(1)]}))
     scores = pd.concat(rows, ignore_index=True)
-    val, test = scores[scores["split"] == "val"], scores[scores["split"] == "test"]
-    threshold = M.choose_threshold(val["label"], val["score"], recipe.threshold_method)
-    test_m = M.binary_metrics(test["label"], test["score"], threshold)
+    threshold, test_m, per_cat = M.score_on_test(scores, recipe.threshold_method)
+    test = scores[scores["split"] == "test"]
     cat_m = M.category_metrics(test["category"], test["pred_category"], labels=categories)
-    per_cat = M.per_category_table(test, threshold=threshold)
     flat = {**test_m, "category_accuracy": cat_m["accuracy"],
             "category_precision_weighted": cat_m["precision_weighted"],
             "category_recall_weighted": cat_m["recall_weighted"], "category_f1_weighted": cat_m["f1_weighted"]}

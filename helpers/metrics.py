@@ -75,6 +75,14 @@ def choose_threshold(y_true: Iterable[int], y_score: Iterable[float], method: st
     return float(min(thresholds[best], np.max(y_score)))
 
 
+def score_on_test(scores: pd.DataFrame, method: str = "f1") -> tuple[float, dict[str, float], pd.DataFrame]:
+    """The protocol in one place: threshold chosen on the ``val`` rows of ``scores`` (columns ``split``,
+    ``label``, ``score``, ``category``), metrics and the per-category table on its ``test`` rows."""
+    val, test = scores[scores["split"] == "val"], scores[scores["split"] == "test"]
+    threshold = choose_threshold(val["label"], val["score"], method)
+    return threshold, binary_metrics(test["label"], test["score"], threshold), per_category_table(test, threshold=threshold)
+
+
 def category_metrics(y_true: Iterable, y_pred: Iterable, labels: list | None = None) -> dict[str, Any]:
     """Accuracy, weighted precision/recall/F1 and per-class recall for the category task."""
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)

@@ -447,12 +447,8 @@ def write_outputs(prepared, shared: OneClassResult, standard: OneClassResult | N
     shared.per_category.to_csv(out / "per_category_shared_split.csv", index=False)
     if standard is not None:
         standard.per_category.to_csv(out / "per_category_mvtec_standard.csv", index=False)
-    val = shared.scores[shared.scores["split"] == "val"]
-    test = shared.scores[shared.scores["split"] == "test"]
-    threshold = M.choose_threshold(val["label"], val["score"], threshold_method)
-    test_m = M.binary_metrics(test["label"], test["score"], threshold)
+    threshold, test_m, per_cat = M.score_on_test(shared.scores, threshold_method)
     loc_cols = [c for c in ("category", "pixel_auroc", "pointing_hit") if c in shared.per_category]
-    per_cat = M.per_category_table(test, threshold=threshold)
     if len(loc_cols) > 1:
         per_cat = per_cat.merge(shared.per_category[loc_cols], on="category", how="left")
     from dataclasses import asdict  # noqa: PLC0415

@@ -146,11 +146,7 @@ def finish(prepared: Prepared, stem: str, approach: str, scores: pd.DataFrame, t
            started: float, out_dir: Path, extra: dict[str, Any] | None = None, write: bool = True
            ) -> tuple[float, dict, pd.DataFrame, dict]:
     """Threshold on val, score test, write ``scores.csv`` and ``metrics.json``; return them."""
-    val = scores[scores["split"] == "val"]
-    test = scores[scores["split"] == "test"]
-    threshold = M.choose_threshold(val["label"], val["score"], threshold_method)
-    test_metrics = M.binary_metrics(test["label"], test["score"], threshold)
-    per_cat = M.per_category_table(test, threshold=threshold)
+    threshold, test_metrics, per_cat = M.score_on_test(scores, threshold_method)
     record = M.metrics_record(stem, approach, "shared-split", prepared.cfg.profile.name,
                               prepared.split["split"].value_counts().to_dict(), threshold, threshold_method,
                               test_metrics, per_cat, started=started,
@@ -169,17 +165,27 @@ def _ckpt_name(cfg, tag: str = "") -> str:
 # --------------------------------------------------------------------------------------------------
 # 01 · supervised ResNet-50
 # --------------------------------------------------------------------------------------------------
-def onecycle_lrs(recipe: SupervisedRecipe, steps_per_epoch: int) -> np.ndarray:
-    """The learning rate of every batch under the recipe's OneCycleLR (for the schedule plot)."""
-    opt = torch.optim.AdamW([nn.Parameter(torch.zeros(1))], lr=recipe.lr, weight_decay=recipe.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.max_lr, epochs=recipe.epochs,
-                                                steps_per_epoch=steps_per_epoch)
+def onecycle(optimizer: torch.optim.Optimizer, recipe: SupervisedRecipe, steps_per_epoch: int):
+    """The recipe's OneCycleLR (max_lr 0.01), stepped every batch — used for training and for the plot."""
+    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.max_lr, epochs=recipe.epochs,
+                                               steps_per_epoch=steps_per_epoch)
+
+
+def planned_lrs(make_scheduler, lr: float, steps: int) -> np.ndarray:
+    """The learning rate of every batch that ``make_scheduler(optimizer)`` would give over ``steps`` batches."""
+    opt = torch.optim.AdamW([nn.Parameter(torch.zeros(1))], lr=lr)
+    sched = make_scheduler(opt)
     lrs = []
-    for _ in range(recipe.epochs * steps_per_epoch):
+    for _ in range(steps):
         lrs.append(opt.param_groups[0]["lr"])
         opt.step()
         sched.step()
     return np.asarray(lrs)
+
+
+def onecycle_lrs(recipe: SupervisedRecipe, steps_per_epoch: int) -> np.ndarray:
+    """The learning rate of every batch under the recipe's OneCycleLR (for the schedule plot)."""
+    return planned_lrs(lambda opt: onecycle(opt, recipe, steps_per_epoch), recipe.lr, recipe.epochs * steps_per_epoch)
 
 
 def _classifier_eval(loss_fn: nn.Module, loader) -> Any:
@@ -226,8 +232,7 @@ def run_supervised(prepared: Prepared, recipe: SupervisedRecipe | None = None, p
     loss_fn = nn.CrossEntropyLoss(weight=weights_t)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=recipe.lr,
                                   weight_decay=recipe.weight_decay)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.max_lr, epochs=recipe.epochs,
-                                                    steps_per_epoch=steps)
+    scheduler = onecycle(optimizer, recipe, steps)
     result = fit(model, optimizer, train_dl, lambda m, b: loss_fn(m(b["image"]), b["label"]),
                  _classifier_eval(nn.CrossEntropyLoss(weight=weights_t.cpu()), val_dl), recipe.epochs,
                  scheduler=scheduler, scheduler_step="batch", clip_grad=recipe.clip_grad, monitor="val_loss",
@@ -266,14 +271,8 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_fra
 
 def schedule_lrs(recipe: SimCLRRecipe, steps_per_epoch: int) -> np.ndarray:
     """The learning rate of every batch under SimCLR's warm-up + cosine schedule (for the plot)."""
-    opt = torch.optim.AdamW([nn.Parameter(torch.zeros(1))], lr=recipe.lr)
-    sched = warmup_cosine(opt, recipe.epochs * steps_per_epoch, recipe.warmup_fraction)
-    lrs = []
-    for _ in range(recipe.epochs * steps_per_epoch):
-        lrs.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
-    return np.asarray(lrs)
+    total = recipe.epochs * steps_per_epoch
+    return planned_lrs(lambda opt: warmup_cosine(opt, total, recipe.warmup_fraction), recipe.lr, total)
 
 
 def _simclr_eval(loader, temperature: float, seed: int) -> Any:

@@ -82,3 +82,17 @@ def test_per_category_table_and_schema(tmp_path):
     bad = dict(rec, protocol="whatever")
     with pytest.raises(ValueError, match="protocol"):
         write_metrics(bad, tmp_path)
+
+
+def test_score_on_test_thresholds_on_val_only():
+    import pandas as pd
+
+    from helpers.metrics import binary_metrics, choose_threshold, score_on_test
+
+    val = pd.DataFrame({"split": "val", "category": "a", "label": [0, 0, 1, 1], "score": [0.1, 0.2, 0.3, 0.9]})
+    test = pd.DataFrame({"split": "test", "category": ["a", "a", "b", "b"], "label": [0, 1, 0, 1],
+                         "score": [0.25, 0.35, 0.5, 0.05]})
+    thr, m, per_cat = score_on_test(pd.concat([val, test]))
+    assert thr == choose_threshold(val["label"], val["score"]) == 0.3     # from val, not test
+    assert m == binary_metrics(test["label"], test["score"], 0.3)
+    assert per_cat["category"].tolist() == ["a", "b"] and per_cat["auroc"].tolist() == [1.0, 0.0]
