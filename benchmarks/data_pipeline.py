@@ -20,9 +20,9 @@ import sys
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from helpers.cache import build_cache  # noqa: E402
-from helpers.data import scan_mvtec  # noqa: E402
-from helpers.synthetic import SyntheticSpec, generate_dataset  # noqa: E402
+from helpers.cache import build_cache
+from helpers.data import scan_mvtec
+from helpers.synthetic import SyntheticSpec, generate_dataset
 
 
 def _epoch(iterable) -> tuple[int, float]:

@@ -4,7 +4,7 @@
   quarantine.csv, warnings.csv, dataset.json and the cache under RUNS_DIR; prints a summary.
   Exits non-zero only when nothing usable was found.
 - ``oneclass --data DIR --runs DIR [--categories ...]``: PatchCore (notebook 06) under both protocols;
-  writes ``RUNS_DIR/06_patchcore_one_class/metrics.json``, ``scores.csv`` and the per-category tables.
+  writes notebook 06's ``metrics.json``, ``scores.csv`` and the per-category tables.
 - ``run-notebooks``: executes every notebook in ``notebooks/`` in order (papermill) into
   ``RUNS_DIR/executed/``.
 """
@@ -15,6 +15,8 @@ import os
 import sys
 import time
 from pathlib import Path
+
+__all__ = ["NOTEBOOK_DIR", "main"]
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 
@@ -41,12 +43,12 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _oneclass(args: argparse.Namespace) -> int:
-    import time  # noqa: PLC0415
-
-    from . import patchcore as pc
+    from . import oneclass
     from .config import get_config
     from .data import DatasetLayoutError
+    from .patchcore import load_backbone
     from .prepare import describe_source, prepare
+    from .recipes import PatchCoreRecipe, scaled
 
     started = time.time()
     cfg = get_config(profile=args.profile, data_dir=args.data, runs_dir=args.runs)
@@ -56,29 +58,32 @@ def _oneclass(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(describe_source(prepared.source))
-    recipe = pc.scaled(pc.PatchCoreRecipe(coreset_fraction=args.coreset), cfg.profile)
-    backbone = pc.load_backbone(recipe.backbone)
+    recipe = scaled(PatchCoreRecipe(coreset_fraction=args.coreset), cfg.profile)
+    backbone = load_backbone(recipe.backbone)
     print(f"backbone: {backbone.name}\nrecipe: {recipe}")
     try:
-        standard = pc.run_protocol(prepared, "mvtec-standard", recipe, args.categories, backbone)
-        shared = pc.run_protocol(prepared, "shared-split", recipe, args.categories, backbone)
+        standard = oneclass.run_protocol(prepared, "mvtec-standard", recipe, args.categories, backbone)
+        shared = oneclass.run_protocol(prepared, "shared-split", recipe, args.categories, backbone)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    path, threshold, test_m = pc.write_outputs(prepared, shared, standard, started)
+    run = oneclass.write_shared(prepared, shared, standard, started)
     cols = ["category", "n_fit", "n_scored", "image_auroc", "pixel_auroc", "bank", "fit_s", "score_s"]
-    print("\nMVTec standard protocol:\n" + standard.per_category[[c for c in cols if c in standard.per_category]].round(3).to_string(index=False))
-    print("\nShared split (test):\n" + shared.per_category[[c for c in cols if c in shared.per_category]].round(3).to_string(index=False))
-    print(f"\nshared split, all categories: ROC-AUC {test_m['roc_auc']:.3f}, F1 {test_m['f1']:.3f} at threshold "
-          f"{threshold:.3f} (chosen on val)\nwritten: {path}")
+    for title, result in (("MVTec standard protocol", standard), ("Shared split (test)", shared)):
+        table = result.per_category[[c for c in cols if c in result.per_category]]
+        print(f"\n{title}:\n" + table.round(3).to_string(index=False))
+    print(f"\nshared split, all categories: ROC-AUC {run.test_metrics['roc_auc']:.3f}, F1 {run.test_metrics['f1']:.3f} "
+          f"at threshold {run.threshold:.3f} (chosen on val)\nwritten: {run.out_dir / 'metrics.json'}")
     return 0
 
 
 def _run_notebooks(args: argparse.Namespace) -> int:
     import papermill as pm
 
+    from .runs import EXECUTED_DIR, REPORT_DIR
+
     runs = Path(args.runs or os.environ.get("RUNS_DIR") or "runs").resolve()
-    out_dir = runs / "executed"
+    out_dir = runs / EXECUTED_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
     notebooks = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
     if args.only:
@@ -94,7 +99,7 @@ def _run_notebooks(args: argparse.Namespace) -> int:
         pm.execute_notebook(str(nb), str(out_dir / nb.name), cwd=str(NOTEBOOK_DIR), kernel_name="python3",
                             progress_bar=False, log_output=False)
         print(f"    done in {time.time() - t0:.0f}s -> {out_dir / nb.name}", flush=True)
-    report = runs / "report" / "comparison.md"
+    report = runs / REPORT_DIR / "comparison.md"
     if any(nb.name.startswith("07") for nb in notebooks) and report.exists():
         print("\n" + report.read_text())
     print(f"\nResults are under {runs}: executed notebooks in {out_dir}, "

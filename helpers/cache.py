@@ -21,6 +21,9 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .data import load_mask, load_rgb
+from .env import io_workers
+
+__all__ = ["CACHE_VERSION", "manifest_hash", "ImageCache", "build_cache", "open_cache"]
 
 CACHE_VERSION = 1
 
@@ -84,13 +87,15 @@ def build_cache(manifest: pd.DataFrame, data_root: str | os.PathLike, size: int,
     mask_paths = manifest["mask_path"].tolist()
 
     def fill(i: int) -> None:
-        images[i] = _resize(load_rgb(data_root / paths[i]), size, Image.BILINEAR)
+        images[i] = _resize(  # noqa: F821 - deleted (closed) below, after the pool has finished
+            load_rgb(data_root / paths[i]), size, Image.BILINEAR)
         if mask_paths[i]:
-            masks[i] = _resize(load_mask(data_root / mask_paths[i]) * 255, size, Image.BILINEAR) > 127
+            masks[i] = _resize(load_mask(  # noqa: F821
+                data_root / mask_paths[i]) * 255, size, Image.BILINEAR) > 127
         else:
-            masks[i] = 0
+            masks[i] = 0  # noqa: F821
 
-    with ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 1) * 2)) as pool:
+    with ThreadPoolExecutor(max_workers=workers or io_workers()) as pool:
         list(tqdm(pool.map(fill, range(n)), total=n, desc=f"caching images at {size}px",
                   disable=not progress))
     images.flush()
@@ -99,7 +104,7 @@ def build_cache(manifest: pd.DataFrame, data_root: str | os.PathLike, size: int,
     (tmp / "meta.json").write_text(json.dumps({"version": CACHE_VERSION, "size": size, "key": key,
                                                "paths": paths}))
     if directory.exists():  # a concurrent build finished first
-        import shutil  # noqa: PLC0415
+        import shutil
 
         shutil.rmtree(tmp)
     else:

@@ -26,7 +26,13 @@ KNOWN_DATA_PLACES: tuple[str, ...] = (
     "./data/mvtec_anomaly_detection",
 )
 
+__all__ = ["KNOWN_DATA_PLACES", "SEED", "IMAGENET_MEAN", "IMAGENET_STD", "Profile", "BUILTIN_DATASET", "PROFILES",
+           "default_profile_name", "get_profile", "Config", "get_config", "with_profile"]
+
 SEED = 42
+#: ImageNet channel statistics, the normalisation of every ImageNet-initialised torch model here.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
@@ -68,7 +74,7 @@ PROFILES: dict[str, Profile] = {
 
 def _has_cuda() -> bool:
     try:
-        import torch  # noqa: PLC0415 - optional, heavy
+        import torch  # optional, heavy
     except ImportError:
         return False
     return bool(torch.cuda.is_available())
@@ -105,13 +111,8 @@ class Config:
     data_dir: Path | None
     seed: int = SEED
 
-    def notebook_dir(self, stem: str) -> Path:
-        """``RUNS_DIR/<notebook-stem>/``, created on demand."""
-        path = self.runs_dir / stem
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-
     def as_dict(self) -> dict[str, Any]:
+        """The configuration as plain JSON-able values."""
         return {"profile": asdict(self.profile), "runs_dir": str(self.runs_dir),
                 "data_dir": None if self.data_dir is None else str(self.data_dir), "seed": self.seed}
 

@@ -26,6 +26,14 @@ import pandas as pd
 from PIL import Image, ImageFile, UnidentifiedImageError
 from tqdm.auto import tqdm
 
+from .env import io_workers
+
+__all__ = ["MVTEC_CATEGORIES", "TEXTURE_CATEGORIES", "GRAYSCALE_CATEGORIES", "IMAGE_EXTENSIONS", "SYSTEM_FILES",
+           "MIN_FILE_BYTES", "MAX_FILE_BYTES", "MIN_SIDE", "MAX_SIDE", "NATIVE_MODES", "CONVERTIBLE_MODES",
+           "MANIFEST_COLUMNS", "QUARANTINE_COLUMNS", "WARNING_COLUMNS", "DatasetLayoutError", "ScanResult",
+           "load_rgb", "load_mask", "content_hash", "inspect_image", "looks_like_mvtec_root",
+           "describe_layout_problem", "scan_mvtec", "read_manifest", "category_counts"]
+
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file must fail, not decode half-grey
 
 MVTEC_CATEGORIES: tuple[str, ...] = (
@@ -213,6 +221,119 @@ def _mask_for(image_rel: Path, category_dir: Path, defect_type: str) -> Path | N
     return candidate if candidate.is_file() else None
 
 
+@dataclass
+class _Findings:
+    """What a scan has to report besides the manifest: (path, reason) and (path, warning) rows."""
+
+    quarantine: list[tuple[str, str]]
+    warnings: list[tuple[str, str]]
+
+
+def _check_root_entries(root: Path, category_dirs: list[Path], found: _Findings) -> None:
+    """Files and folders at the root that are not categories: quarantined or warned about."""
+    for entry in sorted(root.iterdir()):
+        if entry.is_file():
+            if entry.name.lower() in SYSTEM_FILES or entry.name.startswith("._"):
+                found.quarantine.append((entry.name, f"system metadata file ({entry.name}), not an image"))
+            elif entry.suffix.lower() not in {".txt", ".md", ".json"}:  # MVTec ships LICENSE.txt, readme.txt
+                found.warnings.append((entry.name, "file at the dataset root ignored (not inside a category)"))
+        elif entry.is_dir() and entry not in category_dirs:
+            empty = not any(entry.iterdir())
+            found.warnings.append((entry.name + "/", "empty category folder (no train/ or test/): nothing to use"
+                                   if empty else "folder without train/ or test/ ignored (not a category)"))
+
+
+def _candidates(root: Path, cat_dir: Path, found: _Findings) -> list[tuple[Path, str, str, str]]:
+    """Every file of one category's ``train/`` and ``test/`` as (file, category, split, defect type)."""
+    category, out = cat_dir.name, []
+    if category not in MVTEC_CATEGORIES:
+        found.warnings.append((category + "/", "not one of the 15 MVTec AD category names; kept"))
+    if not (cat_dir / "train").is_dir():
+        found.warnings.append((category + "/", "no train/ folder: test images only; the MVTec standard "
+                                               "protocol cannot fit a one-class model for this category"))
+    if not (cat_dir / "test").is_dir():
+        found.warnings.append((category + "/", "no test/ folder: train images only"))
+    for split in ("train", "test"):
+        split_dir = cat_dir / split
+        if not split_dir.is_dir():
+            continue
+        children = sorted(split_dir.iterdir())
+        if not children:
+            found.warnings.append((f"{category}/{split}/", "empty folder"))
+        for child in children:
+            rel = child.relative_to(root).as_posix()
+            if child.is_file():
+                found.quarantine.append((rel, f"file directly in {split}/, outside any good/ or <defect_type>/ folder"))
+                continue
+            files = sorted(p for p in child.rglob("*") if p.is_file())
+            if not files:
+                found.warnings.append((rel + "/", "empty folder"))
+            out.extend((f, category, split, child.name) for f in files)
+    return out
+
+
+def _paired_mask(root: Path, info: dict, rel: str, found: _Findings, used_masks: set[Path]) -> Path | None:
+    """The usable mask of a defective image (None, with a warning, when it is missing or unusable)."""
+    cat_dir = root / info["category"]
+    mask = _mask_for(info["file"].relative_to(cat_dir), cat_dir, info["defect_type"])
+    if mask is None:
+        found.warnings.append((rel, "defective image without a ground-truth mask: kept for image-level "
+                                    "scores, left out of pixel-level scores"))
+        return None
+    used_masks.add(mask)
+    mask_info = inspect_image(mask)
+    if not mask_info["ok"]:
+        found.warnings.append((rel, f"its mask is unusable ({mask_info['reason']}): kept for "
+                                    "image-level scores, left out of pixel-level scores"))
+        found.quarantine.append((mask.relative_to(root).as_posix(), mask_info["reason"]))
+        return None
+    if (mask_info["width"], mask_info["height"]) != (info["width"], info["height"]):
+        found.warnings.append((rel, f"mask size {mask_info['width']}×{mask_info['height']} differs "
+                                    f"from the image's {info['width']}×{info['height']}: it is "
+                                    "resized with the image"))
+    return mask
+
+
+def _manifest_row(root: Path, info: dict, found: _Findings, used_masks: set[Path]) -> dict | None:
+    """One manifest row for a checked file (None when it is quarantined)."""
+    rel = info["file"].relative_to(root).as_posix()
+    if not info["ok"]:
+        found.quarantine.append((rel, info["reason"]))
+        return None
+    if info["note"]:
+        found.warnings.append((rel, info["note"] + "; kept"))
+    label = 0 if info["defect_type"] == "good" else 1
+    mask = _paired_mask(root, info, rel, found, used_masks) if label == 1 else None
+    return {"path": rel, "category": info["category"], "mvtec_split": info["mvtec_split"],
+            "defect_type": info["defect_type"], "label": label,
+            "mask_path": mask.relative_to(root).as_posix() if mask is not None else "",
+            "width": info["width"], "height": info["height"], "mode": info["mode"],
+            "content_hash": info["content_hash"]}
+
+
+def _check_all(candidates: list[tuple[Path, str, str, str]], workers: int | None, progress: bool) -> list[dict]:
+    """:func:`inspect_image` of every candidate, in threads, in order."""
+    def check(item: tuple[Path, str, str, str]) -> dict:
+        f, category, split, defect = item
+        info = inspect_image(f)
+        info.update(file=f, category=category, mvtec_split=split, defect_type=defect)
+        return info
+
+    with ThreadPoolExecutor(max_workers=workers or io_workers()) as pool:
+        return list(tqdm(pool.map(check, candidates), total=len(candidates),
+                         desc="validating images", disable=not progress))
+
+
+def _duplicate_warnings(manifest: pd.DataFrame) -> list[tuple[str, str]]:
+    """A warning for every file whose bytes are identical to another's."""
+    out = []
+    for _, group in manifest[manifest.duplicated("content_hash", keep=False)].groupby("content_hash"):
+        others = ", ".join(group["path"])
+        out.extend((p, f"identical bytes to other files ({others}); the split keeps them together")
+                   for p in group["path"])
+    return out
+
+
 def scan_mvtec(root: str | os.PathLike, workers: int | None = None, progress: bool = True) -> ScanResult:
     """Scan and validate an MVTec-layout tree.
 
@@ -225,118 +346,25 @@ def scan_mvtec(root: str | os.PathLike, workers: int | None = None, progress: bo
     root = Path(root).expanduser().resolve()
     if not looks_like_mvtec_root(root):
         raise DatasetLayoutError(describe_layout_problem(root))
-    warnings: list[tuple[str, str]] = []
-    quarantine: list[tuple[str, str]] = []
-    candidates: list[tuple[Path, str, str, str]] = []   # file, category, split, defect_type
+    found = _Findings([], [])
     used_masks: set[Path] = set()
     category_dirs = _category_dirs(root)
-
-    for entry in sorted(root.iterdir()):
-        if entry.is_file():
-            if entry.name.lower() in SYSTEM_FILES or entry.name.startswith("._"):
-                quarantine.append((entry.name, f"system metadata file ({entry.name}), not an image"))
-            elif entry.suffix.lower() not in {".txt", ".md", ".json"}:  # MVTec ships LICENSE.txt, readme.txt
-                warnings.append((entry.name, "file at the dataset root ignored (not inside a category)"))
-        elif entry.is_dir() and entry not in category_dirs:
-            empty = not any(entry.iterdir())
-            warnings.append((entry.name + "/", "empty category folder (no train/ or test/): nothing to use"
-                             if empty else "folder without train/ or test/ ignored (not a category)"))
-
-    for cat_dir in category_dirs:
-        category = cat_dir.name
-        if category not in MVTEC_CATEGORIES:
-            warnings.append((category + "/", "not one of the 15 MVTec AD category names; kept"))
-        if not (cat_dir / "train").is_dir():
-            warnings.append((category + "/", "no train/ folder: test images only; the MVTec standard "
-                                             "protocol cannot fit a one-class model for this category"))
-        if not (cat_dir / "test").is_dir():
-            warnings.append((category + "/", "no test/ folder: train images only"))
-        for split in ("train", "test"):
-            split_dir = cat_dir / split
-            if not split_dir.is_dir():
-                continue
-            children = sorted(split_dir.iterdir())
-            if not children:
-                warnings.append((f"{category}/{split}/", "empty folder"))
-            for child in children:
-                rel = child.relative_to(root).as_posix()
-                if child.is_file():
-                    quarantine.append((rel, f"file directly in {split}/, outside any "
-                                            "good/ or <defect_type>/ folder"))
-                    continue
-                files = sorted(p for p in child.rglob("*") if p.is_file())
-                if not files:
-                    warnings.append((rel + "/", "empty folder"))
-                for f in files:
-                    candidates.append((f, category, split, child.name))
-
-    def check(item: tuple[Path, str, str, str]) -> dict:
-        f, category, split, defect = item
-        info = inspect_image(f)
-        info.update(file=f, category=category, mvtec_split=split, defect_type=defect)
-        return info
-
-    with ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 1) * 2)) as pool:
-        results = list(tqdm(pool.map(check, candidates), total=len(candidates),
-                            desc="validating images", disable=not progress))
-
-    rows = []
-    for info in results:
-        rel = info["file"].relative_to(root).as_posix()
-        if not info["ok"]:
-            quarantine.append((rel, info["reason"]))
-            continue
-        if info["note"]:
-            warnings.append((rel, info["note"] + "; kept"))
-        defect = info["defect_type"]
-        label = 0 if defect == "good" else 1
-        mask = None
-        if label == 1:
-            cat_dir = root / info["category"]
-            mask = _mask_for(info["file"].relative_to(cat_dir), cat_dir, defect)
-            if mask is None:
-                warnings.append((rel, "defective image without a ground-truth mask: kept for image-level "
-                                      "scores, left out of pixel-level scores"))
-            else:
-                mask_info = inspect_image(mask)
-                if not mask_info["ok"]:
-                    warnings.append((rel, f"its mask is unusable ({mask_info['reason']}): kept for "
-                                          "image-level scores, left out of pixel-level scores"))
-                    quarantine.append((mask.relative_to(root).as_posix(), mask_info["reason"]))
-                    used_masks.add(mask)
-                    mask = None
-                elif (mask_info["width"], mask_info["height"]) != (info["width"], info["height"]):
-                    warnings.append((rel, f"mask size {mask_info['width']}×{mask_info['height']} differs "
-                                          f"from the image's {info['width']}×{info['height']}: it is "
-                                          "resized with the image"))
-        if mask is not None:
-            used_masks.add(mask)
-        rows.append({"path": rel, "category": info["category"], "mvtec_split": info["mvtec_split"],
-                     "defect_type": defect, "label": label,
-                     "mask_path": mask.relative_to(root).as_posix() if mask is not None else "",
-                     "width": info["width"], "height": info["height"], "mode": info["mode"],
-                     "content_hash": info["content_hash"]})
-
+    _check_root_entries(root, category_dirs, found)
+    candidates = [c for cat_dir in category_dirs for c in _candidates(root, cat_dir, found)]
+    rows = [row for info in _check_all(candidates, workers, progress)
+            if (row := _manifest_row(root, info, found, used_masks)) is not None]
     for cat_dir in category_dirs:
         gt = cat_dir / "ground_truth"
         if gt.is_dir():
-            for mask in sorted(p for p in gt.rglob("*") if p.is_file()):
-                if mask not in used_masks:
-                    warnings.append((mask.relative_to(root).as_posix(),
-                                     "mask without a matching image (unused)"))
-
+            found.warnings.extend((mask.relative_to(root).as_posix(), "mask without a matching image (unused)")
+                                  for mask in sorted(p for p in gt.rglob("*") if p.is_file()) if mask not in used_masks)
     manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
     if len(manifest):
         manifest = manifest.sort_values("path", ignore_index=True)
-        dup = manifest[manifest.duplicated("content_hash", keep=False)]
-        for content, group in dup.groupby("content_hash"):
-            others = ", ".join(group["path"])
-            for p in group["path"]:
-                warnings.append((p, f"identical bytes to other files ({others}); the split keeps "
-                                    "them together"))
+        found.warnings.extend(_duplicate_warnings(manifest))
     return ScanResult(root=root, manifest=manifest,
-                      quarantine=pd.DataFrame(quarantine, columns=QUARANTINE_COLUMNS),
-                      warnings=pd.DataFrame(warnings, columns=WARNING_COLUMNS))
+                      quarantine=pd.DataFrame(found.quarantine, columns=QUARANTINE_COLUMNS),
+                      warnings=pd.DataFrame(found.warnings, columns=WARNING_COLUMNS))
 
 
 def read_manifest(path: str | os.PathLike) -> pd.DataFrame:

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import tarfile
 import urllib.request
 import zipfile
 from pathlib import Path, PurePosixPath
 
 from tqdm.auto import tqdm
+
+__all__ = ["MVTEC_URL", "MVTEC_SHA256", "LICENCE_NOTICE", "ARCHIVE_SUFFIXES", "ChecksumError",
+           "UnsafeArchiveError", "sha256sum", "verify_checksum", "download_file", "safe_extract", "download_mvtec",
+           "extract_archives"]
 
 #: The address anomalib uses for the full archive (override with ``MVTEC_URL``).
 MVTEC_URL = ("https://www.mydrive.ch/shares/38536/3830184030e49fe74747669442f0f282/download/"
@@ -74,7 +77,7 @@ def download_file(url: str, dest: str | os.PathLike, sha256: str | None = None,
     part = dest.with_name(dest.name + ".part")
     start = part.stat().st_size if part.exists() else 0
     request = urllib.request.Request(url, headers={"Range": f"bytes={start}-"} if start else {})
-    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - user-set URL
+    with urllib.request.urlopen(request, timeout=timeout) as response:
         resumed = start > 0 and response.status == 206
         if start and not resumed:
             print("The server does not support resuming; starting the download again.")
@@ -138,7 +141,7 @@ def download_mvtec(dest_dir: str | os.PathLike, url: str | None = None, sha256: 
     Skipped when ``dest_dir`` already holds an MVTec layout. URL and checksum default to
     :data:`MVTEC_URL` / :data:`MVTEC_SHA256`, overridable by ``MVTEC_URL`` / ``MVTEC_SHA256``.
     """
-    from .data import looks_like_mvtec_root  # noqa: PLC0415 - avoid a cycle
+    from .data import looks_like_mvtec_root  # avoid a cycle
 
     dest_dir = Path(dest_dir).expanduser()
     print(LICENCE_NOTICE)
@@ -168,12 +171,3 @@ def extract_archives(archives: list[str | os.PathLike], dest_dir: str | os.PathL
             raise ValueError(f"{archive} is not an archive: expected one of {ARCHIVE_SUFFIXES}.")
         safe_extract(archive, dest_dir)
     return dest_dir
-
-
-def copy_tree(src: str | os.PathLike, dest: str | os.PathLike) -> Path:
-    """Copy a dataset folder (e.g. from a mounted Google Drive) to fast local disk."""
-    src, dest = Path(src).expanduser(), Path(dest).expanduser()
-    if dest.exists():
-        return dest
-    shutil.copytree(src, dest)
-    return dest

@@ -15,6 +15,9 @@ from typing import Any
 
 import numpy as np
 
+__all__ = ["IS_COLAB", "LIBRARIES", "versions", "print_versions", "seed_everything", "cpu_threads", "io_workers",
+           "load_torch_before_tensorflow", "configure_frameworks", "torch_device", "loud_warning"]
+
 IS_COLAB = "google.colab" in sys.modules
 
 #: Distribution name -> import name of every library the series reports.
@@ -34,7 +37,7 @@ def versions(names: list[str] | None = None, import_missing: bool = False) -> di
         import_missing: import libraries not yet imported (slow for torch/TF); otherwise a library
             not yet imported is reported from its installed metadata.
     """
-    from importlib import metadata  # noqa: PLC0415
+    from importlib import metadata
 
     out: dict[str, str] = {"python": platform.python_version()}
     for dist in names or list(LIBRARIES):
@@ -54,7 +57,7 @@ def versions(names: list[str] | None = None, import_missing: bool = False) -> di
 
 
 def _tf_dist() -> str:
-    from importlib import metadata  # noqa: PLC0415
+    from importlib import metadata
 
     for dist in ("tensorflow", "tensorflow-cpu"):
         try:
@@ -82,13 +85,13 @@ def seed_everything(seed: int = 42) -> None:
     np.random.seed(seed)
     os.environ["PYTHONHASHSEED"] = str(seed)
     if "torch" in sys.modules:
-        import torch  # noqa: PLC0415
+        import torch
 
         torch.manual_seed(seed)
         if torch.cuda.is_available():
             torch.cuda.manual_seed_all(seed)
     if "tensorflow" in sys.modules or "keras" in sys.modules:
-        import keras  # noqa: PLC0415
+        import keras
 
         keras.utils.set_random_seed(seed)
 
@@ -111,7 +114,7 @@ def load_torch_before_tensorflow() -> None:
     if "tensorflow" in sys.modules and "triton" not in sys.modules:
         return  # too late to fix the order here; torch-free TF use still works
     try:
-        import torchvision.ops  # noqa: F401, PLC0415 - loads torch, torch._dynamo and triton
+        import torchvision.ops  # noqa: F401 - loads torch, torch._dynamo and triton
     except ImportError:
         pass
 
@@ -127,7 +130,7 @@ def configure_frameworks(threads: int | None = None) -> dict[str, Any]:
     done: dict[str, Any] = {"threads": threads}
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        import torch  # noqa: PLC0415
+        import torch
 
         torch.set_num_threads(threads)
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -137,7 +140,7 @@ def configure_frameworks(threads: int | None = None) -> dict[str, Any]:
         pass
     load_torch_before_tensorflow()
     try:
-        import tensorflow as tf  # noqa: PLC0415
+        import tensorflow as tf
 
         for gpu in tf.config.list_physical_devices("GPU"):
             try:
@@ -157,8 +160,21 @@ def configure_frameworks(threads: int | None = None) -> dict[str, Any]:
     return done
 
 
-def torch_device() -> str:
-    """``cuda`` when a GPU is visible, else ``cpu``."""
-    import torch  # noqa: PLC0415
+def io_workers() -> int:
+    """Threads for file I/O and decoding (scanning, cache building): twice the cores, at most 8."""
+    return min(8, (os.cpu_count() or 1) * 2)
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+
+def torch_device():
+    """The ``torch.device`` every PyTorch model runs on: ``cuda`` when a GPU is visible, else ``cpu``."""
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def loud_warning(message: str) -> None:
+    """A fallback nobody can miss: a ``RuntimeWarning`` and a banner in the output."""
+    import warnings
+
+    warnings.warn(message, RuntimeWarning, stacklevel=3)
+    print("!" * 100 + f"\nWARNING: {message}\n" + "!" * 100)

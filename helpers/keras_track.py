@@ -2,9 +2,9 @@
 
 :func:`build_multitask` is the study's architecture; :func:`run_multitask` trains it with the recipe's
 callbacks (EarlyStopping, ModelCheckpoint on val defect AUC, CSVLogger, BackupAndRestore), scores the
-checkpointed model once on the held-out ``test`` split and writes ``RUNS_DIR/04_keras_multitask_cnn/``:
-``metrics.json``, ``scores.csv``, ``model.keras`` (+ ``model_meta.json`` with the label encoding),
-``training_log.csv``.
+checkpointed model once on the held-out ``test`` split and writes its notebook folder (see
+:mod:`helpers.runs`): ``metrics.json``, ``scores.csv``, ``model.keras`` (+ ``model_meta.json`` with the label
+encoding), ``training_log.csv``.
 
 Stable layer names for explainability (notebook 05): :data:`LAST_CONV` and :data:`SHARED_DENSE`.
 """
@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -22,40 +21,24 @@ import numpy as np
 import pandas as pd
 
 from . import metrics as M
+from . import runs
 from .env import load_torch_before_tensorflow
 from .prepare import Prepared
+from .recipes import KerasRecipe, scaled
 
 load_torch_before_tensorflow()
 
-STEM = "04_keras_multitask_cnn"
+__all__ = ["LAST_CONV", "SHARED_DENSE", "set_determinism", "build_multitask", "compile_multitask",
+           "predict_multitask", "save_meta", "load_multitask", "run_multitask", "plot_log"]
+
 LAST_CONV = "last_conv"
 SHARED_DENSE = "shared_dense"
-#: The study's own figures — measured on its *training* data.
-STUDY_MULTITASK = {"defect_accuracy": 0.963, "defect_f1": 0.959, "defect_auc": 0.987, "category_accuracy": 0.982}
-
-
-@dataclass(frozen=True)
-class KerasRecipe:
-    """The multi-task recipe: 224 px, batch 32, 20 epochs, patience 5, loss weights 1.0 / 2.0, Adam defaults."""
-
-    image_size: int = 224
-    batch_size: int = 32
-    epochs: int = 20
-    patience: int = 5
-    category_weight: float = 1.0
-    defect_weight: float = 2.0
-    threshold_method: str = "f1"
-
-
-def scaled(recipe: KerasRecipe, profile) -> KerasRecipe:
-    """The recipe at a profile's size (image size and epochs only)."""
-    return replace(recipe, image_size=profile.tf_image_size, epochs=profile.epochs(recipe.epochs))
 
 
 def set_determinism(seed: int) -> None:
     """Seed Python/NumPy/TF (``keras.utils.set_random_seed``) and make TF ops deterministic."""
-    import keras  # noqa: PLC0415
-    import tensorflow as tf  # noqa: PLC0415
+    import keras
+    import tensorflow as tf
 
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
@@ -68,8 +51,8 @@ def build_multitask(n_categories: int = 15, image_size: int = 224):
     → Dropout(0.5). Heads: Dense(256) → Dropout(0.3) → Dense(n_categories, softmax, "category") and
     Dense(128) → Dropout(0.3) → Dense(1, sigmoid, "defect").
     """
-    import keras  # noqa: PLC0415
-    from keras import layers  # noqa: PLC0415
+    import keras
+    from keras import layers
 
     inputs = keras.Input((image_size, image_size, 3), name="image")
     x = inputs
@@ -91,7 +74,7 @@ def build_multitask(n_categories: int = 15, image_size: int = 224):
 
 def compile_multitask(model, recipe: KerasRecipe) -> None:
     """Losses (sparse CE + BCE, weights 1.0 / 2.0), Adam with defaults, accuracy and AUC metrics."""
-    import keras  # noqa: PLC0415
+    import keras
 
     model.compile(optimizer=keras.optimizers.Adam(),
                   loss={"category": "sparse_categorical_crossentropy", "defect": "binary_crossentropy"},
@@ -99,31 +82,9 @@ def compile_multitask(model, recipe: KerasRecipe) -> None:
                   metrics={"category": ["accuracy"], "defect": ["accuracy", keras.metrics.AUC(name="auc")]})
 
 
-@dataclass
-class KerasResult:
-    """What :func:`run_multitask` returns."""
-
-    model: Any
-    log: pd.DataFrame
-    categories: list[str]
-    scores: pd.DataFrame            # path, category, label, split, score, pred_category
-    threshold: float
-    test_metrics: dict[str, float]
-    category_metrics: dict[str, Any]
-    per_category: pd.DataFrame
-    record: dict[str, Any] | None
-    out_dir: Path
-    epochs_run: int
-    resumed: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def split_scores(self, split: str) -> pd.DataFrame:
-        return self.scores[self.scores["split"] == split].reset_index(drop=True)
-
-
 def _datasets(prepared: Prepared, recipe: KerasRecipe, categories: list[str], seed: int,
               shuffled_defect: bool):
-    from .tf_data import make_dataset  # noqa: PLC0415
+    from .tf_data import make_dataset
 
     cache = prepared.cache(recipe.image_size, progress=False)
     train = prepared.frame("train")
@@ -150,36 +111,24 @@ def save_meta(out_dir: Path, categories: list[str], image_size: int, threshold: 
 
 def load_multitask(out_dir: str | os.PathLike) -> tuple[Any, dict]:
     """The saved model and its metadata (label encoding, image size, threshold)."""
-    import keras  # noqa: PLC0415
+    import keras
 
     out_dir = Path(out_dir)
     path = out_dir / "model.keras"
     if not path.exists():
-        raise FileNotFoundError(f"No Keras model at {path}: run notebook {STEM}.ipynb first.")
+        raise FileNotFoundError(runs.missing_message("Keras multi-task model", path, runs.KERAS))
     return keras.models.load_model(path), json.loads((out_dir / "model_meta.json").read_text())
 
 
-def run_multitask(prepared: Prepared, recipe: KerasRecipe | None = None, shuffled_defect: bool = False,
-                  out_dir: str | os.PathLike | None = None, write_metrics: bool = True, verbose: int = 2,
-                  extra_callbacks: list | None = None) -> KerasResult:
-    """Train (or resume) and score the multi-task CNN.
+def _callbacks(out: Path, recipe: KerasRecipe, extra: list | None) -> tuple[list, bool]:
+    """The recipe's callbacks, and whether a backup of an interrupted fit is there to resume from.
 
-    - ``BackupAndRestore`` under ``out_dir/backup`` resumes an interrupted ``fit`` at the next epoch;
-      the CSV log is appended to, and ModelCheckpoint's best value is carried over from it.
-    - The scored model is the one ModelCheckpoint kept (best ``val_defect_auc``), reloaded from disk.
-    - ``shuffled_defect`` permutes the training defect labels (negative control).
+    A fresh run deletes a stale log and model; a resumed one appends to the log and carries
+    ModelCheckpoint's best value over from it.
     """
-    import keras  # noqa: PLC0415
+    import keras
 
-    cfg = prepared.cfg
-    recipe = recipe or scaled(KerasRecipe(), cfg.profile)
-    started = time.time()
-    out = Path(out_dir) if out_dir is not None else cfg.notebook_dir(STEM)
-    out.mkdir(parents=True, exist_ok=True)
-    categories = sorted(prepared.manifest["category"].unique())
-    set_determinism(cfg.seed)
-    train_ds, evals = _datasets(prepared, recipe, categories, cfg.seed, shuffled_defect)
-    backup, log_path, best_path = out / "backup", out / "training_log.csv", out / "model.keras"
+    backup, log_path, best_path = out / "backup", out / "training_log.csv", out / runs.MODEL_FILES[runs.KERAS]
     resumed = backup.exists()
     if not resumed:  # a fresh run: no stale log or model from an earlier one
         for p in (log_path, best_path):
@@ -187,51 +136,77 @@ def run_multitask(prepared: Prepared, recipe: KerasRecipe | None = None, shuffle
     best_so_far = None
     if resumed and log_path.exists() and log_path.stat().st_size:
         best_so_far = float(pd.read_csv(log_path)["val_defect_auc"].max())
-    model = build_multitask(len(categories), recipe.image_size)
-    compile_multitask(model, recipe)
-    callbacks = [
+    return [
         keras.callbacks.BackupAndRestore(str(backup)),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=recipe.patience, restore_best_weights=True),
         keras.callbacks.ModelCheckpoint(str(best_path), monitor="val_defect_auc", mode="max", save_best_only=True,
                                         initial_value_threshold=best_so_far),
         keras.callbacks.CSVLogger(str(log_path), append=True),
-        *(extra_callbacks or []),
-    ]
-    model.fit(train_ds, validation_data=evals["val"][1], epochs=recipe.epochs, callbacks=callbacks, verbose=verbose)
-    log = pd.read_csv(log_path)
-    model = keras.models.load_model(best_path)
+        *(extra or []),
+    ], resumed
+
+
+def _score_splits(model, evals: dict, categories: list[str]) -> pd.DataFrame:
+    """Defect scores and predicted categories of the val and test rows, in order."""
     rows = []
     for split, (frame, ds) in evals.items():
         cat_p, defect_p = predict_multitask(model, ds)
         rows.append(pd.DataFrame({"path": frame["path"], "category": frame["category"],
                                   "label": frame["label"].astype(int), "split": split, "score": defect_p,
                                   "pred_category": [categories[i] for i in cat_p.argmax(1)]}))
-    scores = pd.concat(rows, ignore_index=True)
-    threshold, test_m, per_cat = M.score_on_test(scores, recipe.threshold_method)
+    return pd.concat(rows, ignore_index=True)
+
+
+def run_multitask(prepared: Prepared, recipe: KerasRecipe | None = None, shuffled_defect: bool = False,
+                  out_dir: str | os.PathLike | None = None, write_metrics: bool = True, verbose: int = 2,
+                  extra_callbacks: list | None = None) -> runs.ScoredRun:
+    """Train (or resume) and score the multi-task CNN.
+
+    - ``BackupAndRestore`` under ``out_dir/backup`` resumes an interrupted ``fit`` at the next epoch;
+      the CSV log is appended to, and ModelCheckpoint's best value is carried over from it.
+    - The scored model is the one ModelCheckpoint kept (best ``val_defect_auc``), reloaded from disk.
+    - ``shuffled_defect`` permutes the training defect labels (negative control).
+
+    The returned run's ``history`` is the CSV log; ``info`` holds ``categories``, ``category_metrics``,
+    ``epochs_run`` and ``resumed``.
+    """
+    import keras
+
+    cfg = prepared.cfg
+    recipe = recipe or scaled(KerasRecipe(), cfg.profile)
+    started = time.time()
+    out = Path(out_dir) if out_dir is not None else runs.notebook_dir(cfg.runs_dir, runs.KERAS)
+    out.mkdir(parents=True, exist_ok=True)
+    categories = sorted(prepared.manifest["category"].unique())
+    set_determinism(cfg.seed)
+    train_ds, evals = _datasets(prepared, recipe, categories, cfg.seed, shuffled_defect)
+    model = build_multitask(len(categories), recipe.image_size)
+    compile_multitask(model, recipe)
+    callbacks, resumed = _callbacks(out, recipe, extra_callbacks)
+    model.fit(train_ds, validation_data=evals["val"][1], epochs=recipe.epochs, callbacks=callbacks, verbose=verbose)
+    log = pd.read_csv(out / "training_log.csv")
+    model = keras.models.load_model(out / runs.MODEL_FILES[runs.KERAS])
+    scores = _score_splits(model, evals, categories)
     test = scores[scores["split"] == "test"]
     cat_m = M.category_metrics(test["category"], test["pred_category"], labels=categories)
-    flat = {**test_m, "category_accuracy": cat_m["accuracy"],
-            "category_precision_weighted": cat_m["precision_weighted"],
-            "category_recall_weighted": cat_m["recall_weighted"], "category_f1_weighted": cat_m["f1_weighted"]}
-    approach = "Keras multi-task CNN" + (" (SHUFFLED DEFECT LABELS control)" if shuffled_defect else "")
-    record = M.metrics_record(STEM, approach, "shared-split", cfg.profile.name,
-                              prepared.split["split"].value_counts().to_dict(), threshold, recipe.threshold_method,
-                              flat, per_cat, started=started,
-                              extra={"builtin_data": prepared.source.builtin, "recipe": asdict(recipe),
-                                     "categories": categories, "epochs_run": len(log),
-                                     "scored_model": "ModelCheckpoint best val_defect_auc",
-                                     "category_per_class_recall": cat_m["per_class_recall"]})
-    save_meta(out, categories, recipe.image_size, threshold)
-    if write_metrics and not shuffled_defect:
-        scores.drop(columns="pred_category").to_csv(out / "scores.csv", index=False)
-        M.write_metrics(record, cfg.runs_dir, path=out / "metrics.json")
-    return KerasResult(model, log, categories, scores, threshold, test_m, cat_m, per_cat, record, out,
-                       len(log), resumed)
+    run = runs.write_scored(
+        prepared, runs.KERAS, "Keras multi-task CNN" + (" (SHUFFLED DEFECT LABELS control)" if shuffled_defect else ""),
+        scores, started=started, threshold_method=recipe.threshold_method, out_dir=out,
+        write=write_metrics and not shuffled_defect,
+        extra_metrics={"category_accuracy": cat_m["accuracy"], "category_precision_weighted": cat_m["precision_weighted"],
+                       "category_recall_weighted": cat_m["recall_weighted"], "category_f1_weighted": cat_m["f1_weighted"]},
+        extra={"recipe": asdict(recipe), "categories": categories, "epochs_run": len(log),
+               "scored_model": "ModelCheckpoint best val_defect_auc",
+               "category_per_class_recall": cat_m["per_class_recall"]},
+        model=model, history=log,
+        info={"categories": categories, "category_metrics": cat_m, "epochs_run": len(log), "resumed": resumed})
+    save_meta(out, categories, recipe.image_size, run.threshold)
+    return run
 
 
 def plot_log(log: pd.DataFrame):
     """Curves from the CSV log: total and per-head losses, category/defect accuracy, defect AUC."""
-    from .viz import plot_history  # noqa: PLC0415
+    from .viz import plot_history
 
     log = log.assign(epoch=log["epoch"] + 1)
     panels = {"loss": ["loss", "val_loss"], "per-head loss": ["category_loss", "val_category_loss",
@@ -239,11 +214,3 @@ def plot_log(log: pd.DataFrame):
               "accuracy": ["category_accuracy", "val_category_accuracy", "defect_accuracy", "val_defect_accuracy"],
               "defect AUC": ["defect_auc", "val_defect_auc"]}
     return plot_history(log, panels)
-
-
-def remove_run(out_dir: str | os.PathLike) -> None:
-    """Delete a run's backup, log and model (to retrain from scratch)."""
-    out = Path(out_dir)
-    shutil.rmtree(out / "backup", ignore_errors=True)
-    for name in ("training_log.csv", "model.keras", "model_meta.json", "scores.csv"):
-        (out / name).unlink(missing_ok=True)

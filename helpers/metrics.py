@@ -12,11 +12,17 @@ import os
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
+
+__all__ = ["SCHEMA_VERSION", "METRICS_KEYS", "THRESHOLD_METHODS", "binary_metrics", "choose_threshold",
+           "score_on_test", "category_metrics", "per_class_recall", "per_category_table", "plot_confusion",
+           "plot_roc_pr", "plot_per_category_auroc", "metrics_record", "validate_record", "write_metrics",
+           "read_metrics"]
 
 SCHEMA_VERSION = 1
 METRICS_KEYS = ("schema_version", "notebook", "approach", "protocol", "profile", "split_sizes", "threshold",
@@ -122,8 +128,8 @@ def per_category_table(frame: pd.DataFrame, score_col: str = "score", threshold:
 def plot_confusion(y_true, y_pred, labels=None, display_labels=None, ax=None, title: str = "",
                    normalize: bool = False):
     """A seaborn heatmap of the confusion matrix (counts, or row-normalised)."""
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-    import seaborn as sns  # noqa: PLC0415
+    import matplotlib.pyplot as plt
+    import seaborn as sns
 
     labels = labels if labels is not None else [0, 1]
     cm = skm.confusion_matrix(y_true, y_pred, labels=labels, normalize="true" if normalize else None)
@@ -139,7 +145,7 @@ def plot_confusion(y_true, y_pred, labels=None, display_labels=None, ax=None, ti
 
 def plot_roc_pr(y_true, y_score, label: str = "", axes=None, threshold: float | None = None):
     """ROC and precision-recall curves side by side (pass ``axes`` to overlay several models)."""
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.pyplot as plt
 
     if axes is None:
         _, axes = plt.subplots(1, 2, figsize=(10, 4))
@@ -165,8 +171,8 @@ def plot_roc_pr(y_true, y_score, label: str = "", axes=None, threshold: float | 
 
 def plot_per_category_auroc(table: pd.DataFrame, ax=None, title: str = "image AUROC per category"):
     """A bar chart of the ``auroc`` column of :func:`per_category_table`."""
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-    import seaborn as sns  # noqa: PLC0415
+    import matplotlib.pyplot as plt
+    import seaborn as sns
 
     if ax is None:
         _, ax = plt.subplots(figsize=(8, 3.5))
@@ -206,7 +212,7 @@ def metrics_record(notebook: str, approach: str, protocol: str, profile: str, sp
         threshold_method: ``f1`` / ``youden`` (chosen on val) or ``fixed``.
         started: ``time.time()`` at the start of the work, for ``time_taken_s``.
     """
-    from .env import versions  # noqa: PLC0415
+    from .env import versions
 
     if threshold_method not in THRESHOLD_METHODS:
         raise ValueError(f"threshold_method must be one of {THRESHOLD_METHODS}")

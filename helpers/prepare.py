@@ -49,7 +49,7 @@ def locate_data(cfg: Config, download: bool = False, progress: bool = True) -> D
         if looks_like_mvtec_root(path):
             return DataSource(path, False, f"found at known place {place}")
     if download:
-        from .download import download_mvtec  # noqa: PLC0415
+        from .download import download_mvtec
 
         root = download_mvtec(Path(KNOWN_DATA_PLACES[0]).expanduser())
         return DataSource(root, False, "downloaded")
@@ -151,10 +151,24 @@ def load_prepared(cfg: Config | None = None) -> Prepared:
     return Prepared(cfg, source, manifest, split, read("quarantine.csv"), read("warnings.csv"))
 
 
-def is_builtin(prepared: Prepared) -> bool:
-    """True when the run uses the generated sample data (results then say nothing about MVTec AD)."""
-    return prepared.source.builtin
+def start_notebook(cfg: Config | None = None, frameworks: bool = True) -> Prepared:
+    """What every notebook after 00 does first, in one call.
+
+    With ``frameworks``: cap torch/TensorFlow threads, TF GPU memory growth, TF32 on GPU
+    (:func:`helpers.env.configure_frameworks`, printed). Then seed Python/NumPy/torch/TF, load what notebook
+    00 wrote (the split: train / val / test) and print where the data come from and the split's sizes.
+    """
+    from .env import configure_frameworks, seed_everything
+
+    cfg = cfg or get_config()
+    if frameworks:
+        print("frameworks:", configure_frameworks())
+    seed_everything(cfg.seed)
+    prepared = load_prepared(cfg)
+    print(describe_source(prepared.source))
+    print("split (images):", prepared.split["split"].value_counts().reindex(["train", "val", "test"]).to_dict())
+    return prepared
 
 
-__all__ = ["DataSource", "Prepared", "describe_source", "is_builtin", "load_prepared", "locate_data",
+__all__ = ["DataSource", "Prepared", "describe_source", "load_prepared", "start_notebook", "locate_data",
            "prepare", "write_outputs"]

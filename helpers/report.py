@@ -16,26 +16,22 @@ import numpy as np
 import pandas as pd
 
 from . import metrics as M
+from . import runs
+from .studies import study_rows
 
-#: (folder, scores file, approach label, how it was trained)
+__all__ = ["APPROACHES", "TABLE_COLUMNS", "Approach", "load_approaches", "check_same_test_images",
+           "comparison_table", "category_auroc", "localisation", "to_markdown", "export", "plot_heatmap", "plot_curves",
+           "threshold_explorer"]
+
+#: (notebook, scores file, approach label, how it was trained)
 APPROACHES: tuple[tuple[str, str, str, str], ...] = (
-    ("01_supervised_resnet50", "scores.csv", "Supervised ResNet-50", "supervised, all train labels"),
-    ("03_linear_probe", "scores.csv", "SimCLR + linear probe", "self-supervised + 10% of train labels"),
-    ("03_linear_probe", "scores_knn1.csv", "SimCLR kNN (k=1)", "self-supervised, label-free"),
-    ("03_linear_probe", "scores_knn5.csv", "SimCLR kNN (k=5)", "self-supervised, label-free"),
-    ("04_keras_multitask_cnn", "scores.csv", "Keras multi-task CNN", "supervised, all train labels"),
-    ("06_patchcore_one_class", "scores.csv", "PatchCore", "one-class, good train images only"),
+    (runs.SUPERVISED, runs.SCORES, "Supervised ResNet-50", "supervised, all train labels"),
+    (runs.PROBE, runs.SCORES, "SimCLR + linear probe", "self-supervised + 10% of train labels"),
+    (runs.PROBE, "scores_knn1.csv", "SimCLR kNN (k=1)", "self-supervised, label-free"),
+    (runs.PROBE, "scores_knn5.csv", "SimCLR kNN (k=5)", "self-supervised, label-free"),
+    (runs.KERAS, runs.SCORES, "Keras multi-task CNN", "supervised, all train labels"),
+    (runs.PATCHCORE, runs.SCORES, "PatchCore", "one-class, good train images only"),
 )
-
-#: The studies' own figures, each with how it was obtained — never on our test images.
-STUDY_ROWS = pd.DataFrame([
-    {"approach": "study: supervised ResNet-50", "accuracy": 0.9263, "f1": 0.8081, "roc_auc": 0.9496, "pr_auc": 0.8922,
-     "how": "as reported by the study (its own protocol)"},
-    {"approach": "study: SimCLR + probe", "f1": 0.8418, "recall": 0.9936, "fpr": 0.9893,
-     "how": "as reported, on a sample of the study's test data"},
-    {"approach": "study: Keras multi-task", "accuracy": 0.963, "f1": 0.959, "roc_auc": 0.987,
-     "category_accuracy": 0.982, "how": "as reported, on the study's training data"},
-])
 
 TABLE_COLUMNS = ["approach", "trained with", "n_test", "accuracy", "precision", "recall", "f1", "roc_auc",
                  "pr_auc", "fpr", "specificity", "threshold", "threshold chosen"]
@@ -59,23 +55,22 @@ class Approach:
 
 def load_approaches(runs_dir: str | Path) -> tuple[list[Approach], list[str]]:
     """Every approach whose outputs exist; a line for each missing one naming the notebook to run."""
-    runs = Path(runs_dir)
     found, missing = [], []
-    for folder, file, name, how in APPROACHES:
-        path = runs / folder / file
-        if not path.exists():
-            missing.append(f"{name}: no {path} — run notebook {folder}.ipynb first.")
+    for stem, file, name, how in APPROACHES:
+        path = runs.artefact(runs_dir, stem, file)
+        scores = runs.read_scores(runs_dir, stem, file)
+        if scores is None:
+            missing.append(runs.missing_message(name, path, stem))
             continue
-        scores = pd.read_csv(path)
         val = scores[scores["split"] == "val"]
-        metrics_path = runs / folder / "metrics.json"
-        if file == "scores.csv" and metrics_path.exists():
-            thr = json.loads(metrics_path.read_text())["threshold"]
-            threshold, how_thr = float(thr["value"]), f"{thr['method']} on val (notebook {folder[:2]})"
+        record = runs.read_record(runs_dir, stem) if file == runs.SCORES else None
+        if record is not None:
+            thr = record["threshold"]
+            threshold, how_thr = float(thr["value"]), f"{thr['method']} on val (notebook {stem[:2]})"
         elif len(val):
             threshold, how_thr = M.choose_threshold(val["label"], val["score"], "f1"), "f1 on val (here)"
         else:
-            missing.append(f"{name}: {path} has no val rows to choose a threshold on — re-run notebook {folder}.ipynb.")
+            missing.append(f"{name}: {path} has no val rows to choose a threshold on — re-run notebook {stem}.ipynb.")
             continue
         found.append(Approach(name, how, scores, threshold, how_thr, path))
     return found, missing
@@ -113,17 +108,15 @@ def category_auroc(approaches: list[Approach]) -> pd.DataFrame:
 
 def localisation(runs_dir: str | Path) -> pd.DataFrame:
     """Grad-CAM localisation (notebook 05) and PatchCore maps (notebook 06), over all categories."""
-    runs = Path(runs_dir)
     parts = []
-    loc = runs / "05_tsne_gradcam" / "localisation.csv"
+    loc = runs.artefact(runs_dir, runs.EXPLAIN, "localisation.csv")
     if loc.exists():
         t = pd.read_csv(loc)
         t = t[t["category"] == "(all)"]
         parts.append(pd.DataFrame({"maps": "Grad-CAM: " + t["model"], "n": t["n"], "pixel_auroc": t["pixel_auroc"],
                                    "pointing_game": t["pointing_hit"]}))
-    pcm = runs / "06_patchcore_one_class" / "metrics.json"
-    if pcm.exists():
-        rec = json.loads(pcm.read_text())
+    rec = runs.read_record(runs_dir, runs.PATCHCORE)
+    if rec is not None:
         per = pd.DataFrame(rec["per_category"])
         n = int(per["n_defective"].sum()) if "n_defective" in per else math.nan
         parts.append(pd.DataFrame([{"maps": "PatchCore anomaly map", "n": n,
@@ -140,7 +133,7 @@ def to_markdown(table: pd.DataFrame, floatfmt: str = ".3f") -> str:
 def export(runs_dir: str | Path, table: pd.DataFrame, heatmap: pd.DataFrame, loc: pd.DataFrame,
            notes: dict[str, Any]) -> Path:
     """``RUNS_DIR/report/``: comparison.csv/.md, category_auroc.csv, localisation.csv, report.json."""
-    out = Path(runs_dir) / "report"
+    out = Path(runs_dir) / runs.REPORT_DIR
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "comparison.csv", index=False)
     heatmap.to_csv(out / "category_auroc.csv")
@@ -151,8 +144,9 @@ def export(runs_dir: str | Path, table: pd.DataFrame, heatmap: pd.DataFrame, loc
           "Thresholds were chosen on `val` only; `test` was never used for training, early stopping or thresholds.", ""]
     if len(loc):
         md += ["## Localisation against the ground-truth masks", "", to_markdown(loc), ""]
+    studies = study_rows()
     md += ["## The studies' own figures (not on these test images)", "",
-           to_markdown(STUDY_ROWS.astype(object).where(STUDY_ROWS.notna(), "")), ""]
+           to_markdown(studies.astype(object).where(studies.notna(), "")), ""]
     (out / "comparison.md").write_text("\n".join(md))
     (out / "report.json").write_text(json.dumps(notes, indent=2, default=str))
     return out / "comparison.md"
@@ -160,8 +154,8 @@ def export(runs_dir: str | Path, table: pd.DataFrame, heatmap: pd.DataFrame, loc
 
 def plot_heatmap(heatmap: pd.DataFrame, ax=None):
     """Approach × category AUROC heatmap (seaborn)."""
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-    import seaborn as sns  # noqa: PLC0415
+    import matplotlib.pyplot as plt
+    import seaborn as sns
 
     if ax is None:
         _, ax = plt.subplots(figsize=(max(8, 0.7 * heatmap.shape[1] + 3), 0.6 * heatmap.shape[0] + 1.5))
@@ -182,9 +176,8 @@ def plot_curves(approaches: list[Approach]):
 
 def threshold_explorer(approaches: list[Approach]):
     """Approach dropdown + threshold slider → confusion matrix, precision, recall, FPR (static when headless)."""
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-
-    from .viz import widgets_wanted  # noqa: PLC0415
+    import matplotlib.pyplot as plt
+    from .viz import widgets_wanted
 
     by_name = {a.name: a for a in approaches}
 
@@ -207,7 +200,7 @@ def threshold_explorer(approaches: list[Approach]):
         for a in approaches:
             show(a.name, None)
         return None
-    import ipywidgets as widgets  # noqa: PLC0415
+    import ipywidgets as widgets
 
     return widgets.interact(show, name=widgets.Dropdown(options=list(by_name)),
                             quantile=widgets.FloatSlider(value=0.7, min=0.0, max=1.0, step=0.01,

@@ -17,6 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+__all__ = ["SPLITS", "SPLIT_COLUMNS", "MIN_STRATUM", "LeakageError", "SplitMismatchError", "make_split",
+           "standard_protocol", "check_leakage", "split_counts", "write_split", "read_split", "ensure_split"]
+
 SPLITS = ("train", "val", "test")
 SPLIT_COLUMNS = ["path", "split", "category", "defect_type", "label", "mvtec_split"]
 #: A category × defect-type stratum needs this many images to be kept as its own stratum.

@@ -16,13 +16,16 @@ import os
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 from tqdm.auto import tqdm
 
-from .data import GRAYSCALE_CATEGORIES, MVTEC_CATEGORIES, TEXTURE_CATEGORIES
+from .data import GRAYSCALE_CATEGORIES, MVTEC_CATEGORIES
+
+__all__ = ["GENERATOR_VERSION", "DEFECTS", "SyntheticSpec", "Render", "RENDERERS", "add_defect", "render_image",
+           "generate_dataset", "builtin_root"]
 
 GENERATOR_VERSION = 1
 
@@ -270,7 +273,6 @@ assert set(RENDERERS) == set(MVTEC_CATEGORIES) == set(DEFECTS)
 # Defects: (image, region, rng) -> mask (bool), image modified in place
 # --------------------------------------------------------------------------------------------------
 def _anchor(region: np.ndarray, rng: np.random.Generator, margin: int) -> tuple[int, int]:
-    s = region.shape[0]
     inner = region.copy()
     inner[:margin], inner[-margin:], inner[:, :margin], inner[:, -margin:] = False, False, False, False
     ys, xs = np.nonzero(inner if inner.any() else region)

@@ -12,12 +12,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .cache import ImageCache
 from .env import load_torch_before_tensorflow
 
 load_torch_before_tensorflow()
 import tensorflow as tf  # noqa: E402
 
-from .cache import ImageCache
+__all__ = ["AUTOTUNE", "augment", "make_dataset"]
 
 AUTOTUNE = tf.data.AUTOTUNE
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import albumentations as A
 import cv2
@@ -24,10 +24,11 @@ from albumentations.pytorch import ToTensorV2
 from torch.utils.data import DataLoader, Dataset
 
 from .cache import ImageCache
+from .config import IMAGENET_MEAN, IMAGENET_STD
 from .data import load_rgb
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+__all__ = ["train_transform", "eval_transform", "simclr_transform", "TwoViews", "category_names", "MVTecDataset",
+           "make_loader"]
 
 
 def train_transform(size: int = 256) -> A.Compose:
@@ -124,7 +125,7 @@ class MVTecDataset(Dataset):
 def _seed_worker(worker_id: int) -> None:
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
-    import random  # noqa: PLC0415
+    import random
 
     random.seed(seed)
 

@@ -7,15 +7,19 @@ and says so in its return value — results of a randomly initialised backbone a
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.models import ResNet50_Weights, resnet50
+
+from .env import loud_warning
+
+__all__ = ["FEATURE_DIM", "resnet50_backbone", "supervised_head", "supervised_resnet50", "SimCLR", "nt_xent",
+           "LinearProbe", "inverse_frequency_weights", "save_model", "load_model", "predict"]
 
 FEATURE_DIM = 2048
 
@@ -29,8 +33,7 @@ def resnet50_backbone(pretrained: bool = True) -> tuple[nn.Module, str]:
             message = (f"ImageNet weights for ResNet-50 could not be loaded ({type(err).__name__}: {err}). "
                        "FALLING BACK TO weights=None (random initialisation): results are NOT those of the "
                        "recipe. Connect to the internet (e.g. Colab) for the real run.")
-            warnings.warn(message, RuntimeWarning, stacklevel=2)
-            print("!" * 100 + f"\nWARNING: {message}\n" + "!" * 100)
+            loud_warning(message)
     return resnet50(weights=None), "none (random init)"
 
 
@@ -87,7 +90,7 @@ class LinearProbe(nn.Module):
             p.requires_grad = False
         self.head = nn.Linear(FEATURE_DIM, n_classes)
 
-    def train(self, mode: bool = True) -> "LinearProbe":
+    def train(self, mode: bool = True) -> LinearProbe:
         super().train(mode)
         self.encoder.eval()  # frozen: BatchNorm statistics stay those of pretraining
         return self
@@ -143,9 +146,9 @@ def load_model(path: str | os.PathLike, map_location: str = "cpu") -> tuple[nn.M
 def predict(model_or_path: nn.Module | str | os.PathLike, images: Iterable, image_size: int | None = None,
             batch_size: int = 32) -> np.ndarray:
     """Defect probabilities for image paths or H×W×3 uint8 arrays, with a saved or in-memory model."""
-    from .data import load_rgb  # noqa: PLC0415
-    from .torch_data import eval_transform  # noqa: PLC0415
-    from .train import defect_probability  # noqa: PLC0415
+    from .data import load_rgb
+    from .torch_data import eval_transform
+    from .train import defect_probability
 
     if isinstance(model_or_path, (str, os.PathLike)):
         model, meta = load_model(model_or_path)

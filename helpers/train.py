@@ -19,13 +19,17 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 from tqdm.auto import tqdm
+
+__all__ = ["FitResult", "reseed", "save_checkpoint", "fit", "onecycle", "warmup_cosine", "planned_lrs",
+           "defect_probability", "predict_scores", "embed"]
 
 StepFn = Callable[[nn.Module, dict], torch.Tensor]
 EvalFn = Callable[[nn.Module], dict[str, float]]
@@ -68,6 +72,69 @@ def save_checkpoint(path: Path, **state: Any) -> None:
     os.replace(tmp, path)
 
 
+@dataclass
+class _LoopState:
+    """Where a training run stands: what a checkpoint holds besides the model, optimiser and scheduler."""
+
+    history: list[dict]
+    start: int
+    best_value: float
+    best_epoch: int
+    best_state: dict | None
+    bad: int
+    resumed_from: int | None = None
+
+
+def _resume(ckpt: Path | None, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, mode: str,
+            progress: bool) -> _LoopState:
+    """A fresh state, or the one stored in ``ckpt`` (model, optimiser and scheduler restored in place)."""
+    fresh = _LoopState([], 0, math.inf if mode == "min" else -math.inf, -1, None, 0)
+    if ckpt is None or not ckpt.exists():
+        return fresh
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None and state.get("scheduler") is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    if progress:
+        print(f"Resuming from checkpoint {ckpt} after epoch {state['epoch'] + 1}.")
+    return _LoopState(state["history"], state["epoch"] + 1, state["best_value"], state["best_epoch"],
+                      state["best_state"], state["bad_epochs"], resumed_from=state["epoch"])
+
+
+def _checkpoint(ckpt: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, epoch: int,
+                st: _LoopState) -> None:
+    """Everything :func:`_resume` needs to continue after ``epoch``."""
+    save_checkpoint(ckpt, model=model.state_dict(), optimizer=optimizer.state_dict(),
+                    scheduler=scheduler.state_dict() if scheduler is not None else None,
+                    epoch=epoch, history=st.history, best_value=st.best_value, best_epoch=st.best_epoch,
+                    best_state=st.best_state, bad_epochs=st.bad, rng=_rng_state())
+
+
+def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loader, train_step: StepFn, scheduler,
+                 scheduler_step: str, clip_grad: float | None, n_batches: int, desc: str, progress: bool) -> list[float]:
+    """One pass of ``train_step`` over at most ``n_batches`` batches; the batch losses."""
+    model.train()
+    device = next(model.parameters()).device
+    losses: list[float] = []
+    bar = tqdm(loader, total=n_batches, desc=desc, disable=not progress, leave=False)
+    for b, batch in enumerate(bar):
+        if b >= n_batches:
+            break
+        batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+        optimizer.zero_grad(set_to_none=True)
+        loss = train_step(model, batch)
+        loss.backward()
+        if clip_grad is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+        optimizer.step()
+        if scheduler is not None and scheduler_step == "batch":
+            scheduler.step()
+        losses.append(float(loss.detach()))
+        bar.set_postfix(loss=f"{losses[-1]:.4f}")
+    return losses
+
+
 def fit(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader, train_step: StepFn,
         evaluate: EvalFn, epochs: int, *, scheduler=None, scheduler_step: str = "batch",
         clip_grad: float | None = 1.0, monitor: str = "val_loss", mode: str = "min",
@@ -92,45 +159,16 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader, train_
         raise ValueError("scheduler_step must be 'batch' or 'epoch'")
     better = (lambda a, b: a < b) if mode == "min" else (lambda a, b: a > b)
     ckpt = Path(checkpoint) if checkpoint else None
-    history: list[dict] = []
-    start, best_value, best_epoch, best_state, bad = 0, math.inf if mode == "min" else -math.inf, -1, None, 0
-    resumed_from = None
-    if ckpt is not None and ckpt.exists():
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if scheduler is not None and state.get("scheduler") is not None:
-            scheduler.load_state_dict(state["scheduler"])
-        history, start = state["history"], state["epoch"] + 1
-        best_value, best_epoch, best_state, bad = (state["best_value"], state["best_epoch"],
-                                                   state["best_state"], state["bad_epochs"])
-        resumed_from = state["epoch"]
-        if progress:
-            print(f"Resuming from checkpoint {ckpt} after epoch {state['epoch'] + 1}.")
-    stopped = bool(history) and patience is not None and bad >= patience
-    device = next(model.parameters()).device
-    epochs_run = 0
-    for epoch in range(start, epochs):
+    st = _resume(ckpt, model, optimizer, scheduler, mode, progress)
+    stopped = bool(st.history) and patience is not None and st.bad >= patience
+    n_batches = len(train_loader) if max_batches is None else min(max_batches, len(train_loader))
+    for epochs_run, epoch in enumerate(range(st.start, epochs)):
         if stopped or (stop_after is not None and epochs_run >= stop_after):
             break
         reseed(seed + epoch, train_loader)
-        model.train()
-        t0, losses, n_batches = time.time(), [], len(train_loader) if max_batches is None else min(max_batches, len(train_loader))
-        bar = tqdm(train_loader, total=n_batches, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress, leave=False)
-        for b, batch in enumerate(bar):
-            if b >= n_batches:
-                break
-            batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
-            optimizer.zero_grad(set_to_none=True)
-            loss = train_step(model, batch)
-            loss.backward()
-            if clip_grad is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
-            optimizer.step()
-            if scheduler is not None and scheduler_step == "batch":
-                scheduler.step()
-            losses.append(float(loss.detach()))
-            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        t0 = time.time()
+        losses = _train_epoch(model, optimizer, train_loader, train_step, scheduler, scheduler_step, clip_grad,
+                              n_batches, f"epoch {epoch + 1}/{epochs}", progress)
         lr = optimizer.param_groups[0]["lr"]
         if scheduler is not None and scheduler_step == "epoch":
             scheduler.step()
@@ -139,27 +177,22 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader, train_
             scores = evaluate(model)
         row = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)) if losses else math.nan, "lr": lr,
                **{k: float(v) for k, v in scores.items()}, "seconds": round(time.time() - t0, 2)}
-        history.append(row)
-        value = row[monitor]
-        if better(value, best_value):
-            best_value, best_epoch, bad = value, epoch, 0
-            best_state = copy.deepcopy(model.state_dict())
+        st.history.append(row)
+        if better(row[monitor], st.best_value):
+            st.best_value, st.best_epoch, st.bad = row[monitor], epoch, 0
+            st.best_state = copy.deepcopy(model.state_dict())
         else:
-            bad += 1
-        stopped = patience is not None and bad >= patience
+            st.bad += 1
+        stopped = patience is not None and st.bad >= patience
         if progress:
             shown = ", ".join(f"{k}={v:.4f}" for k, v in row.items() if k not in ("epoch", "seconds", "lr"))
             print(f"epoch {epoch + 1}/{epochs}: {shown} ({row['seconds']:.0f}s)" + (" — early stop" if stopped else ""))
         if ckpt is not None:
-            save_checkpoint(ckpt, model=model.state_dict(), optimizer=optimizer.state_dict(),
-                            scheduler=scheduler.state_dict() if scheduler is not None else None,
-                            epoch=epoch, history=history, best_value=best_value, best_epoch=best_epoch,
-                            best_state=best_state, bad_epochs=bad, rng=_rng_state())
-        epochs_run += 1
-    if restore_best and best_state is not None:
-        model.load_state_dict(best_state)
-    return FitResult(history=pd.DataFrame(history), best_epoch=best_epoch + 1, best_value=best_value,
-                     stopped_early=stopped, resumed_from=resumed_from)
+            _checkpoint(ckpt, model, optimizer, scheduler, epoch, st)
+    if restore_best and st.best_state is not None:
+        model.load_state_dict(st.best_state)
+    return FitResult(history=pd.DataFrame(st.history), best_epoch=st.best_epoch + 1, best_value=st.best_value,
+                     stopped_early=stopped, resumed_from=st.resumed_from)
 
 
 def defect_probability(logits: torch.Tensor) -> torch.Tensor:
@@ -192,3 +225,37 @@ def embed(encoder: nn.Module, loader) -> tuple[np.ndarray, np.ndarray]:
         feats.append(encoder(batch["image"].to(device)).float().cpu().numpy())
         labels.append(batch["label"].numpy())
     return np.concatenate(feats), np.concatenate(labels)
+
+
+# --------------------------------------------------------------------------------------------------
+# Learning-rate schedules (stepped every batch by fit)
+# --------------------------------------------------------------------------------------------------
+def onecycle(optimizer: torch.optim.Optimizer, max_lr: float, epochs: int, steps_per_epoch: int
+             ) -> torch.optim.lr_scheduler.OneCycleLR:
+    """torch's OneCycleLR with PyTorch's defaults (warm-up 30%, cosine, div_factor 25)."""
+    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, epochs=epochs, steps_per_epoch=steps_per_epoch)
+
+
+def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_fraction: float
+                  ) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over ``warmup_fraction`` of the steps, then cosine decay to 0 (stepped per batch)."""
+    warm = max(1, round(warmup_fraction * total_steps))
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        progress = (step - warm) / max(1, total_steps - warm)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def planned_lrs(make_scheduler: Callable[[torch.optim.Optimizer], Any], lr: float, steps: int) -> np.ndarray:
+    """The learning rate of every batch that ``make_scheduler(optimizer)`` would give over ``steps`` batches."""
+    opt = torch.optim.AdamW([nn.Parameter(torch.zeros(1))], lr=lr)
+    sched = make_scheduler(opt)
+    lrs = []
+    for _ in range(steps):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return np.asarray(lrs)

@@ -10,6 +10,9 @@ import pandas as pd
 
 from .data import load_mask, load_rgb
 
+__all__ = ["plot_counts", "overlay_mask", "show_samples", "HEADLESS_ENV", "widgets_wanted", "explorer",
+           "plot_history", "plot_test_results", "plot_per_category"]
+
 
 def plot_counts(manifest: pd.DataFrame, ax=None):
     """Stacked bars: good and defective images per category."""
@@ -88,7 +91,7 @@ def widgets_wanted() -> bool:
         print("Headless run: static figures instead of widgets (open the notebook to explore interactively).")
         return False
     try:
-        import ipywidgets  # noqa: F401, PLC0415
+        import ipywidgets  # noqa: F401
     except ImportError:
         print("ipywidgets is not available: showing static figures instead.")
         return False
@@ -105,8 +108,8 @@ def explorer(manifest: pd.DataFrame, root: str | os.PathLike, per_row: int = 6):
         show_samples(manifest, root, per_row=per_row)
         plt.show()
         return None
-    import ipywidgets as widgets  # noqa: PLC0415
-    from IPython.display import display  # noqa: PLC0415
+    import ipywidgets as widgets
+    from IPython.display import display
 
     cats = sorted(manifest["category"].unique())
     cat_dd = widgets.Dropdown(options=cats, description="category")
@@ -169,3 +172,26 @@ def plot_history(history: pd.DataFrame, panels: dict[str, list[str]], lrs: np.nd
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def plot_test_results(run, title: str = "test", label: str = "test"):
+    """A scored run's held-out test results: the confusion matrix at its val-chosen threshold, ROC and PR.
+
+    ``run`` is a :class:`helpers.runs.ScoredRun` (every model notebook shows its test results this way).
+    """
+    import matplotlib.pyplot as plt
+    from . import metrics as M
+
+    test = run.split_scores("test")
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    M.plot_confusion(test["label"], (test["score"] >= run.threshold).astype(int), ax=axes[0], title=title)
+    M.plot_roc_pr(test["label"], test["score"], label=label, axes=axes[1:], threshold=run.threshold)
+    fig.tight_layout()
+    return fig
+
+
+def plot_per_category(run, title: str = "image AUROC per category"):
+    """A scored run's per-category test AUROC as bars (the table itself is ``run.per_category``)."""
+    from . import metrics as M
+
+    return M.plot_per_category_auroc(run.per_category, title=title)

@@ -9,9 +9,16 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from helpers.env import load_torch_before_tensorflow  # noqa: E402
+from helpers.env import load_torch_before_tensorflow
 
 load_torch_before_tensorflow()  # test modules import TensorFlow at collection (see the docstring)
+
+def pytest_collection_modifyitems(items):
+    """Notebook runs (nbval items) are slow: ``-m "not slow"`` leaves them out with the learning tests."""
+    for item in items:
+        if item.path.suffix == ".ipynb":
+            item.add_marker(pytest.mark.slow)
+
 
 REAL_SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "mvtec_sample"
 

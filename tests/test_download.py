@@ -20,7 +20,7 @@ class RangeHandler(SimpleHTTPRequestHandler):
     def log_message(self, *args):  # keep test output clean
         pass
 
-    def do_GET(self):  # noqa: N802
+    def do_GET(self):
         path = self.translate_path(self.path)
         data = open(path, "rb").read()
         rng = self.headers.get("Range")
@@ -68,7 +68,7 @@ def test_wrong_checksum_is_refused(server, tmp_path):
 def _tar_with(tmp_path, name: str, mode: str = "w:gz"):
     path = tmp_path / "evil.tar.gz"
     with tarfile.open(path, mode) as tf:
-        for member, data in ((f"bottle/train/good/000.png", b"fine"), (name, b"escape")):
+        for member, data in (("bottle/train/good/000.png", b"fine"), (name, b"escape")):
             info = tarfile.TarInfo(member)
             info.size = len(data)
             tf.addfile(info, io.BytesIO(data))

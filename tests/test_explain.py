@@ -8,7 +8,7 @@ import pytest
 import torch
 from scipy.ndimage import gaussian_filter
 
-from helpers import explain
+from helpers import explain, features, gradcam, localisation, runs
 from helpers.synthetic import render_image
 
 
@@ -23,19 +23,19 @@ def planted():
 def test_localisation_separates_a_covering_heatmap_from_random(planted):
     _, mask = planted
     covering = gaussian_filter(mask.astype(float), sigma=4)
-    good = explain.localisation_scores(covering, mask)
+    good = localisation.localisation_scores(covering, mask)
     assert good["pixel_auroc"] > 0.97 and good["pointing_hit"] == 1.0
     rng = np.random.default_rng(0)
-    randoms = [explain.localisation_scores(rng.random(mask.shape), mask) for _ in range(20)]
+    randoms = [localisation.localisation_scores(rng.random(mask.shape), mask) for _ in range(20)]
     aurocs = np.array([r["pixel_auroc"] for r in randoms])
     assert abs(aurocs.mean() - 0.5) < 0.03 and aurocs.max() < 0.6
     assert np.mean([r["pointing_hit"] for r in randoms]) < 0.3      # the peak rarely lands in a small mask
-    inverted = explain.localisation_scores(1 - covering, mask)
+    inverted = localisation.localisation_scores(1 - covering, mask)
     assert inverted["pixel_auroc"] < 0.05 and inverted["pointing_hit"] == 0.0
-    flat = explain.localisation_scores(np.zeros(mask.shape), mask)
+    flat = localisation.localisation_scores(np.zeros(mask.shape), mask)
     assert flat == {"pixel_auroc": 0.5, "pointing_hit": 0.0, "flat_map": True}
     with pytest.raises(ValueError, match="resize the heatmap"):
-        explain.localisation_scores(covering[:64, :64], mask)
+        localisation.localisation_scores(covering[:64, :64], mask)
 
 
 def test_localisation_table_resizes_maps_to_masks(planted):
@@ -43,9 +43,9 @@ def test_localisation_table_resizes_maps_to_masks(planted):
     small = gaussian_filter(mask.astype(float), sigma=4)[::4, ::4]          # a 32×32 "CAM"
     frame = pd.DataFrame({"path": ["a.png", "b.png"], "category": ["hazelnut", "hazelnut"]})
     rng = np.random.default_rng(1)
-    per_image = explain.localisation_table("m", frame, np.stack([small, rng.random(small.shape)]), [mask, mask])
+    per_image = localisation.localisation_table("m", frame, np.stack([small, rng.random(small.shape)]), [mask, mask])
     assert per_image["pixel_auroc"].iloc[0] > 0.95 and 0.35 < per_image["pixel_auroc"].iloc[1] < 0.65
-    summary = explain.summarise_localisation(per_image)
+    summary = localisation.summarise_localisation(per_image)
     assert summary.set_index("category").loc["(all)", "n"] == 2
 
 
@@ -64,10 +64,10 @@ def test_torch_gradcam_shape_range_and_input_dependence(planted):
     img, _ = planted
     other, _ = render_image("hazelnut", np.random.default_rng(8), 128, defect="crack", defect_scale=1.5)
     x = _normalised(np.stack([img, other]))
-    maps = explain.torch_gradcam(model, x, model.layer4[-1])
+    maps = gradcam.torch_gradcam(model, x, model.layer4[-1])
     assert maps.shape == (2, 64, 64) and maps.min() >= 0 and maps.max() <= 1 and maps.max() == 1
     assert np.abs(maps[0] - maps[1]).mean() > 0.01                       # a different input, a different map
-    again = explain.torch_gradcam(model, x[:1], model.layer4[-1])
+    again = gradcam.torch_gradcam(model, x[:1], model.layer4[-1])
     np.testing.assert_allclose(again[0], maps[0], atol=1e-5)            # deterministic
     assert all(not p.requires_grad for n, p in model.named_parameters() if n.startswith("conv1"))  # frozen stays frozen
 
@@ -81,28 +81,40 @@ def test_keras_gradcam_shape_range_and_input_dependence(planted):
     img, _ = planted
     other, _ = render_image("carpet", np.random.default_rng(9), 128, defect="hole", defect_scale=1.5)
     x = np.stack([img, other])[:, ::2, ::2].astype(np.float32) / 255.0
-    maps = explain.keras_gradcam(model, x)
+    maps = gradcam.keras_gradcam(model, x)
     assert maps.shape == (2, 64, 64) and maps.min() >= 0 and maps.max() <= 1 and maps.max() == 1
     assert np.abs(maps[0] - maps[1]).mean() > 0.01
 
 
 def test_tsne_and_silhouettes():
+    """Two well-separated clusters stay apart in the 2-D embedding.
+
+    Checked with quantities that do not hinge on t-SNE's float-order-sensitive layout: each point's 5
+    nearest neighbours in 2-D share its cluster, and the 2-D silhouette is high (measured 0.95 ± 0.01 over
+    six data seeds). An earlier version compared centre distance with the spread on 40 points at perplexity
+    30 (nearly degenerate); its ratio ranged from 2.8 to 10.6 with the data seed and failed on other machines.
+    """
+    from sklearn.metrics import silhouette_score
+    from sklearn.neighbors import NearestNeighbors
+
     rng = np.random.default_rng(0)
-    feats = np.concatenate([rng.normal(0, 1, (20, 8)), rng.normal(6, 1, (20, 8))])
-    labels = np.repeat([0, 1], 20)
-    cats = np.tile(["a", "b"], 20)                                       # unrelated to the clusters
-    sil = explain.silhouettes(feats, cats, labels)
+    n = 40
+    feats = np.concatenate([rng.normal(0, 1, (n, 8)), rng.normal(6, 1, (n, 8))])
+    labels = np.repeat([0, 1], n)
+    cats = np.tile(["a", "b"], n)                                        # unrelated to the clusters
+    sil = features.silhouettes(feats, cats, labels)
     assert sil["by_defect"] > 0.6 and abs(sil["by_category"]) < 0.1
-    xy = explain.tsne_2d(feats)
-    assert xy.shape == (40, 2)
-    assert explain.effective_perplexity(40) == 30.0 and explain.effective_perplexity(12) == 11.0
-    centre0, centre1 = xy[:20].mean(0), xy[20:].mean(0)
-    spread = max(xy[:20].std(), xy[20:].std())
-    assert np.linalg.norm(centre0 - centre1) > 2 * spread                 # the clusters stay apart
+    xy = features.tsne_2d(feats)
+    assert xy.shape == (2 * n, 2) and np.isfinite(xy).all()
+    assert features.effective_perplexity(40) == 30.0 and features.effective_perplexity(12) == 11.0
+    _, idx = NearestNeighbors(n_neighbors=6).fit(xy).kneighbors(xy)
+    same = (labels[idx[:, 1:]] == labels[:, None]).mean()
+    assert same >= 0.95                                                  # neighbourhoods keep their cluster
+    assert silhouette_score(xy, labels) > 0.7                            # the clusters stay apart
 
 
 def test_missing_models_are_named_not_fatal(tmp_path):
     found, missing = explain.load_trained_models(tmp_path)
     assert found == []
-    for nb in ("01_supervised_resnet50", "02_simclr_pretraining", "03_linear_probe", "04_keras_multitask_cnn"):
+    for nb in (runs.SUPERVISED, runs.SIMCLR, runs.PROBE, runs.KERAS):
         assert any(f"run notebook {nb}.ipynb first" in line for line in missing), nb

@@ -19,8 +19,9 @@ from helpers import config
 
 keras = pytest.importorskip("keras")
 
-from helpers.keras_track import (LAST_CONV, SHARED_DENSE, KerasRecipe, build_multitask, load_multitask,  # noqa: E402
-                                 predict_multitask, run_multitask, scaled)
+from helpers.keras_track import (LAST_CONV, SHARED_DENSE, build_multitask, load_multitask,  # noqa: E402
+                                 predict_multitask, run_multitask)
+from helpers.recipes import KerasRecipe, scaled  # noqa: E402
 
 SIZE = 64
 
@@ -32,10 +33,10 @@ def three_cats(tmp_path_factory):
 
 def test_architecture_follows_the_recipe():
     model = build_multitask(15, 224)
-    convs = [l for l in model.layers if isinstance(l, keras.layers.Conv2D)]
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
     assert [c.filters for c in convs] == [32, 64, 128, 256] and convs[-1].name == LAST_CONV
     assert all(c.kernel_size == (3, 3) and c.padding == "same" for c in convs)
-    assert sum(isinstance(l, keras.layers.MaxPooling2D) for l in model.layers) == 4
+    assert sum(isinstance(layer, keras.layers.MaxPooling2D) for layer in model.layers) == 4
     assert model.get_layer(SHARED_DENSE).units == 512
     assert model.get_layer("category").units == 15 and model.get_layer("defect").units == 1
     assert model.get_layer("shared_dropout").rate == 0.5
@@ -48,12 +49,13 @@ def test_architecture_follows_the_recipe():
     assert (smoke.image_size, smoke.epochs, smoke.batch_size, smoke.defect_weight) == (64, 1, 32, 2.0)
 
 
+@pytest.mark.slow
 def test_learns_and_shuffled_defect_labels_do_not(three_cats, tmp_path):
     recipe = KerasRecipe(image_size=SIZE, epochs=20, batch_size=16)
     real = run_multitask(three_cats, recipe, out_dir=tmp_path / "real", write_metrics=False, verbose=0)
-    assert real.category_metrics["accuracy"] >= 0.90
+    assert real.info["category_metrics"]["accuracy"] >= 0.90
     assert real.test_metrics["roc_auc"] >= 0.70
-    assert real.log["val_loss"].min() < real.log["val_loss"].iloc[0]
+    assert real.history["val_loss"].min() < real.history["val_loss"].iloc[0]
     # the saved model reloads and gives identical predictions; the label encoding is saved with it
     model, meta = load_multitask(tmp_path / "real")
     assert meta["categories"] == ["bottle", "carpet", "hazelnut"] and meta["image_size"] == SIZE
@@ -77,6 +79,7 @@ class _Interrupt(keras.callbacks.Callback):
             raise RuntimeError("simulated disconnect")
 
 
+@pytest.mark.slow
 def test_interrupted_fit_resumes_at_the_next_epoch(three_cats, tmp_path):
     recipe = KerasRecipe(image_size=SIZE, epochs=4, batch_size=32, patience=10)
     with pytest.raises(RuntimeError, match="simulated disconnect"):
@@ -84,15 +87,16 @@ def test_interrupted_fit_resumes_at_the_next_epoch(three_cats, tmp_path):
     first = pd.read_csv(tmp_path / "training_log.csv")
     assert first["epoch"].tolist() == [0, 1] and (tmp_path / "backup").exists()
     done = run_multitask(three_cats, recipe, out_dir=tmp_path, verbose=0)
-    assert done.resumed
-    assert done.log["epoch"].tolist() == [0, 1, 2, 3]          # continued at epoch 3, not from scratch
-    pd.testing.assert_frame_equal(done.log.iloc[:2], first)
+    assert done.info["resumed"]
+    assert done.history["epoch"].tolist() == [0, 1, 2, 3]      # continued at epoch 3, not from scratch
+    pd.testing.assert_frame_equal(done.history.iloc[:2], first)
     assert not (tmp_path / "backup").exists()                  # a finished fit removes its backup
     record = json.loads((tmp_path / "metrics.json").read_text())
     assert set(pd.read_csv(tmp_path / "scores.csv")["split"]) == {"val", "test"}
-    assert record["metrics"]["category_accuracy"] == pytest.approx(done.category_metrics["accuracy"])
+    assert record["metrics"]["category_accuracy"] == pytest.approx(done.info["category_metrics"]["accuracy"])
 
 
+@pytest.mark.slow
 def test_torch_and_tensorflow_share_one_process():
     """configure_frameworks caps both frameworks' threads; both then run in the same interpreter.
 
@@ -107,7 +111,8 @@ def test_torch_and_tensorflow_share_one_process():
         "x = torch.ones(64, 64) @ torch.ones(64, 64)\n"
         "y = tf.linalg.matmul(tf.ones((64, 64)), tf.ones((64, 64)))\n"
         "print(json.dumps({'torch': torch.get_num_threads(), 'tf_intra': tf.config.threading.get_intra_op_parallelism_threads(),"
-        " 'tf_inter': tf.config.threading.get_inter_op_parallelism_threads(), 'sum': float(x.sum()) + float(tf.reduce_sum(y))}))\n"
+        " 'tf_inter': tf.config.threading.get_inter_op_parallelism_threads(),"
+        " 'sum': float(x.sum()) + float(tf.reduce_sum(y))}))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True,
                          cwd=str(__import__("pathlib").Path(__file__).resolve().parents[1]))

@@ -18,7 +18,8 @@ def prepared(synthetic_root, tmp_path_factory):
 def test_torch_dataset_and_transforms(prepared, synthetic_root):
     import torch
 
-    from helpers.torch_data import (IMAGENET_MEAN, IMAGENET_STD, MVTecDataset, TwoViews, eval_transform,
+    from helpers.config import IMAGENET_MEAN, IMAGENET_STD
+    from helpers.torch_data import (MVTecDataset, TwoViews, eval_transform,
                                     make_loader, simclr_transform, train_transform)
 
     manifest, cache = prepared

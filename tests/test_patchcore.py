@@ -7,6 +7,7 @@ import torch
 from scipy.ndimage import gaussian_filter
 
 from helpers import patchcore as pc
+from helpers import sampling
 from helpers.synthetic import DEFECTS, render_image
 
 
@@ -21,31 +22,31 @@ def test_coreset_fraction_and_coverage_beats_random():
     centres = torch.randn(20, 256, generator=g) * 10
     sizes = [400] + [10] * 19
     feats = torch.cat([c + torch.randn(n, 256, generator=g) for c, n in zip(centres, sizes)])
-    idx = pc.greedy_coreset(feats, fraction=0.05, seed=0)
+    idx = sampling.greedy_coreset(feats, fraction=0.05, seed=0)
     assert len(idx) == round(0.05 * len(feats)) and len(set(idx.tolist())) == len(idx)
-    cover = lambda sub: float(pc.nearest(feats, feats[sub], k=1)[0].max())  # noqa: E731
+    cover = lambda sub: float(sampling.nearest(feats, feats[sub], k=1)[0].max())  # noqa: E731
     random_covers = [cover(torch.randperm(len(feats), generator=g)[:len(idx)]) for _ in range(5)]
     assert cover(idx) < min(random_covers)
-    assert len(pc.greedy_coreset(feats, fraction=0.01)) == round(0.01 * len(feats))
-    assert len(pc.greedy_coreset(feats[:3], fraction=0.01)) == 1
+    assert len(sampling.greedy_coreset(feats, fraction=0.01)) == round(0.01 * len(feats))
+    assert len(sampling.greedy_coreset(feats[:3], fraction=0.01)) == 1
 
 
 def test_chunked_search_equals_brute_force():
     g = torch.Generator().manual_seed(1)
     q, bank = torch.randn(300, 32, generator=g), torch.randn(1000, 32, generator=g)
-    d, i = pc.nearest(q, bank, k=5, query_chunk=37, bank_chunk=101)
+    d, i = sampling.nearest(q, bank, k=5, query_chunk=37, bank_chunk=101)
     full = torch.cdist(q, bank)
     dref, iref = full.topk(5, dim=1, largest=False)
     torch.testing.assert_close(d, dref, rtol=1e-5, atol=1e-5)
     assert torch.equal(i, iref)
-    d1, _ = pc.nearest(q, bank[:3], k=9)          # k larger than the bank: all of it
+    d1, _ = sampling.nearest(q, bank[:3], k=9)          # k larger than the bank: all of it
     assert d1.shape == (300, 3)
 
 
 def test_blur_matches_scipy():
     rng = np.random.default_rng(0)
     maps = rng.random((2, 40, 40)).astype(np.float32)
-    ours = pc._gaussian_blur(torch.from_numpy(maps), 2.0).numpy()
+    ours = pc.gaussian_blur(torch.from_numpy(maps), 2.0).numpy()
     ref = np.stack([gaussian_filter(m, sigma=2.0, mode="mirror", truncate=4.0) for m in maps])
     np.testing.assert_allclose(ours, ref, atol=2e-3)
 

@@ -7,9 +7,19 @@ Only sizes, epochs and batch sizes differ from the recipes.
 
 Margins (measured values in the comments; each control is the same run with its supervision destroyed):
 - supervised ResNet-50: test AUROC ≥ 0.80 (measured 0.918); shuffled training labels < 0.80 (0.653).
-- SimCLR: val NT-Xent falls ≥ 0.05 below its first epoch and below chance log(2B − 1) (3.246 → 3.13);
-  with views paired across images (shuffled pairs) it does not.
-- linear probe on the SimCLR encoder: test AUROC ≥ 0.70 (0.788); shuffled labels < 0.70 (0.613).
+- SimCLR, through ``run_simclr`` with a small CNN encoder (:class:`SmallEncoder`): training NT-Xent of the
+  last 3 epochs ≥ 0.15 below chance log(2B − 1) = 3.434 (measured 3.03–3.16 over encoder seeds 0–3); with
+  views paired across images (shuffled pairs) it stays at chance (3.43); held-out val NT-Xent ends ≥ 0.03
+  below the control's (measured 0.06–0.12).
+- linear probe on that encoder, 50% of train labelled: test AUROC ≥ 0.70 (measured 0.75–0.91 over encoder
+  seeds 0–3), ≥ 0.10 above the shuffled-label control (controls 0.40–0.60).
+
+Why a small encoder for SimCLR: from random weights a ResNet-50 sits on NT-Xent's chance plateau (all
+projections alike) for the whole budget a CPU test has — measured here at lr 3e-5, 1e-4, 1e-3, 2e-3 and
+3e-3 over 15 epochs, it left the plateau at most in the last epochs, by chance, and an earlier version of this
+test passed only on the machine that wrote it. The small CNN goes through the same ``run_simclr`` code (views,
+NT-Xent, optimiser, schedule, validation) and learns within seconds. The probe's labelled fraction is raised
+from 10% to 50% (a data amount) because AUROC on ~60 test images from 16 labels varied by ±0.1 across seeds.
 """
 from __future__ import annotations
 
@@ -19,12 +29,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from torch import nn
 
 from conftest import prepare_learnable
-from helpers import config, prepare
-from helpers.pytorch_track import (ProbeRecipe, SimCLRRecipe, SupervisedRecipe, knn_scores, labelled_fraction,
-                                   load_simclr_encoder, onecycle_lrs, run_probe, run_simclr, run_supervised,
-                                   schedule_lrs, scaled)
+from helpers import config, prepare, runs
+from helpers.pytorch_track import (knn_scores, labelled_fraction, load_simclr_encoder, run_probe, run_simclr,
+                                   run_supervised, schedule_lrs)
+from helpers.recipes import ProbeRecipe, SimCLRRecipe, SupervisedRecipe, scaled
 
 SIZE = 64
 
@@ -56,7 +67,7 @@ def test_knn_scores_are_distances_to_nearest_good():
 
 def test_schedules():
     rec = SupervisedRecipe(epochs=3)
-    lrs = onecycle_lrs(rec, steps_per_epoch=10)
+    lrs = schedule_lrs(rec, steps_per_epoch=10)
     assert len(lrs) == 30 and lrs.max() == pytest.approx(rec.max_lr, rel=1e-3)
     assert lrs[0] == pytest.approx(rec.max_lr / 25, rel=1e-3) and lrs[-1] < lrs[0] / 100
     sim = schedule_lrs(SimCLRRecipe(epochs=10, lr=1e-3), steps_per_epoch=10)
@@ -77,10 +88,11 @@ def test_missing_encoder_names_the_notebook(tmp_path):
         load_simclr_encoder(tmp_path)
 
 
+@pytest.mark.slow
 def test_supervised_learns_and_shuffled_control_does_not(learnable):
     recipe = SupervisedRecipe(batch_size=16, epochs=15, patience=15, image_size=SIZE)
     real = run_supervised(learnable, recipe, pretrained=False, write=False, progress=False)
-    h = real.fit.history
+    h = real.history
     assert h["val_loss"].min() < 0.7 * h["val_loss"].iloc[0]           # val loss falls
     assert real.test_metrics["roc_auc"] >= 0.80
     assert set(real.scores["split"]) == {"val", "test"}
@@ -89,42 +101,68 @@ def test_supervised_learns_and_shuffled_control_does_not(learnable):
     assert control.test_metrics["roc_auc"] < 0.80
 
 
+class SmallEncoder(nn.Module):
+    """4 × [Conv 3×3 → BatchNorm → ReLU → MaxPool] → global average → Linear(128, 2048), with an ``fc``
+    slot as torchvision's ResNet has (SimCLR replaces it): a stand-in that learns within a CPU test."""
+
+    def __init__(self, width: int = 32):
+        super().__init__()
+
+        def block(i: int, o: int) -> nn.Sequential:
+            return nn.Sequential(nn.Conv2d(i, o, 3, padding=1, bias=False), nn.BatchNorm2d(o), nn.ReLU(inplace=True),
+                                 nn.MaxPool2d(2))
+
+        self.body = nn.Sequential(block(3, width), block(width, 2 * width), block(2 * width, 4 * width),
+                                  block(4 * width, 4 * width), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                  nn.Linear(4 * width, 2048))
+        self.fc = nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.body(x))
+
+
 @pytest.fixture(scope="module")
 def simclr_runs(learnable):
     recipe = SimCLRRecipe(batch_size=16, epochs=15, image_size=SIZE)
-    real = run_simclr(learnable, recipe, pretrained=False, write=False, progress=False)
-    control = run_simclr(learnable, recipe, pretrained=False, shuffled_pairs=True, write=False, progress=False)
-    return real, control
+    runs_ = []
+    for shuffled in (False, True):
+        torch.manual_seed(0)
+        runs_.append(run_simclr(learnable, recipe, shuffled_pairs=shuffled, write=False, progress=False,
+                                encoder=SmallEncoder()))
+    return tuple(runs_)
 
 
+@pytest.mark.slow
 def test_simclr_learns_and_shuffled_pairs_do_not(simclr_runs):
     real, control = simclr_runs
     chance = math.log(2 * 16 - 1)
-    h = real.fit.history
-    assert h["val_loss"].iloc[-3:].mean() < h["val_loss"].iloc[0] - 0.05   # held-out NT-Xent falls
-    assert h["train_loss"].iloc[-3:].mean() < chance - 0.1
-    hc = control.fit.history
-    assert hc["val_loss"].iloc[-3:].mean() > hc["val_loss"].iloc[0] - 0.05
-    assert hc["train_loss"].iloc[-3:].mean() > chance - 0.1
+    h, hc = real.fit.history, control.fit.history
+    assert h["train_loss"].iloc[-3:].mean() < chance - 0.15            # pairs of views are told apart
+    assert hc["train_loss"].iloc[-3:].mean() > chance - 0.05           # pairs across images are not
+    assert h["val_loss"].iloc[-3:].mean() < hc["val_loss"].iloc[-3:].mean() - 0.03   # and it holds on val images
+    assert real.weights == "custom encoder (SmallEncoder)"
 
 
+@pytest.mark.slow
 def test_probe_learns_and_shuffled_control_does_not(simclr_runs, learnable):
     encoder = simclr_runs[0].model.encoder
-    recipe = ProbeRecipe(batch_size=8, image_size=SIZE)
+    recipe = ProbeRecipe(batch_size=8, image_size=SIZE, label_fraction=0.5)
     real = run_probe(learnable, encoder, recipe, write=False, progress=False)
     n_train = len(learnable.frame("train"))
-    assert len(real.extra["labelled"]) == pytest.approx(0.1 * n_train, abs=4)
-    assert real.fit.history["val_loss"].iloc[-1] < real.fit.history["val_loss"].iloc[0]
+    assert len(real.info["labelled"]) == pytest.approx(0.5 * n_train, abs=4)
+    assert real.history["val_loss"].iloc[-1] < real.history["val_loss"].iloc[0]
     assert real.test_metrics["roc_auc"] >= 0.70
-    assert set(real.extra["knn"]) == {1, 5}
+    assert set(real.info["knn"]) == {1, 5}
     control = run_probe(learnable, encoder, recipe, shuffled_labels=True, write=False, progress=False)
     assert control.test_metrics["roc_auc"] < 0.70
+    assert real.test_metrics["roc_auc"] >= control.test_metrics["roc_auc"] + 0.10
     # the encoder stays frozen while the probe trains
     before = {k: v.clone() for k, v in encoder.state_dict().items()}
     run_probe(learnable, encoder, ProbeRecipe(batch_size=8, image_size=SIZE, epochs=2), write=False, progress=False)
     assert all(torch.equal(before[k], v) for k, v in encoder.state_dict().items())
 
 
+@pytest.mark.slow
 def test_runs_write_outputs_and_resume(learnable, tmp_path):
     """A written run leaves metrics/scores/model; run again, it resumes from the checkpoint (no training)."""
     cfg = config.with_profile(config.get_config("smoke", data_dir=learnable.cfg.data_dir, runs_dir=tmp_path),
@@ -132,13 +170,13 @@ def test_runs_write_outputs_and_resume(learnable, tmp_path):
     prep = prepare.prepare(cfg, progress=False)
     recipe = SupervisedRecipe(batch_size=16, epochs=2, image_size=SIZE)
     first = run_supervised(prep, recipe, pretrained=False, progress=False)
-    out = tmp_path / "01_supervised_resnet50"
+    out = tmp_path / runs.SUPERVISED
     for name in ("metrics.json", "scores.csv", "model.pt", "history.csv"):
         assert (out / name).exists(), name
     scores = pd.read_csv(out / "scores.csv")
     assert list(scores.columns) == ["path", "category", "label", "split", "score"]
-    assert first.fit.history["epoch"].tolist() == [1, 2]
+    assert first.history["epoch"].tolist() == [1, 2]
     again = run_supervised(prep, recipe, pretrained=False, progress=False)
-    assert again.fit.resumed_from == 1
-    pd.testing.assert_frame_equal(again.fit.history, first.fit.history)
+    assert again.info["fit"].resumed_from == 1
+    pd.testing.assert_frame_equal(again.history, first.history)
     np.testing.assert_allclose(again.scores["score"], first.scores["score"], rtol=1e-5)

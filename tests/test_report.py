@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from helpers import metrics as M
+from helpers import runs
 from helpers import report
 
 
@@ -35,13 +36,13 @@ def _scores(seed, paths=None):
 
 def test_table_uses_each_notebooks_val_threshold(tmp_path):
     sup = _scores(0)
-    _write(tmp_path, "01_supervised_resnet50", "scores.csv", sup, threshold=0.55)
+    _write(tmp_path, runs.SUPERVISED, "scores.csv", sup, threshold=0.55)
     knn = _scores(1)
-    _write(tmp_path, "03_linear_probe", "scores_knn1.csv", knn)
+    _write(tmp_path, runs.PROBE, "scores_knn1.csv", knn)
     found, missing = report.load_approaches(tmp_path)
     assert [a.name for a in found] == ["Supervised ResNet-50", "SimCLR kNN (k=1)"]
-    assert any("04_keras_multitask_cnn.ipynb first" in m for m in missing)
-    assert any("06_patchcore_one_class.ipynb first" in m for m in missing)
+    assert any(f"{runs.KERAS}.ipynb first" in m for m in missing)
+    assert any(f"{runs.PATCHCORE}.ipynb first" in m for m in missing)
     assert report.check_same_test_images(found) == 20
     table = report.comparison_table(found).set_index("approach")
     test = sup[sup["split"] == "test"]
@@ -61,25 +62,25 @@ def test_table_uses_each_notebooks_val_threshold(tmp_path):
 
 
 def test_different_test_images_are_refused(tmp_path):
-    _write(tmp_path, "01_supervised_resnet50", "scores.csv", _scores(0), threshold=0.5)
+    _write(tmp_path, runs.SUPERVISED, "scores.csv", _scores(0), threshold=0.5)
     other = _scores(1, paths=[f"c/test/{i}.png" for i in range(1, 21)])
-    _write(tmp_path, "04_keras_multitask_cnn", "scores.csv", other, threshold=0.5)
+    _write(tmp_path, runs.KERAS, "scores.csv", other, threshold=0.5)
     found, _ = report.load_approaches(tmp_path)
     with pytest.raises(ValueError, match="different test images"):
         report.check_same_test_images(found)
 
 
 def test_localisation_reads_gradcam_and_patchcore(tmp_path):
-    d = tmp_path / "05_tsne_gradcam"
+    d = tmp_path / runs.EXPLAIN
     d.mkdir()
     pd.DataFrame([{"model": "m", "category": "(all)", "n": 3, "pixel_auroc": 0.7, "pointing_hit": 0.33},
                   {"model": "m", "category": "a", "n": 3, "pixel_auroc": 0.7, "pointing_hit": 0.33}]).to_csv(
         d / "localisation.csv", index=False)
-    rec = M.metrics_record("06_patchcore_one_class", "PatchCore", "shared-split", "smoke", {"test": 4}, 1.0, "f1",
+    rec = M.metrics_record(runs.PATCHCORE, "PatchCore", "shared-split", "smoke", {"test": 4}, 1.0, "f1",
                            {"roc_auc": 0.9}, pd.DataFrame([{"category": "a", "n_defective": 2}]),
                            extra={"pixel_auroc_mean": 0.95, "pointing_hit_mean": 0.5})
     M.write_metrics(rec, tmp_path)
     loc = report.localisation(tmp_path).set_index("maps")
     assert loc.loc["Grad-CAM: m", "pixel_auroc"] == 0.7
     assert loc.loc["PatchCore anomaly map", "pointing_game"] == 0.5 and loc.loc["PatchCore anomaly map", "n"] == 2
-    assert json.loads((tmp_path / "06_patchcore_one_class" / "metrics.json").read_text())["approach"] == "PatchCore"
+    assert json.loads((tmp_path / runs.PATCHCORE / "metrics.json").read_text())["approach"] == "PatchCore"

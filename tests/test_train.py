@@ -102,6 +102,7 @@ def test_fit_learns_early_stops_and_restores_best():
     assert res.best_epoch == int(h["val_loss"].idxmin()) + 1
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_matches_uninterrupted_run(synthetic_root, tmp_path):
     env = dict(os.environ, PYTHONHASHSEED="0", OMP_NUM_THREADS="1")
     epochs = 6

@@ -5,11 +5,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import numpy as np
+import pandas as pd
 
-from helpers import viz  # noqa: E402
-from helpers.data import scan_mvtec  # noqa: E402
+from helpers import viz
+from helpers.data import scan_mvtec
 
 
 def test_plot_history_draws_each_panel_and_schedule():
@@ -17,7 +17,8 @@ def test_plot_history_draws_each_panel_and_schedule():
     fig = viz.plot_history(h, {"loss": ["train_loss", "val_loss", "missing_col"]}, lrs=np.linspace(1, 0.1, 30),
                            steps_per_epoch=10, best_epoch=2)
     assert len(fig.axes) == 2
-    assert [l.get_label() for l in fig.axes[0].get_lines() if not l.get_label().startswith("_")] == ["train_loss", "val_loss"]
+    labels = [line.get_label() for line in fig.axes[0].get_lines() if not line.get_label().startswith("_")]
+    assert labels == ["train_loss", "val_loss"]
     np.testing.assert_allclose(fig.axes[1].get_lines()[0].get_xdata()[[0, -1]], [0.1, 3.0])
 
 

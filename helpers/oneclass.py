@@ -1,0 +1,230 @@
+"""Notebook 06's protocols for one-class models: PatchCore fitted per category on good images only.
+
+- ``mvtec-standard``: fit on MVTec ``train/good``, score every MVTec ``test`` image (comparable with the
+  published numbers in :mod:`helpers.studies`).
+- ``shared-split``: fit on the good images of the project's ``train`` split, score ``val`` (for the
+  threshold) and ``test`` — the row that enters the comparison report, written by :func:`write_shared`.
+
+The model itself is :class:`helpers.patchcore.PatchCore`; this module only runs it under a protocol.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.metrics import roc_auc_score
+from tqdm.auto import tqdm
+
+from . import runs
+from .env import torch_device
+from .patchcore import PatchCore, TwoLevelFeatures, load_backbone, preprocess_masks
+from .recipes import PatchCoreRecipe, scaled
+from .studies import PUBLISHED_WRN50
+
+__all__ = ["APPROACH", "OneClassResult", "run_protocol", "compare_with_published", "write_shared", "plot_examples",
+           "plot_score_histograms"]
+
+APPROACH = "PatchCore (one-class, good images only)"
+
+
+def _images(prepared, frame: pd.DataFrame, recipe: PatchCoreRecipe) -> torch.Tensor:
+    """Cached images of ``frame``'s rows, centre-cropped: N×3×crop×crop in [0, 1]."""
+    cache = prepared.cache(recipe.resize, progress=False)
+    off = (recipe.resize - recipe.crop) // 2
+    arr = np.stack([cache.images[i][off:off + recipe.crop, off:off + recipe.crop] for i in cache.indices(frame["path"])])
+    return torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 255.0
+
+
+def _masks(prepared, frame: pd.DataFrame, recipe: PatchCoreRecipe) -> list[np.ndarray | None]:
+    """Masks aligned with the anomaly maps; zeros for good images, None for defective images without one."""
+    from .data import load_mask
+
+    out = []
+    for _, r in frame.iterrows():
+        if r["label"] == 0:
+            out.append(np.zeros((recipe.crop, recipe.crop), bool))
+        elif r["mask_path"]:
+            out.append(preprocess_masks([load_mask(prepared.root / r["mask_path"])], recipe.resize, recipe.crop)[0])
+        else:
+            out.append(None)
+    return out
+
+
+@dataclass
+class OneClassResult:
+    """Scores of every scored image, per-category table, and a few maps per category for figures."""
+
+    protocol: str
+    backbone: str
+    scores: pd.DataFrame
+    per_category: pd.DataFrame
+    examples: dict[str, dict[str, Any]]
+    recipe: PatchCoreRecipe
+
+
+def _protocol_frame(prepared, protocol: str) -> tuple[pd.DataFrame, str, tuple[str, ...]]:
+    """The rows a protocol uses, the split fitted on and the splits scored (the last one is evaluated)."""
+    from .split import standard_protocol
+
+    if protocol == "mvtec-standard":
+        frame = standard_protocol(prepared.manifest).merge(prepared.manifest[["path", "mask_path"]], on="path")
+        return frame, "train", ("test",)
+    if protocol == "shared-split":
+        return prepared.frame(), "train", ("val", "test")
+    raise ValueError(f"unknown protocol {protocol!r}: 'mvtec-standard' or 'shared-split'")
+
+
+def _localisation(masks: list[np.ndarray | None], maps: np.ndarray, rows: np.ndarray) -> tuple[float, float]:
+    """Pixel AUROC (all pixels of ``rows`` with masks; good images all-normal) and the pointing-game hit rate."""
+    ok = [i for i in rows if masks[i] is not None]
+    pix_y = np.concatenate([masks[i].ravel() for i in ok]) if ok else np.zeros(0)
+    pix_s = np.concatenate([maps[i].ravel() for i in ok]) if ok else np.zeros(0)
+    hits = [float(masks[i].ravel()[int(np.argmax(maps[i]))]) for i in ok if masks[i].any()]
+    pixel = float(roc_auc_score(pix_y, pix_s)) if 0 < pix_y.sum() < len(pix_y) else math.nan
+    return pixel, float(np.mean(hits)) if hits else math.nan
+
+
+def _run_category(prepared, good: pd.DataFrame, scored: pd.DataFrame, eval_split: str, recipe: PatchCoreRecipe,
+                  backbone: TwoLevelFeatures, keep_examples: int) -> tuple[pd.DataFrame, dict, dict]:
+    """Fit on ``good``, score ``scored`` and evaluate its ``eval_split`` rows: scores, table row, example maps."""
+    device = torch_device()
+    model = PatchCore(backbone, recipe.coreset_fraction, recipe.num_neighbors, recipe.blur_sigma)
+    model.fit(_images(prepared, good, recipe).to(device), progress=False)
+    t0 = time.time()
+    s, maps = model.score(_images(prepared, scored, recipe).to(device))
+    score_s = time.time() - t0
+    masks = _masks(prepared, scored, recipe)
+    last = (scored["split"] == eval_split).to_numpy()
+    y = scored.loc[last, "label"].to_numpy()
+    pixel, pointing = _localisation(masks, maps, np.flatnonzero(last))
+    row = {"category": scored["category"].iloc[0], "n_fit": len(good), "n_scored": int(last.sum()),
+           "n_defective": int(y.sum()),
+           "image_auroc": float(roc_auc_score(y, s[last])) if 0 < y.sum() < len(y) else math.nan,
+           "pixel_auroc": pixel, "pointing_hit": pointing, "bank": model.info["bank"],
+           "patches": model.info["patches"], "fit_s": model.info["fit_s"], "score_s": round(score_s, 2), "note": ""}
+    pick = np.flatnonzero(last)
+    pick = np.concatenate([pick[y == 1][:keep_examples // 2 or 1], pick[y == 0][:keep_examples // 2 or 1]])
+    example = {"images": _images(prepared, scored.iloc[pick], recipe).permute(0, 2, 3, 1).numpy(),
+               "maps": maps[pick], "masks": [masks[i] for i in pick],
+               "labels": scored["label"].to_numpy()[pick], "scores": s[pick]}
+    return scored[["path", "category", "label", "split"]].assign(score=s), row, example
+
+
+def run_protocol(prepared, protocol: str = "shared-split", recipe: PatchCoreRecipe | None = None,
+                 categories: Sequence[str] | None = None, backbone: TwoLevelFeatures | None = None,
+                 keep_examples: int = 4, progress: bool = True) -> OneClassResult:
+    """Fit PatchCore per category on good training images and score that category's evaluation images.
+
+    - ``mvtec-standard``: fit on MVTec ``train/good``, score every MVTec ``test`` image.
+    - ``shared-split``: fit on the good images of the project's ``train`` split, score ``val`` (for the
+      threshold) and ``test``.
+    Per category: image AUROC, pixel AUROC (all pixels of the scored images with masks; good images
+    count as all-normal), pointing-game hit rate (map maximum inside the mask, defective images),
+    bank size and timings.
+    """
+    recipe = recipe or scaled(PatchCoreRecipe(), prepared.cfg.profile)
+    backbone = (backbone or load_backbone(recipe.backbone)).to(torch_device()).eval()
+    frame, fit_split, score_splits = _protocol_frame(prepared, protocol)
+    cats = sorted(frame["category"].unique()) if categories is None else list(categories)
+    unknown = sorted(set(cats) - set(frame["category"]))
+    if unknown:
+        raise ValueError(f"categories not in the data: {unknown}; available: {sorted(frame['category'].unique())}")
+    rows, table, examples = [], [], {}
+    for cat in tqdm(cats, desc=f"PatchCore ({protocol})", disable=not progress):
+        f = frame[frame["category"] == cat]
+        good = f[(f["split"] == fit_split) & (f["label"] == 0)]
+        scored = f[f["split"].isin(score_splits)].reset_index(drop=True)
+        if len(good) == 0 or len(scored) == 0:
+            table.append({"category": cat, "n_fit": len(good), "n_scored": len(scored),
+                          "note": "skipped: no good training image" if len(good) == 0 else "skipped: nothing to score"})
+            continue
+        scores, row, examples[cat] = _run_category(prepared, good, scored, score_splits[-1], recipe, backbone,
+                                                   keep_examples)
+        rows.append(scores)
+        table.append(row)
+    scores = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["path", "category", "label", "split", "score"])
+    return OneClassResult(protocol, backbone.name, scores, pd.DataFrame(table), examples, recipe)
+
+
+def compare_with_published(per_category: pd.DataFrame) -> pd.DataFrame:
+    """Our per-category image/pixel AUROC next to anomalib's WideResNet-50 reproduction."""
+    t = per_category.set_index("category")[["n_scored", "image_auroc", "pixel_auroc"]].copy()
+    t["published image AUROC (WRN-50)"] = [PUBLISHED_WRN50["image_auroc"].get(c, math.nan) for c in t.index]
+    t["published pixel AUROC (WRN-50)"] = [PUBLISHED_WRN50["pixel_auroc"].get(c, math.nan) for c in t.index]
+    return t
+
+
+def _mean_of(table: pd.DataFrame, col: str) -> float:
+    vals = table[col].to_numpy(float) if col in table else np.array([])
+    return float(np.mean(vals[np.isfinite(vals)])) if np.isfinite(vals).any() else math.nan
+
+
+def write_shared(prepared, shared: OneClassResult, standard: OneClassResult | None, started: float,
+                 threshold_method: str = "f1") -> runs.ScoredRun:
+    """Notebook 06's outputs: the shared-split run through :func:`helpers.runs.write_scored` (metrics.json,
+    scores.csv) plus ``per_category_*.csv``; the MVTec-standard results go into metrics.json's ``extra``."""
+    out = runs.notebook_dir(prepared.cfg.runs_dir, runs.PATCHCORE)
+    shared.per_category.to_csv(out / "per_category_shared_split.csv", index=False)
+    if standard is not None:
+        standard.per_category.to_csv(out / "per_category_mvtec_standard.csv", index=False)
+    loc_cols = [c for c in ("category", "pixel_auroc", "pointing_hit") if c in shared.per_category]
+    extra = {"backbone": shared.backbone, "pointing_hit_mean": _mean_of(shared.per_category, "pointing_hit"),
+             "recipe": asdict(shared.recipe), "pixel_auroc_mean": _mean_of(shared.per_category, "pixel_auroc"),
+             "threshold_note": "one threshold on pooled val scores of all categories"}
+    if standard is not None:
+        extra["mvtec_standard"] = {"per_category": standard.per_category,
+                                   "image_auroc_mean": _mean_of(standard.per_category, "image_auroc"),
+                                   "pixel_auroc_mean": _mean_of(standard.per_category, "pixel_auroc")}
+    return runs.write_scored(prepared, runs.PATCHCORE, APPROACH, shared.scores, started=started,
+                             threshold_method=threshold_method, extra=extra,
+                             per_category_extra=shared.per_category[loc_cols] if len(loc_cols) > 1 else None,
+                             info={"shared": shared, "standard": standard})
+
+
+def plot_examples(result: OneClassResult, categories: Sequence[str] | None = None, per_category: int = 4):
+    """Anomaly maps over their images with the mask contours (white); one row per category.
+
+    Maps share one colour scale per category (so a good image's map looks calm next to a defect's).
+    """
+    import matplotlib.pyplot as plt
+
+    cats = [c for c in (categories or list(result.examples)) if c in result.examples]
+    if not cats:
+        print("no examples to show")
+        return None
+    fig, axes = plt.subplots(len(cats), per_category, figsize=(2.3 * per_category, 2.4 * len(cats)), squeeze=False)
+    for r, cat in enumerate(cats):
+        ex = result.examples[cat]
+        vmax = float(np.max(ex["maps"])) if len(ex["maps"]) else 1.0
+        for c in range(per_category):
+            ax = axes[r, c]
+            ax.set_xticks([]); ax.set_yticks([])
+            if c >= len(ex["images"]):
+                ax.axis("off")
+                continue
+            ax.imshow(ex["images"][c])
+            ax.imshow(ex["maps"][c], cmap="jet", alpha=0.45, vmin=0, vmax=vmax)
+            if ex["masks"][c] is not None and ex["masks"][c].any():
+                ax.contour(ex["masks"][c], levels=[0.5], colors="white", linewidths=1.0)
+            ax.set_title(f"{'defective' if ex['labels'][c] else 'good'} · {ex['scores'][c]:.2f}", fontsize=8)
+        axes[r, 0].set_ylabel(cat, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_score_histograms(scores: pd.DataFrame, split: str = "test", col_wrap: int = 5):
+    """Image scores of good vs defective images, one panel per category."""
+    import seaborn as sns
+
+    data = scores[scores["split"] == split].assign(kind=lambda d: np.where(d["label"] == 1, "defective", "good"))
+    grid = sns.displot(data, x="score", hue="kind", col="category", col_wrap=col_wrap, kind="hist", bins=15,
+                       height=2.2, aspect=1.2, facet_kws={"sharex": False, "sharey": False},
+                       palette={"good": "#4c9a5b", "defective": "#c0504d"}, element="step")
+    grid.set_titles("{col_name}")
+    return grid

@@ -1,0 +1,150 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-all
+#     notebook_metadata_filter: kernelspec,-jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 00 · Data preparation: find, check, split and cache MVTec AD
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/mvtec-defects/mvtec-defect-toolkit/blob/main/notebooks/00_data_preparation.ipynb)
+#
+# Every later notebook stands on what this one writes to `RUNS_DIR`:
+#
+# | file | what |
+# |---|---|
+# | `manifest.csv` | one row per usable image: path, category, MVTec split, defect type, label, mask, size, mode, content hash |
+# | `quarantine.csv` | every file left out, with the reason |
+# | `warnings.csv` | files kept but worth a look (converted modes, defective images without a mask, ...) |
+# | `split.csv` | **the protocol**: train / val / test, written once, read by every notebook |
+# | `cache/` | decoded, resized images as memory-mapped arrays |
+#
+# Without MVTec AD (no `MVTEC_DIR`, nothing at the usual places) the notebook generates the **built-in
+# sample dataset**: procedural images in MVTec's layout, so everything runs offline. Numbers measured on
+# it show that the code works; they say nothing about real parts.
+
+# %% tags=["setup"]
+# Setup. On Colab: fetch the project and the few packages Colab lacks (torch and TensorFlow are
+# preinstalled and left alone). Elsewhere: use this checkout (`make run` / `make test` set up a venv).
+import os, sys  # noqa: F401 - os: for the settings lines below, when uncommented
+from pathlib import Path
+IS_COLAB = "google.colab" in sys.modules
+if IS_COLAB and not Path("mvtec-defect-toolkit").exists():
+    # !git clone -q https://github.com/mvtec-defects/mvtec-defect-toolkit mvtec-defect-toolkit
+    # %pip install -q -r mvtec-defect-toolkit/requirements.txt
+    # Optional: keep outputs on Google Drive across sessions
+    # from google.colab import drive; drive.mount("/content/drive")
+    # os.environ["RUNS_DIR"] = "/content/drive/MyDrive/mvtec_runs"
+ROOT = next(p for p in [Path.cwd(), *Path.cwd().parents, Path("mvtec-defect-toolkit").resolve()]
+            if (p / "helpers" / "__init__.py").exists())
+sys.path.insert(0, str(ROOT))
+
+# Settings: uncomment to override the environment variables.
+# os.environ["DEFECTS_PROFILE"] = "quick"   # full (GPU, the published recipe) | quick (CPU demo) | smoke (CI)
+# os.environ["MVTEC_DIR"] = "/content/drive/MyDrive/mvtec_anomaly_detection"
+# %matplotlib inline
+from helpers import config, env
+cfg = config.get_config()
+env.print_versions()
+print(f"profile: {cfg.profile.name}  |  outputs: {cfg.runs_dir}")
+
+
+# %% [markdown]
+# ## 1 · Locate (or download) the data
+#
+# Order of search: `MVTEC_DIR`, then `/content/mvtec_anomaly_detection`, Google Drive, `~/data/...`,
+# `./data/...`, else the built-in sample. On Colab set `DOWNLOAD_MVTEC = True` to fetch the official
+# archive (4.9 GB, checksum verified, CC BY-NC-SA 4.0). Per-category archives or a Drive folder work too:
+# `helpers.download.extract_archives([...], dest)` then point `MVTEC_DIR` there.
+
+# %%
+from helpers import prepare, data, split, viz, cache
+DOWNLOAD_MVTEC = False
+source = prepare.locate_data(cfg, download=DOWNLOAD_MVTEC)
+print(prepare.describe_source(source))
+
+# %% [markdown]
+# ## 2 · Scan and validate
+#
+# Each file is checked: extension, file size, a **full decode** (not only the header), dimensions and
+# mode. Grayscale categories (grid, screw, zipper) are kept and converted to RGB at load. Anything that
+# fails goes to the quarantine table *with its reason*; nothing disappears silently.
+
+# %%
+scan = data.scan_mvtec(source.root)
+print(scan.summary())
+if len(scan.quarantine):
+    print("Quarantined files:")
+    display(scan.quarantine)
+else:
+    print("Quarantine: empty — every file decoded.")
+
+# %%
+print(f"{len(scan.warnings)} warnings (kept, but worth a look).")
+if len(scan.warnings):
+    display(scan.warnings.head(30))
+
+# %% [markdown]
+# ## 3 · What is there: images per category
+
+# %%
+counts = data.category_counts(scan.manifest)
+display(counts)
+viz.plot_counts(scan.manifest);
+
+# %% [markdown]
+# ## 4 · A look at the images
+#
+# One good image and one per defect type for each category; ground-truth masks are outlined in red.
+
+# %%
+viz.show_samples(scan.manifest, source.root, per_row=5);
+
+# %% [markdown]
+# ## 5 · The split — one protocol for every model
+#
+# `test` (20%, stratified by category × defect type) is **never** used for training, early stopping,
+# checkpoint or threshold choice; `val` (20% of the rest) is for those; `train` is the rest. Files with
+# identical bytes stay in one split. The split is written once: re-running reads it back. The MVTec
+# standard protocol (fit on MVTec train/good, score MVTec test) is kept for comparison with the literature.
+
+# %%
+shared_split = split.ensure_split(scan.manifest, cfg.runs_dir / "split.csv", seed=cfg.seed)
+report = split.check_leakage(shared_split, scan.manifest)
+print("Leakage check passed:", report)
+display(split.split_counts(shared_split))
+
+# %%
+standard = split.standard_protocol(scan.manifest)
+print("MVTec standard protocol:", standard["split"].value_counts().to_dict())
+info = prepare.write_outputs(cfg, source, scan, shared_split)
+print("Written:", *[cfg.runs_dir / f for f in ("manifest.csv", "quarantine.csv", "warnings.csv", "split.csv", "dataset.json")], sep="\n  ")
+
+# %% [markdown]
+# ## 6 · Cache
+#
+# Each image is decoded and resized once to the profile's size (PyTorch and Keras sizes) into a
+# memory-mapped uint8 array, keyed by (manifest hash, size): rebuilt automatically when the data change.
+# `docs/benchmarks.md` measures what this saves per epoch.
+
+# %%
+for size in sorted({cfg.profile.image_size, cfg.profile.tf_image_size}):
+    c = cache.build_cache(scan.manifest, source.root, size, cfg.runs_dir / "cache")
+    print(f"{size}px: {c.images.shape} uint8, {c.images.nbytes / 2**20:.1f} MiB at {c.directory}")
+
+# %% [markdown]
+# ## 7 · Explore
+#
+# Pick a category and a defect type (static figure when widgets are not available).
+
+# %%
+viz.explorer(scan.manifest, source.root);

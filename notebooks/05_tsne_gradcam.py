@@ -1,0 +1,165 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-all
+#     notebook_metadata_filter: kernelspec,-jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 05 · What did the models learn? t-SNE, Grad-CAM, and localisation scored against the masks
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/mvtec-defects/mvtec-defect-toolkit/blob/main/notebooks/05_tsne_gradcam.ipynb)
+#
+# The models of notebooks 01–04, on the same held-out `test` images:
+#
+# - **t-SNE** (scikit-learn; perplexity 30, PCA init, random_state 42) of the Keras model's shared Dense(512),
+#   the supervised ResNet-50's pooled features and the SimCLR encoder — coloured by category and by
+#   good/defective. Silhouette scores are computed in the *original* feature space (t-SNE distorts
+#   distances), so they are numbers you can compare.
+# - **Grad-CAM** toward "defective": the `grad-cam` package on `layer4[-1]` for the supervised ResNet-50 and
+#   the linear probe; `tf.GradientTape` on the defect head w.r.t. the last Conv2D for the Keras model.
+# - **Localisation, measured** — what neither study did: for each defective `test` image with a mask, the
+#   pixel AUROC of the CAM (upsampled to the mask) and the pointing game (is the CAM's maximum inside
+#   the mask?), per model and category.
+#
+# A model that is missing (its notebook not run yet) is named, and the others carry on.
+
+# %% tags=["setup"]
+# Setup. On Colab: fetch the project and the few packages Colab lacks (torch and TensorFlow are
+# preinstalled and left alone). Elsewhere: use this checkout (`make run` / `make test` set up a venv).
+import os, sys  # noqa: F401 - os: for the settings lines below, when uncommented
+from pathlib import Path
+IS_COLAB = "google.colab" in sys.modules
+if IS_COLAB and not Path("mvtec-defect-toolkit").exists():
+    # !git clone -q https://github.com/mvtec-defects/mvtec-defect-toolkit mvtec-defect-toolkit
+    # %pip install -q -r mvtec-defect-toolkit/requirements.txt
+    # Optional: keep outputs on Google Drive across sessions
+    # from google.colab import drive; drive.mount("/content/drive")
+    # os.environ["RUNS_DIR"] = "/content/drive/MyDrive/mvtec_runs"
+ROOT = next(p for p in [Path.cwd(), *Path.cwd().parents, Path("mvtec-defect-toolkit").resolve()]
+            if (p / "helpers" / "__init__.py").exists())
+sys.path.insert(0, str(ROOT))
+
+# Settings: uncomment to override the environment variables.
+# os.environ["DEFECTS_PROFILE"] = "quick"   # full (GPU, the published recipe) | quick (CPU demo) | smoke (CI)
+# os.environ["MVTEC_DIR"] = "/content/drive/MyDrive/mvtec_anomaly_detection"
+# %matplotlib inline
+from helpers import config, env
+cfg = config.get_config()
+env.print_versions()
+print(f"profile: {cfg.profile.name}  |  outputs: {cfg.runs_dir}")
+
+
+# %% [markdown]
+# ## 1 · Data and the trained models
+
+# %%
+import time
+import numpy as np, pandas as pd, matplotlib.pyplot as plt
+from helpers import prepare, explain, features, gradcam, localisation, runs
+started = time.time()
+prep = prepare.start_notebook(cfg)
+models, missing = explain.load_trained_models(cfg.runs_dir)
+for line in missing:
+    print("MISSING —", line)
+display(pd.DataFrame([{"model": m.name, "framework": m.framework, "from": m.notebook, "input px": m.image_size,
+                       "init weights": m.weights} for m in models]))
+test = prep.frame("test")
+print(f"{len(test)} test images, {int(test['label'].sum())} defective")
+
+# %% [markdown]
+# ## 2 · t-SNE of the learned features
+
+# %%
+embeddings, silhouette = {}, {}
+for m in models:
+    feats = explain.features_of(m, m.inputs(prep, test))
+    if feats is None:
+        continue
+    silhouette[m.name] = features.silhouettes(feats, test["category"], test["label"])
+    embeddings[m.name] = features.tsne_2d(feats)
+print(f"t-SNE: perplexity {features.effective_perplexity(len(test))}, PCA init, random_state 42")
+display(pd.DataFrame(silhouette).T.round(3).rename_axis("silhouette (original space)"))
+if embeddings:
+    features.plot_tsne(embeddings, test["category"], test["label"], silhouette); plt.show()
+
+# %% [markdown]
+# ## 3 · Grad-CAM toward "defective"
+#
+# Maps are computed for every test image at each model's input size, then resized to one display size.
+
+# %%
+display_px = max([m.image_size for m in models] or [cfg.profile.image_size])
+images = prep.cache(display_px, progress=False)
+images = np.stack([images.images[i] for i in images.indices(test["path"])])
+cams = {}
+for m in models:
+    maps = explain.gradcam_of(m, m.inputs(prep, test))
+    if maps is not None:
+        cams[m.name] = gradcam.resize_maps(maps, (display_px, display_px))
+masks = explain.load_masks(prep, test)
+print("Grad-CAM for:", list(cams) or "no classifier found")
+
+# %% [markdown]
+# ### Good vs defective, per category (white: the ground-truth mask)
+
+# %%
+if cams:
+    gradcam.cam_explorer(test, images, cams, masks)
+
+# %% [markdown]
+# ### Correct vs wrong predictions (each model's own val-chosen threshold)
+
+# %%
+for m in models:
+    if m.name not in cams:
+        continue
+    pred = runs.test_predictions(cfg.runs_dir, m.notebook)
+    if pred is None:
+        print(f"{m.name}: no scores.csv — run {m.notebook}.ipynb first"); continue
+    joined = test.reset_index().merge(pred[["path", "pred"]], on="path")
+    for verdict, rows in (("correct", joined[joined["pred"] == joined["label"]]), ("wrong", joined[joined["pred"] != joined["label"]])):
+        rows = rows.sort_values("label", ascending=False).head(4)
+        if len(rows) == 0:
+            print(f"{m.name}: no {verdict} predictions"); continue
+        idx = rows["index"].to_numpy()
+        fig = gradcam.plot_overlays(images[idx], {m.name: cams[m.name][idx]}, [masks[i] for i in idx],
+                                    [f"{r.category} true={r.label} pred={r.pred}" for r in rows.itertuples()], max_images=4)
+        fig.suptitle(f"{m.name}: {verdict}", y=1.02); plt.show()
+
+# %% [markdown]
+# ## 4 · Localisation against the ground-truth masks
+#
+# Per defective test image with a mask: pixel AUROC of the CAM upsampled to the mask's resolution, and
+# the pointing game. Chance is 0.5 for the AUROC and the defect's area fraction for the pointing game.
+
+# %%
+has_mask = (test["label"] == 1) & (test["mask_path"] != "")
+idx = np.flatnonzero(has_mask.to_numpy())
+print(f"{len(idx)} defective test images with masks")
+per_image = pd.concat([localisation.localisation_table(name, test.iloc[idx], maps[idx], [masks[i] for i in idx])
+                       for name, maps in cams.items()], ignore_index=True) if cams and len(idx) else \
+    pd.DataFrame(columns=["model", "path", "category", "pixel_auroc", "pointing_hit", "flat_map"])
+summary = localisation.summarise_localisation(per_image) if len(per_image) else \
+    pd.DataFrame(columns=["model", "category", "n", "pixel_auroc", "pointing_hit", "flat_maps"])
+if len(summary):
+    display(summary.pivot(index="category", columns="model", values=["pixel_auroc", "pointing_hit"]).round(3))
+    area = np.mean([masks[i].mean() for i in idx])
+    print(f"pointing-game chance level (mean defect area fraction): {area:.3f}")
+    flat = summary[summary["category"] == "(all)"].set_index("model")["flat_maps"]
+    for name, n_flat in flat.items():
+        if n_flat:
+            print(f"{name}: {int(n_flat)} flat (all-zero) CAMs — scored as AUROC 0.5 and a pointing miss")
+
+# %%
+path = explain.write_outputs(cfg, prep, silhouette, summary, per_image, started,
+                             notes={"missing_models": missing, "display_px": int(display_px)})
+print("written:", path, "and", path.parent / "localisation.csv")

@@ -1,0 +1,104 @@
+"""Keep the notebooks honest: paired with their py:percent scripts, without outputs, with the current setup cell.
+
+The notebooks are authored as ``notebooks/NN_name.py`` (jupytext ``py:percent``) paired with
+``notebooks/NN_name.ipynb`` (what Colab opens from GitHub); both are committed, the ``.ipynb`` without
+outputs. Every notebook's cell tagged ``setup`` holds the text of ``tools/setup_cell.ipy`` — its one
+source of truth.
+
+Usage::
+
+    python tools/notebooks.py sync    # setup cell → every .py; then jupytext --sync; outputs stripped
+    python tools/notebooks.py check   # exit 1, listing every problem, when anything is out of step
+
+``make sync`` / ``make test`` call these (``tests/test_notebooks.py`` runs the check).
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import jupytext
+import nbformat
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+SETUP_CELL = ROOT / "tools" / "setup_cell.ipy"
+SETUP_TAG = "setup"
+
+__all__ = ["pairs", "setup_text", "problems", "sync", "main"]
+
+
+def pairs() -> list[tuple[Path, Path]]:
+    """(script, notebook) of every numbered notebook; a missing partner shows up in :func:`problems`."""
+    stems = sorted({p.stem for p in NOTEBOOKS.glob("[0-9][0-9]_*") if p.suffix in (".py", ".ipynb")})
+    return [(NOTEBOOKS / f"{s}.py", NOTEBOOKS / f"{s}.ipynb") for s in stems]
+
+
+def setup_text() -> str:
+    """The setup cell every notebook carries."""
+    return SETUP_CELL.read_text().rstrip("\n")
+
+
+def _cells(nb) -> list[tuple[str, str, tuple[str, ...]]]:
+    return [(c.cell_type, c.source.rstrip("\n"), tuple(c.metadata.get("tags", ()))) for c in nb.cells]
+
+
+def problems() -> list[str]:
+    """Every way the notebooks are out of step (empty when all is well)."""
+    out, setup = [], setup_text()
+    for script, notebook in pairs():
+        if not script.exists() or not notebook.exists():
+            out.append(f"{notebook.stem}: {'script' if not script.exists() else 'notebook'} missing: run `make sync`")
+            continue
+        text_nb, ipynb = jupytext.read(script), nbformat.read(notebook, as_version=4)
+        if _cells(text_nb) != _cells(ipynb):
+            out.append(f"{notebook.name} and {script.name} differ: run `make sync` (jupytext --sync)")
+        if any(c.get("outputs") or c.get("execution_count") for c in ipynb.cells if c.cell_type == "code"):
+            out.append(f"{notebook.name} has outputs: run `make sync` (outputs belong to runs, not to git)")
+        tagged = [c for c in text_nb.cells if SETUP_TAG in c.metadata.get("tags", ())]
+        if len(tagged) != 1:
+            out.append(f"{script.name}: {len(tagged)} cells tagged {SETUP_TAG!r}, expected 1")
+        elif tagged[0].source.rstrip("\n") != setup:
+            out.append(f"{script.name}: its setup cell is not {SETUP_CELL.relative_to(ROOT)}: run `make sync`")
+    return out
+
+
+def _strip_outputs(notebook: Path) -> None:
+    nb = nbformat.read(notebook, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    nbformat.write(nb, notebook)
+
+
+def sync() -> None:
+    """Write the setup cell into every script, pair each script with its notebook, strip outputs."""
+    setup = setup_text()
+    for script, notebook in pairs():
+        if script.exists():
+            nb = jupytext.read(script)
+            for cell in nb.cells:
+                if SETUP_TAG in cell.metadata.get("tags", ()):
+                    cell.source = setup
+            jupytext.write(nb, script, fmt="py:percent")
+        target = script if script.exists() else notebook
+        subprocess.run([sys.executable, "-m", "jupytext", "--sync", "--quiet", str(target)], check=True, cwd=ROOT)
+        _strip_outputs(notebook)
+
+
+def main(argv: list[str]) -> int:
+    """``sync`` or ``check`` (see the module docstring)."""
+    if argv[:1] == ["sync"]:
+        sync()
+    elif argv[:1] != ["check"]:
+        print(__doc__)
+        return 2
+    found = problems()
+    for line in found:
+        print(line, file=sys.stderr)
+    return 1 if found else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
