@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["IS_COLAB", "LIBRARIES", "versions", "print_versions", "seed_everything", "cpu_threads", "io_workers",
+           "code_version", "device_info", "runtime_notice",
            "load_torch_before_tensorflow", "configure_frameworks", "torch_device", "loud_warning"]
 
 IS_COLAB = "google.colab" in sys.modules
@@ -77,6 +78,28 @@ def print_versions(names: list[str] | None = None) -> dict[str, str]:
     for key, value in info.items():
         print(f"  {key:<{width}}  {value}")
     return info
+
+
+def runtime_notice(profile: str, colab: bool | None = None, cuda: bool | None = None) -> str:
+    """One line on the accelerator and the profile; on Colab without a GPU, a banner saying how to get one.
+
+    ``colab`` and ``cuda`` default to this runtime (tests pass them).
+    """
+    colab = IS_COLAB if colab is None else colab
+    if cuda is None:
+        import torch
+
+        cuda = torch.cuda.is_available()
+    if cuda:
+        import torch
+
+        return f"GPU: {torch.cuda.get_device_name(0)} | profile: {profile}"
+    if colab:
+        bar = "!" * 100
+        return (f"{bar}\nNO GPU on this Colab runtime: the profile fell back to '{profile}' (sizes and epochs cut "
+                "for a CPU), not the published recipes.\nFor a GPU: Runtime → Change runtime type → T4 GPU → Save, "
+                f"then run the notebook again from the top.\n{bar}")
+    return f"No CUDA GPU: profile {profile!r} (set DEFECTS_PROFILE=full on a GPU for the published recipes)"
 
 
 def seed_everything(seed: int = 42) -> None:
@@ -158,6 +181,38 @@ def configure_frameworks(threads: int | None = None) -> dict[str, Any]:
     except ImportError:
         pass
     return done
+
+
+def code_version() -> dict[str, Any]:
+    """The code that produced a result: the package version and the git commit when the checkout has one."""
+    import subprocess
+    from pathlib import Path
+
+    from . import __version__
+
+    commit, root = None, Path(__file__).resolve().parent.parent
+    if (root / ".git").exists():
+        try:
+            out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+            commit = (out.stdout.strip() or None) if out.returncode == 0 else None
+            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                                   capture_output=True, text=True, timeout=10).stdout.strip()
+            commit = f"{commit}+local-changes" if commit and dirty else commit
+        except (OSError, subprocess.SubprocessError):
+            commit = None
+    return {"package": __version__, "commit": commit}
+
+
+def device_info() -> dict[str, Any]:
+    """The machine that produced a result: GPU name (torch's view) or CPU, and the cores."""
+    info: dict[str, Any] = {"cpu": platform.processor() or platform.machine(), "cpu_cores": os.cpu_count(),
+                            "gpu": None, "colab": IS_COLAB}
+    if "torch" in sys.modules:
+        import torch
+
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
+    return info
 
 
 def io_workers() -> int:

@@ -145,5 +145,6 @@ def write_outputs(cfg, prepared, silhouette: dict[str, dict[str, float]], summar
                               "shared-split", cfg.profile.name, prepared.split["split"].value_counts().to_dict(),
                               None, "fixed", flat or {"note": "no trained model found"},
                               summary, started=started,
-                              extra={"silhouette": silhouette, "tsne": TSNE_PARAMS, **(notes or {})})
+                              extra={"silhouette": silhouette, "tsne": TSNE_PARAMS, **(notes or {})},
+                              data=prepared.provenance())
     return M.write_metrics(record, cfg.runs_dir, path=out / runs.METRICS)

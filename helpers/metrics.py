@@ -19,14 +19,16 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-__all__ = ["SCHEMA_VERSION", "METRICS_KEYS", "THRESHOLD_METHODS", "binary_metrics", "choose_threshold",
+__all__ = ["SCHEMA_VERSION", "METRICS_KEYS", "DATA_KEYS", "THRESHOLD_METHODS", "binary_metrics", "choose_threshold",
            "score_on_test", "category_metrics", "per_class_recall", "per_category_table", "plot_confusion",
            "plot_roc_pr", "plot_per_category_auroc", "metrics_record", "validate_record", "write_metrics",
            "read_metrics"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 METRICS_KEYS = ("schema_version", "notebook", "approach", "protocol", "profile", "split_sizes", "threshold",
-                "metrics", "per_category", "versions", "time_taken_s", "created")
+                "metrics", "per_category", "data", "code", "device", "versions", "time_taken_s", "created")
+#: What ``data`` must say (see :meth:`helpers.prepare.Prepared.provenance`).
+DATA_KEYS = ("builtin", "name", "root", "manifest_hash", "split_hash")
 THRESHOLD_METHODS = ("f1", "youden", "fixed")
 
 
@@ -204,15 +206,17 @@ def _clean(value: Any) -> Any:
 def metrics_record(notebook: str, approach: str, protocol: str, profile: str, split_sizes: dict[str, int],
                    threshold: float | None, threshold_method: str, metrics: dict[str, Any],
                    per_category: pd.DataFrame | list | None = None, started: float | None = None,
-                   extra: dict[str, Any] | None = None) -> dict[str, Any]:
+                   extra: dict[str, Any] | None = None, *, data: dict[str, Any]) -> dict[str, Any]:
     """Build a record in the one schema every notebook writes (see :data:`METRICS_KEYS`).
 
     Args:
         protocol: ``shared-split`` (the project's split, scored on ``test``) or ``mvtec-standard``.
         threshold_method: ``f1`` / ``youden`` (chosen on val) or ``fixed``.
         started: ``time.time()`` at the start of the work, for ``time_taken_s``.
+        data: which data and split (:meth:`helpers.prepare.Prepared.provenance`); the code (package version,
+            git commit) and the device are added here.
     """
-    from .env import versions
+    from .env import code_version, device_info, versions
 
     if threshold_method not in THRESHOLD_METHODS:
         raise ValueError(f"threshold_method must be one of {THRESHOLD_METHODS}")
@@ -222,7 +226,8 @@ def metrics_record(notebook: str, approach: str, protocol: str, profile: str, sp
         "threshold": {"value": threshold, "method": threshold_method,
                       "chosen_on": "val" if threshold_method != "fixed" else None},
         "metrics": metrics, "per_category": per_category if per_category is not None else [],
-        "versions": versions(), "time_taken_s": round(time.time() - started, 1) if started else None,
+        "data": dict(data), "code": code_version(), "device": device_info(), "versions": versions(),
+        "time_taken_s": round(time.time() - started, 1) if started else None,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     if extra:
@@ -234,7 +239,11 @@ def validate_record(record: dict[str, Any]) -> None:
     """Raise ``ValueError`` naming what is missing or malformed in a metrics record."""
     missing = [k for k in METRICS_KEYS if k not in record]
     if missing:
-        raise ValueError(f"metrics record lacks {missing}")
+        raise ValueError(f"metrics record lacks {missing} (schema {record.get('schema_version')}, now "
+                         f"{SCHEMA_VERSION}): written by an older version — re-run notebook {record.get('notebook')}")
+    lacking = [k for k in DATA_KEYS if k not in (record["data"] or {})]
+    if lacking:
+        raise ValueError(f"metrics record's data lacks {lacking}: nothing could tell which data it was measured on")
     if record["protocol"] not in ("shared-split", "mvtec-standard"):
         raise ValueError(f"unknown protocol {record['protocol']!r}")
     if not isinstance(record["metrics"], dict) or not record["metrics"]:

@@ -10,6 +10,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -90,6 +91,16 @@ class Prepared:
         if label is not None:
             df = df[df["label"] == label]
         return df.reset_index(drop=True)
+
+    def provenance(self) -> dict[str, Any]:
+        """What every metrics.json records about the data: built-in or not, name, root, and the hashes of
+        the manifest and of the split (two runs compare only when both hashes are equal)."""
+        from .split import split_hash
+
+        return {"builtin": self.source.builtin,
+                "name": "built-in sample dataset (generated, not MVTec AD)" if self.source.builtin else "MVTec AD",
+                "root": str(self.root), "how_found": self.source.how,
+                "manifest_hash": manifest_hash(self.manifest), "split_hash": split_hash(self.split)}
 
     def cache(self, size: int | None = None, progress: bool = True) -> ImageCache:
         """The memory-mapped cache at ``size`` (default: the profile's image size), built on demand."""

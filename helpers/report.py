@@ -19,7 +19,7 @@ from . import metrics as M
 from . import runs
 from .studies import study_rows
 
-__all__ = ["APPROACHES", "TABLE_COLUMNS", "Approach", "load_approaches", "check_same_test_images",
+__all__ = ["APPROACHES", "TABLE_COLUMNS", "Approach", "load_approaches", "check_same_data", "check_same_test_images",
            "comparison_table", "category_auroc", "localisation", "to_markdown", "export", "plot_heatmap", "plot_curves",
            "threshold_explorer"]
 
@@ -74,6 +74,25 @@ def load_approaches(runs_dir: str | Path) -> tuple[list[Approach], list[str]]:
             continue
         found.append(Approach(name, how, scores, threshold, how_thr, path))
     return found, missing
+
+
+def check_same_data(runs_dir: str | Path, expected: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The data every scored notebook's metrics.json says it was measured on, checked to be one.
+
+    Raises ``ValueError`` naming each notebook's data and split when two differ (or differ from
+    ``expected``, e.g. :meth:`helpers.prepare.Prepared.provenance` of this run): runs from different data
+    or splits never share a table.
+    """
+    seen = {stem: rec["data"] for stem in dict.fromkeys(s for s, *_ in APPROACHES)
+            if (rec := runs.read_record(runs_dir, stem)) is not None}
+    if expected is not None:
+        seen = {"this run (notebook 07)": expected, **seen}
+    if len({(d["manifest_hash"], d["split_hash"]) for d in seen.values()}) > 1:
+        lines = "\n".join(f"  {k}: {d['name']} at {d['root']} (manifest {d['manifest_hash']}, split {d['split_hash']})"
+                          for k, d in seen.items())
+        raise ValueError("These runs were measured on different data or splits, so they cannot share one table:\n"
+                         f"{lines}\nRe-run the notebooks that differ on the same data and split (one RUNS_DIR).")
+    return next(iter(seen.values()), None)
 
 
 def check_same_test_images(approaches: list[Approach]) -> int:

@@ -132,7 +132,8 @@ def write_scored(prepared, stem: str, approach: str, scores: pd.DataFrame, *, st
     record = M.metrics_record(stem, approach, "shared-split", cfg.profile.name,
                               prepared.split["split"].value_counts().to_dict(), threshold, threshold_method,
                               {**test_metrics, **(extra_metrics or {})}, per_cat, started=started,
-                              extra={"builtin_data": prepared.source.builtin, **(extra or {})})
+                              extra={"builtin_data": prepared.source.builtin, **(extra or {})},
+                              data=prepared.provenance())
     out = Path(out_dir) if out_dir is not None else notebook_dir(cfg.runs_dir, stem, create=False)
     if write:
         out.mkdir(parents=True, exist_ok=True)

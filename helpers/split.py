@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["SPLITS", "SPLIT_COLUMNS", "MIN_STRATUM", "LeakageError", "SplitMismatchError", "make_split",
-           "standard_protocol", "check_leakage", "split_counts", "write_split", "read_split", "ensure_split"]
+           "standard_protocol", "check_leakage", "split_counts", "split_hash", "write_split", "read_split", "ensure_split"]
 
 SPLITS = ("train", "val", "test")
 SPLIT_COLUMNS = ["path", "split", "category", "defect_type", "label", "mvtec_split"]
@@ -140,6 +140,14 @@ def split_counts(split: pd.DataFrame) -> pd.DataFrame:
             .pivot_table(index="category", columns=["split", "kind"], values="path",
                          aggfunc="count", fill_value=0)
             .reindex(columns=SPLITS, level=0))
+
+
+def split_hash(split: pd.DataFrame) -> str:
+    """A short hash of which image is in which split (order-independent)."""
+    import hashlib
+
+    rows = sorted(f"{p}\t{s}" for p, s in zip(split["path"], split["split"]))
+    return hashlib.sha256("\n".join(rows).encode()).hexdigest()[:16]
 
 
 def write_split(split: pd.DataFrame, path: str | os.PathLike) -> Path:

@@ -57,7 +57,8 @@ sys.path.insert(0, str(ROOT))
 from helpers import config, env
 cfg = config.get_config()
 env.print_versions()
-print(f"profile: {cfg.profile.name}  |  outputs: {cfg.runs_dir}")
+print(env.runtime_notice(cfg.profile.name))
+print(f"outputs: {cfg.runs_dir}")
 
 
 # %% [markdown]

@@ -47,7 +47,8 @@ sys.path.insert(0, str(ROOT))
 from helpers import config, env
 cfg = config.get_config()
 env.print_versions()
-print(f"profile: {cfg.profile.name}  |  outputs: {cfg.runs_dir}")
+print(env.runtime_notice(cfg.profile.name))
+print(f"outputs: {cfg.runs_dir}")
 
 
 # %% [markdown]
@@ -60,7 +61,9 @@ prep = prepare.start_notebook(cfg, frameworks=False)
 approaches, missing = report.load_approaches(cfg.runs_dir)
 for line in missing:
     print("MISSING —", line)
+data = report.check_same_data(cfg.runs_dir, prep.provenance())   # raises if runs saw other data or splits
 n_test = report.check_same_test_images(approaches)   # raises if any approach saw other test images
+print(f"data: {data['name']} at {data['root']} (manifest {data['manifest_hash']}, split {data['split_hash']})")
 print(f"{len(approaches)} approaches, all scored on the same {n_test} test images")
 
 # %% [markdown]
@@ -109,5 +112,6 @@ report.threshold_explorer(approaches);
 # %%
 path = report.export(cfg.runs_dir, table, heatmap, loc,
                      {"n_test": n_test, "profile": cfg.profile.name, "missing": missing,
-                      "data": "built-in sample (not MVTec AD)" if prep.source.builtin else str(prep.root)})
+                      "data": "built-in sample (not MVTec AD)" if prep.source.builtin else str(prep.root),
+                      "provenance": data})
 print(path.read_text())

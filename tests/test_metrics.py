@@ -13,6 +13,10 @@ from helpers.metrics import (binary_metrics, category_metrics, choose_threshold,
                              per_category_table, read_metrics, write_metrics)
 
 
+DATA = {"builtin": True, "name": "built-in sample dataset (generated, not MVTec AD)", "root": "/data",
+        "manifest_hash": "m1", "split_hash": "s1"}
+
+
 def test_binary_metrics_hand_counted():
     y = [0, 0, 0, 0, 1, 1, 1, 1]
     s = [0.1, 0.2, 0.6, 0.3, 0.9, 0.4, 0.8, 0.7]
@@ -72,7 +76,7 @@ def test_per_category_table_and_schema(tmp_path):
     assert x["auroc"] == 1.0 and x["recall"] == 1.0 and x["fpr"] == 0.0
     assert math.isnan(table.set_index("category").loc["y", "auroc"])
     rec = metrics_record("99_test", "demo", "shared-split", "smoke", {"train": 1, "val": 1, "test": 7},
-                         0.5, "f1", binary_metrics(frame["label"], frame["score"], 0.5), table)
+                         0.5, "f1", binary_metrics(frame["label"], frame["score"], 0.5), table, data=DATA)
     path = write_metrics(rec, tmp_path)
     assert path == tmp_path / "99_test" / "metrics.json"
     back = read_metrics(path)
@@ -82,6 +86,12 @@ def test_per_category_table_and_schema(tmp_path):
     bad = dict(rec, protocol="whatever")
     with pytest.raises(ValueError, match="protocol"):
         write_metrics(bad, tmp_path)
+    # provenance: which data and split, which code, which device — a record without it is refused
+    assert back["data"] == DATA and back["code"]["package"] and "cpu_cores" in back["device"]
+    with pytest.raises(ValueError, match="older version — re-run notebook 99_test"):
+        write_metrics({k: v for k, v in rec.items() if k != "data"}, tmp_path)
+    with pytest.raises(ValueError, match="data lacks \\['split_hash'\\]"):
+        write_metrics(dict(rec, data={k: v for k, v in DATA.items() if k != "split_hash"}), tmp_path)
 
 
 def test_score_on_test_thresholds_on_val_only():

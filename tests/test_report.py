@@ -12,13 +12,16 @@ from helpers import runs
 from helpers import report
 
 
-def _write(runs, folder, file, scores, threshold=None):
+DATA = {"builtin": True, "name": "built-in", "root": "/data", "manifest_hash": "m1", "split_hash": "s1"}
+
+
+def _write(runs, folder, file, scores, threshold=None, data=DATA):
     d = runs / folder
     d.mkdir(parents=True, exist_ok=True)
     scores.to_csv(d / file, index=False)
     if threshold is not None:
         record = M.metrics_record(folder, folder, "shared-split", "smoke", {"test": 4}, threshold, "f1",
-                                  {"roc_auc": 0.5})
+                                  {"roc_auc": 0.5}, data=data)
         M.write_metrics(record, runs)
 
 
@@ -70,6 +73,19 @@ def test_different_test_images_are_refused(tmp_path):
         report.check_same_test_images(found)
 
 
+def test_runs_on_different_data_or_splits_are_refused(tmp_path):
+    _write(tmp_path, runs.SUPERVISED, "scores.csv", _scores(0), threshold=0.5)
+    _write(tmp_path, runs.KERAS, "scores.csv", _scores(0), threshold=0.5)
+    assert report.check_same_data(tmp_path) == DATA
+    assert report.check_same_data(tmp_path, expected=DATA) == DATA
+    with pytest.raises(ValueError, match="different data or splits"):
+        report.check_same_data(tmp_path, expected=dict(DATA, split_hash="s2"))       # this run's split differs
+    real = dict(DATA, builtin=False, name="MVTec AD", root="/mvtec", manifest_hash="m9")
+    _write(tmp_path, runs.PATCHCORE, "scores.csv", _scores(0), threshold=0.5, data=real)
+    with pytest.raises(ValueError, match=r"(?s)different data.*built-in at /data.*MVTec AD at /mvtec \(manifest m9"):
+        report.check_same_data(tmp_path)
+
+
 def test_localisation_reads_gradcam_and_patchcore(tmp_path):
     d = tmp_path / runs.EXPLAIN
     d.mkdir()
@@ -78,7 +94,7 @@ def test_localisation_reads_gradcam_and_patchcore(tmp_path):
         d / "localisation.csv", index=False)
     rec = M.metrics_record(runs.PATCHCORE, "PatchCore", "shared-split", "smoke", {"test": 4}, 1.0, "f1",
                            {"roc_auc": 0.9}, pd.DataFrame([{"category": "a", "n_defective": 2}]),
-                           extra={"pixel_auroc_mean": 0.95, "pointing_hit_mean": 0.5})
+                           extra={"pixel_auroc_mean": 0.95, "pointing_hit_mean": 0.5}, data=DATA)
     M.write_metrics(rec, tmp_path)
     loc = report.localisation(tmp_path).set_index("maps")
     assert loc.loc["Grad-CAM: m", "pixel_auroc"] == 0.7

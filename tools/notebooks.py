@@ -2,15 +2,15 @@
 
 The notebooks are authored as ``notebooks/NN_name.py`` (jupytext ``py:percent``) paired with
 ``notebooks/NN_name.ipynb`` (what Colab opens from GitHub); both are committed, the ``.ipynb`` without
-outputs. Every notebook's cell tagged ``setup`` holds the text of ``tools/setup_cell.ipy`` — its one
-source of truth.
+outputs and with the metadata that opens it on a Colab GPU runtime. Every notebook's cell tagged
+``setup`` holds the text of ``tools/setup_cell.ipy`` — its one source of truth.
 
 Usage::
 
     python tools/notebooks.py sync    # setup cell → every .py; then jupytext --sync; outputs stripped
     python tools/notebooks.py check   # exit 1, listing every problem, when anything is out of step
 
-``make sync`` / ``make test`` call these (``tests/test_notebooks.py`` runs the check).
+``make sync`` / ``make test`` call these (``tests/test_structure.py`` runs the check).
 """
 from __future__ import annotations
 
@@ -25,6 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 SETUP_CELL = ROOT / "tools" / "setup_cell.ipy"
 SETUP_TAG = "setup"
+#: Notebook metadata that makes Colab open the notebook on a GPU runtime.
+COLAB_METADATA = {"accelerator": "GPU", "colab": {"gpuType": "T4", "provenance": []}}
 
 __all__ = ["pairs", "setup_text", "problems", "sync", "main"]
 
@@ -54,6 +56,8 @@ def problems() -> list[str]:
         text_nb, ipynb = jupytext.read(script), nbformat.read(notebook, as_version=4)
         if _cells(text_nb) != _cells(ipynb):
             out.append(f"{notebook.name} and {script.name} differ: run `make sync` (jupytext --sync)")
+        if any(ipynb.metadata.get(k) != v for k, v in COLAB_METADATA.items()):
+            out.append(f"{notebook.name} does not ask Colab for a GPU runtime: run `make sync`")
         if any(c.get("outputs") or c.get("execution_count") for c in ipynb.cells if c.cell_type == "code"):
             out.append(f"{notebook.name} has outputs: run `make sync` (outputs belong to runs, not to git)")
         tagged = [c for c in text_nb.cells if SETUP_TAG in c.metadata.get("tags", ())]
@@ -65,7 +69,9 @@ def problems() -> list[str]:
 
 
 def _strip_outputs(notebook: Path) -> None:
+    """No outputs, no execution counts; the Colab GPU-runtime metadata set."""
     nb = nbformat.read(notebook, as_version=4)
+    nb.metadata.update(COLAB_METADATA)
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
