@@ -1,13 +1,15 @@
 """Getting MVTec AD: download with resume and checksum, and extraction that cannot escape its folder.
 
-The official archive is about 4.9 GB. Its address has moved several times, so it can be overridden
-with the ``MVTEC_URL`` environment variable (and the checksum with ``MVTEC_SHA256``). The dataset is
+The official archive is about 4.9 GB. Its address has moved several times: the known addresses are tried
+in order (``MVTEC_URL`` first when set, and ``MVTEC_SHA256`` overrides the checksum), and a failure says
+what to do next. The dataset is
 licensed CC BY-NC-SA 4.0 (non-commercial); :func:`download_mvtec` prints the notice.
 """
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tarfile
 import urllib.request
 import zipfile
@@ -15,13 +17,26 @@ from pathlib import Path, PurePosixPath
 
 from tqdm.auto import tqdm
 
-__all__ = ["MVTEC_URL", "MVTEC_SHA256", "LICENCE_NOTICE", "ARCHIVE_SUFFIXES", "ChecksumError",
-           "UnsafeArchiveError", "sha256sum", "verify_checksum", "download_file", "safe_extract", "download_mvtec",
+__all__ = ["MVTEC_URLS", "MVTEC_URL", "MVTEC_PAGE", "ARCHIVE_NAME", "MIN_FREE_BYTES", "MVTEC_SHA256",
+           "LICENCE_NOTICE", "ARCHIVE_SUFFIXES", "ChecksumError", "DownloadError", "UnsafeArchiveError", "sha256sum",
+           "verify_checksum", "download_file", "check_free_space", "fetch_archive", "safe_extract", "download_mvtec",
            "extract_archives"]
 
-#: The address anomalib uses for the full archive (override with ``MVTEC_URL``).
-MVTEC_URL = ("https://www.mydrive.ch/shares/38536/3830184030e49fe74747669442f0f282/download/"
-             "420938113-1629952094/mvtec_anomaly_detection.tar.xz")
+#: Known addresses of the official archive, tried in order after ``MVTEC_URL``; the sha256 decides which
+#: copy is good. The first was reported working in 2026-03 (open-edge-platform/anomalib#3441); the second
+#: is anomalib's older one, reported dead (HTTP 404) there. The address has moved several times.
+MVTEC_URLS: tuple[str, ...] = (
+    "https://www.mydrive.ch/shares/38536/3830184030e49fe74747669442f0f283/download/"
+    "420938113-1629960298/mvtec_anomaly_detection.tar.xz",
+    "https://www.mydrive.ch/shares/38536/3830184030e49fe74747669442f0f282/download/"
+    "420938113-1629952094/mvtec_anomaly_detection.tar.xz",
+)
+MVTEC_URL = MVTEC_URLS[0]
+#: Where MVTec publishes the current address (for the message when every known one fails).
+MVTEC_PAGE = "https://www.mvtec.com/company/research/datasets/mvtec-ad/downloads"
+ARCHIVE_NAME = "mvtec_anomaly_detection.tar.xz"
+#: Free disk needed to download (4.9 GB) and extract (5.3 GB) the full archive, with a margin.
+MIN_FREE_BYTES = 11 * 2**30
 #: sha256 of ``mvtec_anomaly_detection.tar.xz`` (override with ``MVTEC_SHA256``).
 MVTEC_SHA256 = "cf4313b13603bec67abb49ca959488f7eedce2a9f7795ec54446c649ac98cd3d"
 
@@ -35,6 +50,10 @@ ARCHIVE_SUFFIXES = (".tar.xz", ".tar.gz", ".tgz", ".tar.bz2", ".tar", ".zip")
 
 class ChecksumError(RuntimeError):
     """A downloaded file's sha256 differs from the expected one."""
+
+
+class DownloadError(RuntimeError):
+    """No address gave a good copy of the archive; the message lists each try and what to do next."""
 
 
 class UnsafeArchiveError(RuntimeError):
@@ -134,12 +153,44 @@ def safe_extract(archive: str | os.PathLike, target: str | os.PathLike) -> Path:
     return target
 
 
+def check_free_space(folder: str | os.PathLike, needed: int) -> None:
+    """Raise ``OSError`` saying what is free and what is needed when ``folder``'s disk has too little."""
+    folder = Path(folder)
+    probe = next((p for p in (folder, *folder.parents) if p.exists()), Path("."))
+    free = shutil.disk_usage(probe).free
+    if free < needed:
+        raise OSError(f"Not enough disk space at {probe}: {free / 2**30:.1f} GiB free, {needed / 2**30:.1f} GiB "
+                      "needed to download and extract MVTec AD. Free some space, or extract elsewhere and set "
+                      "MVTEC_DIR to that folder.")
+
+
+def fetch_archive(archive: Path, sha256: str | None, urls: list[str]) -> Path:
+    """A verified ``archive``: the file already there, else the first address that gives a good copy.
+
+    Raises :class:`DownloadError` listing every address tried and its error, and what to do next.
+    """
+    tries = []
+    for url in urls:
+        try:
+            return download_file(url, archive, sha256)
+        except (OSError, ChecksumError) as err:   # urllib's HTTPError/URLError are OSErrors
+            tries.append(f"  {url}\n    → {type(err).__name__}: {err}")
+    raise DownloadError(
+        "MVTec AD could not be downloaded from any known address:\n" + "\n".join(tries) + "\nWhat to do: find the "
+        f"current address at {MVTEC_PAGE} and set MVTEC_URL (and MVTEC_SHA256 if the archive changed), or put "
+        f"{ARCHIVE_NAME} at {archive} yourself (e.g. a copy kept on Google Drive) and run again: it is checked "
+        "and used without downloading.")
+
+
 def download_mvtec(dest_dir: str | os.PathLike, url: str | None = None, sha256: str | None = None,
-                   keep_archive: bool = False) -> Path:
+                   keep_archive: bool = False, min_free: int = MIN_FREE_BYTES) -> Path:
     """Download and extract the full MVTec AD archive into ``dest_dir``; return the dataset root.
 
-    Skipped when ``dest_dir`` already holds an MVTec layout. URL and checksum default to
-    :data:`MVTEC_URL` / :data:`MVTEC_SHA256`, overridable by ``MVTEC_URL`` / ``MVTEC_SHA256``.
+    Skipped when ``dest_dir`` already holds an MVTec layout. The archive is looked for, or downloaded, at
+    ``dest_dir.parent / mvtec_anomaly_detection.tar.xz``: ``url`` (or ``MVTEC_URL``) is tried first, then
+    every address in :data:`MVTEC_URLS`; the checksum (``MVTEC_SHA256`` overrides) decides which copy is
+    good. Free disk is checked first. Extraction goes to a ``.partial`` folder renamed to ``dest_dir`` only
+    when complete, so an interrupted extraction is never taken for the dataset.
     """
     from .data import looks_like_mvtec_root  # avoid a cycle
 
@@ -148,11 +199,18 @@ def download_mvtec(dest_dir: str | os.PathLike, url: str | None = None, sha256: 
     if looks_like_mvtec_root(dest_dir):
         print(f"MVTec AD already present at {dest_dir}; skipping the download.")
         return dest_dir
-    url = url or os.environ.get("MVTEC_URL") or MVTEC_URL
-    sha256 = sha256 or os.environ.get("MVTEC_SHA256") or MVTEC_SHA256
-    archive = download_file(url, dest_dir.parent / "mvtec_anomaly_detection.tar.xz", sha256)
+    archive = dest_dir.parent / ARCHIVE_NAME
+    check_free_space(dest_dir.parent, min_free - (archive.stat().st_size if archive.exists() else 0))
+    first = url or os.environ.get("MVTEC_URL")
+    urls = list(dict.fromkeys([u for u in (first, *MVTEC_URLS) if u]))
+    archive = fetch_archive(archive, sha256 or os.environ.get("MVTEC_SHA256") or MVTEC_SHA256, urls)
     print(f"Extracting {archive.name} (several minutes for the full dataset) ...")
-    safe_extract(archive, dest_dir)
+    partial = dest_dir.with_name(dest_dir.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)          # what an interrupted extraction left
+    safe_extract(archive, partial)
+    if dest_dir.exists() and not any(dest_dir.iterdir()):
+        dest_dir.rmdir()
+    partial.replace(dest_dir)
     if not keep_archive:
         archive.unlink()
     return dest_dir

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import tarfile
 import threading
 import zipfile
@@ -11,6 +12,8 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from helpers import download
+from helpers.data import looks_like_mvtec_root
 from helpers.download import ChecksumError, UnsafeArchiveError, download_file, safe_extract
 
 
@@ -22,6 +25,9 @@ class RangeHandler(SimpleHTTPRequestHandler):
 
     def do_GET(self):
         path = self.translate_path(self.path)
+        if not os.path.isfile(path):
+            self.send_error(404, "Not Found")       # as a dead address answers
+            return
         data = open(path, "rb").read()
         rng = self.headers.get("Range")
         start = int(rng.split("=")[1].split("-")[0]) if rng else 0
@@ -114,3 +120,64 @@ def test_safe_archives_extract(tmp_path):
         zf.writestr("../../evil.txt", b"!")
     with pytest.raises(UnsafeArchiveError):
         safe_extract(evil, tmp_path / "z2")
+
+
+@pytest.fixture()
+def served_archive(server, synthetic_root):
+    """The generated MVTec-layout tree as ``mvtec_anomaly_detection.tar.xz`` on the loopback server."""
+    served, base = server
+    archive = served / download.ARCHIVE_NAME
+    with tarfile.open(archive, "w:xz") as tf:
+        for category in sorted(p for p in synthetic_root.iterdir() if p.is_dir()):
+            tf.add(category, arcname=category.name)
+    return f"{base}/{download.ARCHIVE_NAME}", hashlib.sha256(archive.read_bytes()).hexdigest(), base
+
+
+def test_dead_address_falls_through_to_the_next(served_archive, tmp_path, monkeypatch):
+    url, digest, base = served_archive
+    monkeypatch.setattr(download, "MVTEC_URLS", (f"{base}/moved/{download.ARCHIVE_NAME}", url))
+    monkeypatch.delenv("MVTEC_URL", raising=False)
+    root = download.download_mvtec(tmp_path / "mvtec", sha256=digest, min_free=0)
+    assert looks_like_mvtec_root(root) and not (tmp_path / download.ARCHIVE_NAME).exists()
+
+
+def test_every_address_failing_says_what_to_do(served_archive, tmp_path, monkeypatch):
+    url, _, base = served_archive
+    monkeypatch.setattr(download, "MVTEC_URLS", (f"{base}/moved/{download.ARCHIVE_NAME}", url))
+    with pytest.raises(download.DownloadError) as err:
+        download.download_mvtec(tmp_path / "mvtec", sha256="0" * 64, min_free=0)   # the right file, wrong sum
+    message = str(err.value)
+    assert f"{base}/moved/" in message and "HTTP Error 404" in message and "Checksum mismatch" in message
+    assert "set MVTEC_URL" in message and str(tmp_path / download.ARCHIVE_NAME) in message
+    assert not (tmp_path / "mvtec").exists()
+
+
+def test_interrupted_extraction_is_never_taken_for_the_dataset(served_archive, tmp_path, monkeypatch):
+    url, digest, _ = served_archive
+    real_extractall = tarfile.TarFile.extractall
+
+    def killed_midway(self, path, members=None, **kw):
+        real_extractall(self, path, members=list(members)[: len(members) // 2], **kw)
+        raise KeyboardInterrupt("runtime disconnected")
+
+    monkeypatch.setattr(tarfile.TarFile, "extractall", killed_midway)
+    with pytest.raises(KeyboardInterrupt):
+        download.download_mvtec(tmp_path / "mvtec", url=url, sha256=digest, min_free=0)
+    assert (tmp_path / "mvtec.partial").is_dir() and not looks_like_mvtec_root(tmp_path / "mvtec")
+    monkeypatch.setattr(tarfile.TarFile, "extractall", real_extractall)
+    root = download.download_mvtec(tmp_path / "mvtec", url=url, sha256=digest, min_free=0)   # the archive is kept
+    assert looks_like_mvtec_root(root) and not (tmp_path / "mvtec.partial").exists()
+    assert sum(1 for _ in root.rglob("*.png")) == sum(1 for _ in served_archive_tree(url))
+
+
+def served_archive_tree(url):
+    """The PNG members of the served archive (to compare a completed extraction with)."""
+    import urllib.request
+
+    with urllib.request.urlopen(url) as r, tarfile.open(fileobj=io.BytesIO(r.read()), mode="r:xz") as tf:
+        return [m for m in tf.getmembers() if m.name.endswith(".png")]
+
+
+def test_too_little_disk_is_said_before_downloading(tmp_path):
+    with pytest.raises(OSError, match=r"GiB free, .* GiB needed"):
+        download.check_free_space(tmp_path / "not" / "yet", needed=1 << 62)
