@@ -11,6 +11,7 @@ available as :func:`standard_protocol` for comparison with the literature.
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -31,7 +32,7 @@ class LeakageError(AssertionError):
 
 
 class SplitMismatchError(RuntimeError):
-    """The split on disk was written for other data than the current manifest."""
+    """The split on disk was written for other data, edited, or is not a split file at all."""
 
 
 def _strata(manifest: pd.DataFrame) -> pd.Series:
@@ -159,21 +160,54 @@ def write_split(split: pd.DataFrame, path: str | os.PathLike) -> Path:
     return path
 
 
+_SPLIT_REMEDY = ("The split is written once so that every model is scored on the same test images, and is "
+                 "never edited: move {path} aside (or use another RUNS_DIR) to write it afresh from the seed.")
+
+
 def read_split(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a ``split.csv``."""
-    df = pd.read_csv(path, keep_default_na=False)
+    """Read a ``split.csv``: the columns, the split names and one row per path are checked.
+
+    Raises:
+        SplitMismatchError: the file cannot be read as a split (garbage, missing columns, a misspelt
+            split name, a duplicated path); the message names the file and the way out.
+    """
+    remedy = _SPLIT_REMEDY.format(path=path)
+    try:
+        df = pd.read_csv(path, keep_default_na=False, dtype=str)
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as err:   # EmptyDataError is a ValueError
+        raise SplitMismatchError(f"{path} cannot be read as a split file ({type(err).__name__}: {err}). {remedy}") from err
     missing = set(SPLIT_COLUMNS) - set(df.columns)
     if missing:
-        raise ValueError(f"{path} is not a split file: missing columns {sorted(missing)}")
+        raise SplitMismatchError(f"{path} is not a split file: missing columns {sorted(missing)}. {remedy}")
+    bad = sorted(set(df["split"]) - set(SPLITS))
+    dup = df.loc[df["path"].duplicated(), "path"].tolist()
+    if bad or dup:
+        what = (f"unknown split names {bad} (expected {list(SPLITS)})" if bad else "") + \
+               ("; " if bad and dup else "") + (f"{len(dup)} duplicated paths, e.g. {dup[:3]}" if dup else "")
+        raise SplitMismatchError(f"{path} has {what}. {remedy}")
+    df["label"] = df["label"].astype(int)
     return df
+
+
+def _differences(on_disk: pd.DataFrame, expected: pd.DataFrame) -> list[str]:
+    """Rows whose split differs between the file and the split the seed gives."""
+    both = on_disk[["path", "split"]].merge(expected[["path", "split"]], on="path", suffixes=("_file", "_seed"))
+    moved = both[both["split_file"] != both["split_seed"]]
+    return [f"{r.path}: file says {r.split_file}, the seed gives {r.split_seed}" for r in moved.itertuples()]
 
 
 def ensure_split(manifest: pd.DataFrame, path: str | os.PathLike, seed: int = 42) -> pd.DataFrame:
     """Read the split at ``path`` if it exists and fits ``manifest``; otherwise write it once.
 
+    Every read is verified: the file must hold exactly ``manifest``'s images and give each the split that
+    :func:`make_split` gives from ``seed`` — so an edited file (a row moved between splits, a swap, a
+    misspelt split name, a duplicate) is refused, never used. The seed is recorded beside the file
+    (``split.json``) when it is written, and the verification uses that one.
+
     Raises:
-        SplitMismatchError: the split on disk covers other images than ``manifest``. It is never
-            silently rewritten: use another ``RUNS_DIR``, or delete the file to start a new protocol.
+        SplitMismatchError: the split on disk covers other images than ``manifest``, or differs from the
+            seed's split, or is not a split file. It is never silently rewritten: use another ``RUNS_DIR``,
+            or move the file aside to start a new protocol.
     """
     path = Path(path)
     if path.exists():
@@ -186,8 +220,35 @@ def ensure_split(manifest: pd.DataFrame, path: str | os.PathLike, seed: int = 42
                 f"{sorted(on_disk - now)[:3]}). The split is written once so that every model is scored "
                 "on the same test images: use another RUNS_DIR for other data, or delete the file to "
                 "start a new protocol deliberately.")
+        seed = _recorded_seed(path, seed)
+        changed = _differences(split, make_split(manifest, seed=seed))
+        if changed:
+            raise SplitMismatchError(
+                f"{path} is not the split its seed ({seed}) gives for these images: {len(changed)} rows differ, "
+                f"e.g. {'; '.join(changed[:3])}. A moved row could put a test image into training. "
+                + _SPLIT_REMEDY.format(path=path))
         return split.set_index("path").loc[manifest["path"]].reset_index()[SPLIT_COLUMNS]
     split = make_split(manifest, seed=seed)
     check_leakage(split, manifest)
     write_split(split, path)
+    tmp = _seed_file(path).with_suffix(".tmp")
+    tmp.write_text(json.dumps({"seed": seed, "split_hash": split_hash(split)}))
+    tmp.replace(_seed_file(path))
     return split
+
+
+def _seed_file(path: Path) -> Path:
+    """``split.json`` beside ``split.csv``: the seed the split was made with."""
+    return path.with_suffix(".json")
+
+
+def _recorded_seed(path: Path, default: int) -> int:
+    """The seed recorded when the split was written (``default`` for splits written before it was recorded)."""
+    meta = _seed_file(path)
+    if not meta.exists():
+        return default
+    try:
+        return int(json.loads(meta.read_text())["seed"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise SplitMismatchError(f"{meta} cannot be read ({type(err).__name__}: {err}): it records the seed "
+                                 f"{path.name} was made with. " + _SPLIT_REMEDY.format(path=path)) from err

@@ -125,7 +125,9 @@ def load_model(path: str | os.PathLike, map_location: str = "cpu") -> tuple[nn.M
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"No saved model at {path}.")
-    blob = torch.load(path, map_location=map_location, weights_only=False)
+    from .train import safe_load
+
+    blob = safe_load(path, "model file", "Load only models you trust; re-create this one with its notebook.")
     arch = blob["arch"]
     if arch == "supervised_resnet50":
         model, _ = supervised_resnet50(pretrained=False)
@@ -138,7 +140,7 @@ def load_model(path: str | os.PathLike, map_location: str = "cpu") -> tuple[nn.M
     else:
         raise ValueError(f"{path}: unknown arch {arch!r}")
     model.load_state_dict(blob["state_dict"])
-    model.eval()
+    model.to(map_location).eval()
     return model, {k: v for k, v in blob.items() if k != "state_dict"}
 
 

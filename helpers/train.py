@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-__all__ = ["FitResult", "reseed", "save_checkpoint", "fit", "onecycle", "warmup_cosine", "planned_lrs",
+__all__ = ["FitResult", "reseed", "save_checkpoint", "safe_load", "fit", "onecycle", "warmup_cosine", "planned_lrs",
            "defect_probability", "predict_scores", "embed"]
 
 StepFn = Callable[[nn.Module, dict], torch.Tensor]
@@ -62,7 +62,29 @@ def reseed(seed: int, loader: torch.utils.data.DataLoader | None = None) -> None
 
 
 def _rng_state() -> dict[str, Any]:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """The RNG states, kept in the checkpoint for inspection (resuming reseeds from seed + epoch instead).
+
+    Plain tuples and tensors only, so that the checkpoint loads with ``weights_only=True``.
+    """
+    numpy_state = np.random.get_state()
+    return {"python": random.getstate(), "numpy": torch.from_numpy(numpy_state[1].astype(np.int64)),
+            "torch": torch.get_rng_state()}
+
+
+def safe_load(path: Path, what: str, remedy: str) -> Any:
+    """``torch.load(path, weights_only=True)``: no code in the file runs. A file that needs more than
+    tensors and plain containers, or a damaged one, raises ``ValueError`` naming it and ``remedy``."""
+    import pickle
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0][:300]
+        raise ValueError(f"Refusing to load {what} {path}: it holds more than weights ({first}). Loading it "
+                         f"fully could run code from the file; only weights are loaded here. {remedy}") from err
+    except (EOFError, RuntimeError, OSError, ValueError) as err:
+        raise ValueError(f"{what.capitalize()} {path} is damaged or not a torch file ({type(err).__name__}: "
+                         f"{str(err)[:200]}). {remedy}") from err
 
 
 def save_checkpoint(path: Path, **state: Any) -> None:
@@ -91,7 +113,7 @@ def _resume(ckpt: Path | None, model: nn.Module, optimizer: torch.optim.Optimize
     fresh = _LoopState([], 0, math.inf if mode == "min" else -math.inf, -1, None, 0)
     if ckpt is None or not ckpt.exists():
         return fresh
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    state = safe_load(ckpt, "checkpoint", "Move it aside (or delete it) and run again: training starts afresh.")
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     if scheduler is not None and state.get("scheduler") is not None:

@@ -1,11 +1,13 @@
 """The protocol: deterministic, stratified, leakage-free, written once."""
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 
 from helpers.data import scan_mvtec
-from helpers.split import (LeakageError, SplitMismatchError, check_leakage, ensure_split, make_split,
+from helpers.split import (LeakageError, SplitMismatchError, check_leakage, ensure_split, make_split, write_split,
                            standard_protocol)
 
 
@@ -76,3 +78,54 @@ def test_standard_protocol(manifest):
     assert (s.loc[s["split"] == "test", "mvtec_split"] == "test").all()
     assert len(s) == len(manifest)
     check_leakage(s, manifest)
+
+
+def _edited(manifest, tmp_path, edit):
+    """A written split, edited on disk by ``edit(frame) -> frame`` (as a user or a script might)."""
+    path = tmp_path / "split.csv"
+    ensure_split(manifest, path)
+    frame = pd.read_csv(path, keep_default_na=False)
+    edit(frame).to_csv(path, index=False)
+    return path
+
+
+def _one(frame, split):
+    return frame.index[frame["split"] == split][0]
+
+
+@pytest.mark.parametrize("name, edit, message", [
+    ("test row moved to train", lambda f: f.assign(split=f["split"].where(f.index != _one(f, "test"), "train")),
+     "rows differ, e.g. .*file says train, the seed gives test"),
+    ("train and test rows swapped", lambda f: f.assign(split=f["split"].mask(f.index == _one(f, "test"), "train")
+                                                        .mask(f.index == _one(f, "train"), "test")), "2 rows differ"),
+    ("misspelt split name", lambda f: f.assign(split=f["split"].replace({"val": "valid"})), r"unknown split names \['valid'\]"),
+    ("duplicated row", lambda f: pd.concat([f, f.iloc[[0]].assign(split="test")]), "1 duplicated paths"),
+    ("a column dropped", lambda f: f.drop(columns="split"), r"missing columns \['split'\]"),
+])
+def test_an_edited_split_is_refused(manifest, tmp_path, name, edit, message):
+    path = _edited(manifest, tmp_path, edit)
+    with pytest.raises(SplitMismatchError, match=message) as err:
+        ensure_split(manifest, path)
+    assert "move " in str(err.value) and str(path) in str(err.value)         # what to do, and which file
+
+
+def test_garbage_in_the_split_file_gives_a_message(manifest, tmp_path):
+    path = tmp_path / "split.csv"
+    ensure_split(manifest, path)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00 not a csv \xff\xfe")
+    with pytest.raises(SplitMismatchError, match="cannot be read as a split file|is not a split file"):
+        ensure_split(manifest, path)
+    path.write_text("")
+    with pytest.raises(SplitMismatchError, match="cannot be read as a split file"):
+        ensure_split(manifest, path)
+
+
+def test_the_recorded_seed_verifies_the_split(manifest, tmp_path):
+    path = tmp_path / "split.csv"
+    ensure_split(manifest, path, seed=7)
+    assert json.loads((tmp_path / "split.json").read_text())["seed"] == 7
+    pd.testing.assert_frame_equal(ensure_split(manifest, path, seed=42), ensure_split(manifest, path, seed=7))
+    other = make_split(manifest, seed=8)
+    write_split(other, path)                                                 # a split of another seed, swapped in
+    with pytest.raises(SplitMismatchError, match=r"seed \(7\)"):
+        ensure_split(manifest, path)

@@ -157,3 +157,54 @@ def test_saved_model_reloads_and_predicts_the_same(tmp_path):
     again = predict(path, images)
     assert direct.shape == (3,) and ((direct > 0) & (direct < 1)).all()
     np.testing.assert_allclose(again, direct, rtol=1e-5)
+
+
+class _Payload:
+    """What a crafted .pt carries: unpickling it calls ``open(marker, "w")`` — code from the file."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_no_code_runs_from_a_model_file_or_a_checkpoint(tmp_path):
+    from helpers.torch_models import load_model, save_model, supervised_resnet50
+
+    model, _ = supervised_resnet50(pretrained=False)
+    good = save_model(model, tmp_path / "model.pt", "supervised_resnet50", 64, weights="none")
+    load_model(good)                                                       # a real model still loads
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pt"
+    torch.save({"arch": "supervised_resnet50", "state_dict": model.state_dict(), "image_size": 64,
+                "note": _Payload(marker)}, evil)
+    with pytest.raises(ValueError, match="Refusing to load model file .*evil.pt: it holds more than weights"):
+        load_model(evil)
+    assert not marker.exists()                                             # the payload did not run
+    head = torch.nn.Linear(4, 2)
+    opt = torch.optim.SGD(head.parameters(), lr=0.1)
+    ckpt = tmp_path / "ckpt.pt"
+    torch.save({"model": head.state_dict(), "optimizer": opt.state_dict(), "epoch": 0, "x": _Payload(marker)}, ckpt)
+    loader = torch.utils.data.DataLoader([{"image": torch.randn(8, 4), "label": torch.randint(0, 2, (8,))}],
+                                         batch_size=None)
+    with pytest.raises(ValueError, match="Refusing to load checkpoint .*ckpt.pt.*Move it aside"):
+        fit(head, opt, loader, lambda m, b: torch.nn.functional.cross_entropy(m(b["image"]), b["label"]),
+            lambda m: {"val_loss": 0.0}, 2, checkpoint=ckpt, clip_grad=None, progress=False)
+    assert not marker.exists()
+
+
+def test_a_damaged_checkpoint_is_named_with_the_way_out(tmp_path):
+    head = torch.nn.Linear(4, 2)
+    opt = torch.optim.SGD(head.parameters(), lr=0.1)
+    loader = torch.utils.data.DataLoader([{"image": torch.randn(8, 4), "label": torch.randint(0, 2, (8,))}],
+                                         batch_size=None)
+    step = lambda m, b: torch.nn.functional.cross_entropy(m(b["image"]), b["label"])  # noqa: E731
+    ckpt = tmp_path / "ckpt.pt"
+    fit(head, opt, loader, step, lambda m: {"val_loss": 0.0}, 1, checkpoint=ckpt, clip_grad=None, progress=False)
+    again = fit(head, opt, loader, step, lambda m: {"val_loss": 0.0}, 2, checkpoint=ckpt, clip_grad=None,
+                progress=False)
+    assert again.resumed_from == 0                                         # a real checkpoint loads weights-only
+    ckpt.write_bytes(ckpt.read_bytes()[:200])                              # truncated
+    with pytest.raises(ValueError, match=r"Checkpoint .*ckpt.pt is damaged.*Move it aside"):
+        fit(head, opt, loader, step, lambda m: {"val_loss": 0.0}, 3, checkpoint=ckpt, clip_grad=None, progress=False)
