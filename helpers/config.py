@@ -3,7 +3,7 @@
 Everything is driven by three environment variables, each overridable in a notebook's first cell:
 
 - ``DEFECTS_PROFILE``: ``full`` (the published recipes, for a GPU), ``quick`` (a CPU demo of the
-  whole series 00–07 in 2 min 20 s on 2 cores, measured) or ``smoke`` (CI: each notebook in under 3 minutes).
+  whole series 00–07 in 2.5–5.5 min on 2 cores, measured) or ``smoke`` (CI: each notebook in under 3 minutes).
   Default: ``full`` when a CUDA GPU is visible, ``quick`` otherwise.
 - ``MVTEC_DIR``: the MVTec AD root (the folder holding ``bottle/``, ``cable/``, ...). Default: the first
   of :data:`KNOWN_DATA_PLACES` that exists, else the built-in sample dataset (generated on first use).
