@@ -86,14 +86,11 @@ def runtime_notice(profile: str, colab: bool | None = None, cuda: bool | None = 
     ``colab`` and ``cuda`` default to this runtime (tests pass them).
     """
     colab = IS_COLAB if colab is None else colab
-    if cuda is None:
+    if cuda is not False:
         import torch
 
-        cuda = torch.cuda.is_available()
-    if cuda:
-        import torch
-
-        return f"GPU: {torch.cuda.get_device_name(0)} | profile: {profile}"
+        if torch.cuda.is_available() if cuda is None else cuda:
+            return f"GPU: {torch.cuda.get_device_name(0)} | profile: {profile}"
     if colab:
         bar = "!" * 100
         return (f"{bar}\nNO GPU on this Colab runtime: the profile fell back to '{profile}' (sizes and epochs cut "

@@ -56,29 +56,29 @@ def _load_torch(runs_dir, stem: str):
     return load_model(runs.artefact(runs_dir, stem))
 
 
-def _supervised(runs_dir) -> TrainedModel:
+def _supervised(runs_dir, name: str) -> TrainedModel:
     m, meta = _load_torch(runs_dir, runs.SUPERVISED)
-    return TrainedModel("supervised ResNet-50", "torch", runs.SUPERVISED, m, meta["image_size"], pooled_resnet(m),
+    return TrainedModel(name, "torch", runs.SUPERVISED, m, meta["image_size"], pooled_resnet(m),
                         m.layer4[-1], meta.get("weights", "?"))
 
 
-def _simclr(runs_dir) -> TrainedModel:
+def _simclr(runs_dir, name: str) -> TrainedModel:
     m, meta = _load_torch(runs_dir, runs.SIMCLR)
-    return TrainedModel("SimCLR encoder", "torch", runs.SIMCLR, m.encoder, meta["image_size"], m.encoder, None,
+    return TrainedModel(name, "torch", runs.SIMCLR, m.encoder, meta["image_size"], m.encoder, None,
                         meta.get("weights", "?"))
 
 
-def _probe(runs_dir) -> TrainedModel:
+def _probe(runs_dir, name: str) -> TrainedModel:
     m, meta = _load_torch(runs_dir, runs.PROBE)
-    return TrainedModel("linear probe", "torch", runs.PROBE, m, meta["image_size"], None, m.encoder.layer4[-1],
+    return TrainedModel(name, "torch", runs.PROBE, m, meta["image_size"], None, m.encoder.layer4[-1],
                         str(meta.get("encoder", {}).get("weights", "?")))
 
 
-def _keras(runs_dir) -> TrainedModel:
+def _keras(runs_dir, name: str) -> TrainedModel:
     from .keras_track import LAST_CONV, SHARED_DENSE, load_multitask
 
     m, meta = load_multitask(runs.notebook_dir(runs_dir, runs.KERAS, create=False))
-    return TrainedModel("Keras multi-task", "keras", runs.KERAS, m, meta["image_size"], SHARED_DENSE, LAST_CONV,
+    return TrainedModel(name, "keras", runs.KERAS, m, meta["image_size"], SHARED_DENSE, LAST_CONV,
                         "trained from scratch")
 
 
@@ -93,7 +93,7 @@ def load_trained_models(runs_dir) -> tuple[list[TrainedModel], list[str]]:
     for name, stem, load in _MODELS:
         path = runs.artefact(runs_dir, stem)
         if path.exists():
-            found.append(load(runs_dir))
+            found.append(load(runs_dir, name))
         else:
             missing.append(runs.missing_message(name, path, stem))
     return found, missing
