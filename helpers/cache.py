@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +25,7 @@ from tqdm.auto import tqdm
 from .data import load_mask, load_rgb
 from .env import io_workers
 
-__all__ = ["CACHE_VERSION", "manifest_hash", "ImageCache", "build_cache", "open_cache"]
+__all__ = ["CACHE_VERSION", "manifest_hash", "load_resized", "ImageCache", "build_cache", "open_cache"]
 
 CACHE_VERSION = 1
 
@@ -68,6 +70,13 @@ def _resize(arr: np.ndarray, size: int, resample=Image.BILINEAR) -> np.ndarray:
     return np.asarray(img)
 
 
+def load_resized(image: str | os.PathLike | np.ndarray, size: int) -> np.ndarray:
+    """An image file (any mode) or an ``H×W×3`` uint8 array as ``size×size×3`` uint8, resized exactly as the
+    cache resizes it (PIL, bilinear, antialiased). Training, evaluation and ``predict`` all see this."""
+    arr = load_rgb(image) if isinstance(image, (str, os.PathLike)) else np.asarray(image, dtype=np.uint8)
+    return _resize(arr, size, Image.BILINEAR)
+
+
 def build_cache(manifest: pd.DataFrame, data_root: str | os.PathLike, size: int,
                 cache_root: str | os.PathLike, workers: int | None = None,
                 progress: bool = True) -> ImageCache:
@@ -79,16 +88,16 @@ def build_cache(manifest: pd.DataFrame, data_root: str | os.PathLike, size: int,
         return open_cache(directory)
     data_root = Path(data_root)
     n = len(manifest)
-    tmp = directory.with_name(directory.name + ".tmp")
-    tmp.mkdir(parents=True, exist_ok=True)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    # a name of its own: two builds at once (two notebooks, two prepare runs) never share a folder
+    tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", suffix=".tmp", dir=directory.parent))
     images = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8, shape=(n, size, size, 3))
     masks = np.lib.format.open_memmap(tmp / "masks.npy", mode="w+", dtype=np.uint8, shape=(n, size, size))
     paths = manifest["path"].tolist()
     mask_paths = manifest["mask_path"].tolist()
 
     def fill(i: int) -> None:
-        images[i] = _resize(  # noqa: F821 - deleted (closed) below, after the pool has finished
-            load_rgb(data_root / paths[i]), size, Image.BILINEAR)
+        images[i] = load_resized(data_root / paths[i], size)  # noqa: F821 - closed below, after the pool
         if mask_paths[i]:
             masks[i] = _resize(load_mask(  # noqa: F821
                 data_root / mask_paths[i]) * 255, size, Image.BILINEAR) > 127
@@ -103,12 +112,12 @@ def build_cache(manifest: pd.DataFrame, data_root: str | os.PathLike, size: int,
     del images, masks
     (tmp / "meta.json").write_text(json.dumps({"version": CACHE_VERSION, "size": size, "key": key,
                                                "paths": paths}))
-    if directory.exists():  # a concurrent build finished first
-        import shutil
-
-        shutil.rmtree(tmp)
-    else:
+    try:
         tmp.replace(directory)
+    except OSError:          # a concurrent build renamed its (identical) cache into place first
+        if not meta_path.exists():
+            raise
+        shutil.rmtree(tmp)
     return open_cache(directory)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,11 +28,12 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from .env import io_workers
+from .files import is_valid_utf8_name, printable_name
 
 __all__ = ["MVTEC_CATEGORIES", "TEXTURE_CATEGORIES", "GRAYSCALE_CATEGORIES", "IMAGE_EXTENSIONS", "SYSTEM_FILES",
            "MIN_FILE_BYTES", "MAX_FILE_BYTES", "MIN_SIDE", "MAX_SIDE", "NATIVE_MODES", "CONVERTIBLE_MODES",
            "MANIFEST_COLUMNS", "QUARANTINE_COLUMNS", "WARNING_COLUMNS", "DatasetLayoutError", "ScanResult",
-           "load_rgb", "load_mask", "content_hash", "inspect_image", "looks_like_mvtec_root",
+           "load_rgb", "load_mask", "binarise_mask", "judge_mask", "content_hash", "inspect_image", "looks_like_mvtec_root",
            "describe_layout_problem", "scan_mvtec", "read_manifest", "category_counts"]
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file must fail, not decode half-grey
@@ -121,12 +123,66 @@ def load_mask(path: str | os.PathLike | None, shape: tuple[int, int] | None = No
             raise ValueError("load_mask needs a shape when there is no mask path")
         return np.zeros(shape, dtype=np.uint8)
     with Image.open(path) as img:
-        return (np.asarray(img.convert("L")) > 127).astype(np.uint8)
+        return binarise_mask(np.asarray(img.convert("L")))
+
+
+def binarise_mask(values: np.ndarray) -> np.ndarray:
+    """0/1 uint8 from a mask's grey levels: ``> 127`` for 0/255 masks, ``> 0`` for masks stored as 0/1."""
+    return (values > (0 if values.max(initial=0) <= 1 else 127)).astype(np.uint8)
+
+
+def judge_mask(values: np.ndarray) -> tuple[bool, str]:
+    """Whether a defect mask's grey levels can be right: ``(usable, note)``; the note says what was seen.
+
+    Unusable: every pixel 0 (empty), or every pixel defective (constant). Usable with a note: 0/1 values
+    (a common export; read as binary) or more than two grey levels (thresholded at 128).
+    """
+    levels = np.unique(values)
+    binary = binarise_mask(values)
+    if levels.max(initial=0) == 0 or not binary.any():
+        return False, (f"its mask is empty (no pixel marked defective; grey levels {_levels(levels)}) although the "
+                       "image is in a defect folder: left out of pixel-level scores")
+    if binary.all():
+        return False, (f"its mask marks every pixel defective (constant, grey levels {_levels(levels)}): "
+                       "left out of pixel-level scores")
+    if set(levels.tolist()) <= {0, 1}:
+        return True, "its mask is stored as 0/1 (not 0/255): read as binary, 1 = defective"
+    if not set(levels.tolist()) <= {0, 255}:
+        return True, f"its mask has {len(levels)} grey levels, not 0/255: thresholded at 128"
+    return True, ""
+
+
+def _levels(levels: np.ndarray) -> str:
+    shown = ", ".join(map(str, levels[:6].tolist()))
+    return shown + (", ..." if len(levels) > 6 else "")
 
 
 def content_hash(path: str | os.PathLike) -> str:
     """sha256 of the file's bytes (the leakage check compares these)."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _size_problem(width: int, height: int) -> str:
+    if min(width, height) < MIN_SIDE:
+        return f"image too small ({width}×{height} px; minimum {MIN_SIDE} px per side)"
+    if max(width, height) > MAX_SIDE:
+        return f"image too large ({width}×{height} px; maximum {MAX_SIDE} px per side)"
+    return ""
+
+
+#: File signatures named in the reason for a file that is not an image (its bytes are never copied out).
+_SIGNATURES = ((b"PK\x03\x04", "a ZIP archive"), (b"\xfd7zXZ", "an XZ archive"), (b"\x1f\x8b", "a gzip file"),
+               (b"%PDF", "a PDF"), (b"<", "HTML/XML text"), (b"{", "JSON text"), (b"\x89PNG", "a damaged PNG"),
+               (b"\xff\xd8", "a damaged JPEG"), (b"\x7fELF", "an executable (ELF)"), (b"#!", "a script"))
+
+
+def _looks_like(head: bytes) -> str:
+    """What a file's first bytes suggest, in words (never the bytes themselves)."""
+    for magic, what in _SIGNATURES:
+        if head.lstrip()[:len(magic)] == magic:
+            return f"its content looks like {what}"
+    printable = head and all(32 <= b < 127 or b in (9, 10, 13) for b in head)
+    return "its content looks like plain text" if printable else "unrecognised binary content"
 
 
 def inspect_image(path: str | os.PathLike) -> dict:
@@ -143,7 +199,7 @@ def inspect_image(path: str | os.PathLike) -> dict:
     if ext not in IMAGE_EXTENSIONS:
         return {"ok": False, "reason": f"unsupported extension {ext or '(none)'!r}; expected one of "
                                        f"{', '.join(sorted(IMAGE_EXTENSIONS))}"}
-    size = path.stat().st_size
+    size = path.lstat().st_size
     if size == 0:
         return {"ok": False, "reason": "empty file (0 bytes)"}
     if size < MIN_FILE_BYTES:
@@ -151,21 +207,21 @@ def inspect_image(path: str | os.PathLike) -> dict:
     if size > MAX_FILE_BYTES:
         return {"ok": False, "reason": f"file too large ({size / 2**20:.0f} MiB > {MAX_FILE_BYTES >> 20} MiB)"}
     try:
-        with Image.open(path) as img:
-            fmt = img.format
+        with Image.open(path) as img:     # reads the header only: the size is known before any pixel is decoded
+            fmt, width, height, mode = img.format, img.width, img.height, img.mode
+            if problem := _size_problem(width, height):
+                return {"ok": False, "reason": problem + " (from the header; not decoded)"}
             img.verify()  # checksums and structure (PNG CRCs)
         with Image.open(path) as img:
             img.load()    # full decode of every pixel: catches truncated data the header hides
-            width, height, mode = img.width, img.height, img.mode
+    except PermissionError as err:
+        return {"ok": False, "reason": f"file cannot be read ({err.strerror or 'permission denied'})"}
     except UnidentifiedImageError:
-        head = path.read_bytes()[:16]
-        return {"ok": False, "reason": f"not a decodable image although named {ext} (first bytes {head!r})"}
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+        return {"ok": False, "reason": f"not a decodable image although named {ext} ({_looks_like(head)})"}
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        return {"ok": False, "reason": f"corrupt or truncated image data ({type(err).__name__}: {err})"}
-    if min(width, height) < MIN_SIDE:
-        return {"ok": False, "reason": f"image too small ({width}×{height} px; minimum {MIN_SIDE} px per side)"}
-    if max(width, height) > MAX_SIDE:
-        return {"ok": False, "reason": f"image too large ({width}×{height} px; maximum {MAX_SIDE} px per side)"}
+        return {"ok": False, "reason": f"corrupt or truncated image data ({type(err).__name__}: {str(err)[:200]})"}
     note = ""
     if mode not in NATIVE_MODES:
         if mode not in CONVERTIBLE_MODES:
@@ -178,13 +234,27 @@ def inspect_image(path: str | os.PathLike) -> dict:
 # --------------------------------------------------------------------------------------------------
 # The tree
 # --------------------------------------------------------------------------------------------------
+def _rel(path: str | os.PathLike, root: Path) -> str:
+    """``path`` relative to ``root``, POSIX separators, any non-UTF-8 byte escaped (safe in a CSV)."""
+    return printable_name(Path(os.path.relpath(path, root)).as_posix())
+
+
+def _is_real_dir(path: Path) -> bool:
+    """A folder that is not a link (the scan never follows links)."""
+    return path.is_dir() and not path.is_symlink()
+
+
 def _category_dirs(root: Path) -> list[Path]:
-    return sorted(p for p in root.iterdir()
-                  if p.is_dir() and ((p / "train").is_dir() or (p / "test").is_dir()))
+    try:
+        children = sorted(root.iterdir())
+    except OSError:
+        return []
+    return [p for p in children if _is_real_dir(p) and is_valid_utf8_name(p.name)
+            and (_is_real_dir(p / "train") or _is_real_dir(p / "test"))]
 
 
 def looks_like_mvtec_root(root: str | os.PathLike) -> bool:
-    """True when ``root`` holds at least one ``<category>/{train,test}/`` folder."""
+    """True when ``root`` holds at least one ``<category>/{train,test}/`` folder (links are not followed)."""
     root = Path(root)
     return root.is_dir() and bool(_category_dirs(root))
 
@@ -199,8 +269,11 @@ def describe_layout_problem(root: Path) -> str:
         return f"Dataset root {root} does not exist. {expected}"
     if not root.is_dir():
         return f"Dataset root {root} is a file, not a folder. {expected}"
-    entries = sorted(root.iterdir())
-    shown = [e.name + ("/" if e.is_dir() else "") for e in entries[:20]]
+    try:
+        entries = sorted(root.iterdir())
+    except OSError as err:
+        return f"Dataset root {root} cannot be read ({err.strerror or err}). {expected}"
+    shown = [printable_name(e.name) + ("/" if e.is_dir() else "") for e in entries[:20]]
     found = ", ".join(shown) + (f", ... ({len(entries)} entries)" if len(entries) > 20 else "")
     hints = []
     if (root / "train").is_dir() or (root / "test").is_dir():
@@ -209,16 +282,14 @@ def describe_layout_problem(root: Path) -> str:
         if child.is_dir() and looks_like_mvtec_root(child):
             hints.append(f"{child} looks like an MVTec root: point there instead.")
             break
+    links = [printable_name(e.name) for e in entries if e.is_symlink()]
+    if links:
+        hints.append(f"Links are not followed ({', '.join(links[:3])}): copy the folders in, or point at their targets.")
     archives = [e.name for e in entries if e.name.endswith((".tar.xz", ".tar.gz", ".zip"))]
     if archives:
         hints.append(f"Archives found ({', '.join(archives[:3])}): extract them first "
                      "(helpers.download.extract_archives).")
     return f"{root} is not an MVTec AD root. {expected} Found: {found or 'an empty folder'}. " + " ".join(hints)
-
-
-def _mask_for(image_rel: Path, category_dir: Path, defect_type: str) -> Path | None:
-    candidate = category_dir / "ground_truth" / defect_type / f"{image_rel.stem}_mask.png"
-    return candidate if candidate.is_file() else None
 
 
 @dataclass
@@ -229,63 +300,139 @@ class _Findings:
     warnings: list[tuple[str, str]]
 
 
+def _entries(folder: Path, root: Path, found: _Findings) -> list[os.DirEntry] | None:
+    """The entries of ``folder`` sorted by name; None, with a quarantine row, when it cannot be read."""
+    try:
+        with os.scandir(folder) as it:
+            return sorted(it, key=lambda e: e.name)
+    except OSError as err:
+        found.quarantine.append((_rel(folder, root) + "/", f"folder cannot be read ({err.strerror or err}): "
+                                                          "nothing in it was scanned"))
+        return None
+
+
+def _special_kind(entry: os.DirEntry) -> str:
+    mode = entry.stat(follow_symlinks=False).st_mode
+    for test, name in ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _kind(entry: os.DirEntry, root: Path, found: _Findings) -> str | None:
+    """``"dir"`` or ``"file"`` for what the scan reads; None (listed in the quarantine) for the rest:
+    links (never followed: the scan never leaves the root, and never reads one file twice), pipes,
+    devices, sockets, and names that are not valid UTF-8."""
+    rel = _rel(entry.path, root)
+    if entry.is_symlink():
+        target = printable_name(os.readlink(entry.path))
+        found.quarantine.append((rel, f"symbolic link (to {target}): not followed, so nothing outside the dataset "
+                                      "root is read and no image is counted twice; put the file or folder "
+                                      "itself here instead"))
+        return None
+    is_dir = entry.is_dir(follow_symlinks=False)
+    if not is_valid_utf8_name(entry.name):
+        found.quarantine.append((rel, "name is not valid UTF-8 (shown with \\x escapes): rename it; "
+                                      + ("nothing in the folder was scanned" if is_dir else "not read")))
+        return None
+    if is_dir:
+        return "dir"
+    if entry.is_file(follow_symlinks=False):
+        return "file"
+    found.quarantine.append((rel, f"{_special_kind(entry)}, not a regular file: not read"))
+    return None
+
+
+def _walk(folder: Path, root: Path, found: _Findings) -> list[Path]:
+    """Every regular file under ``folder`` (sorted); everything else under it is listed with its reason."""
+    out: list[Path] = []
+    for entry in _entries(folder, root, found) or []:
+        kind = _kind(entry, root, found)
+        if kind == "file":
+            out.append(Path(entry.path))
+        elif kind == "dir":
+            out.extend(_walk(Path(entry.path), root, found))
+    return out
+
+
 def _check_root_entries(root: Path, category_dirs: list[Path], found: _Findings) -> None:
-    """Files and folders at the root that are not categories: quarantined or warned about."""
-    for entry in sorted(root.iterdir()):
-        if entry.is_file():
+    """Entries at the root that are not categories: quarantined or warned about."""
+    for entry in _entries(root, root, found) or []:
+        kind = _kind(entry, root, found)
+        if kind == "file":
             if entry.name.lower() in SYSTEM_FILES or entry.name.startswith("._"):
                 found.quarantine.append((entry.name, f"system metadata file ({entry.name}), not an image"))
-            elif entry.suffix.lower() not in {".txt", ".md", ".json"}:  # MVTec ships LICENSE.txt, readme.txt
+            elif Path(entry.name).suffix.lower() not in {".txt", ".md", ".json"}:  # LICENSE.txt, readme.txt
                 found.warnings.append((entry.name, "file at the dataset root ignored (not inside a category)"))
-        elif entry.is_dir() and entry not in category_dirs:
-            empty = not any(entry.iterdir())
-            found.warnings.append((entry.name + "/", "empty category folder (no train/ or test/): nothing to use"
-                                   if empty else "folder without train/ or test/ ignored (not a category)"))
+        elif kind == "dir" and Path(entry.path) not in category_dirs:
+            inside = _entries(Path(entry.path), root, found)
+            if inside is not None:
+                found.warnings.append((entry.name + "/", "folder without train/ or test/ ignored (not a category)"
+                                       if inside else "empty category folder (no train/ or test/): nothing to use"))
 
 
-def _candidates(root: Path, cat_dir: Path, found: _Findings) -> list[tuple[Path, str, str, str]]:
+def _split_dirs(root: Path, cat_dir: Path, found: _Findings) -> dict[str, Path]:
+    """The category's ``train/`` and ``test/`` folders that can be scanned, with warnings for missing ones."""
+    category, out = cat_dir.name, {}
+    for entry in _entries(cat_dir, root, found) or []:
+        if entry.name in ("train", "test", "ground_truth") and _kind(entry, root, found) == "dir":
+            out[entry.name] = Path(entry.path)
+    if "train" not in out:
+        found.warnings.append((category + "/", "no train/ folder: test images only; the MVTec standard "
+                                               "protocol cannot fit a one-class model for this category"))
+    if "test" not in out:
+        found.warnings.append((category + "/", "no test/ folder: train images only"))
+    return out
+
+
+def _candidates(root: Path, cat_dir: Path, dirs: dict[str, Path], found: _Findings
+                ) -> list[tuple[Path, str, str, str]]:
     """Every file of one category's ``train/`` and ``test/`` as (file, category, split, defect type)."""
     category, out = cat_dir.name, []
     if category not in MVTEC_CATEGORIES:
         found.warnings.append((category + "/", "not one of the 15 MVTec AD category names; kept"))
-    if not (cat_dir / "train").is_dir():
-        found.warnings.append((category + "/", "no train/ folder: test images only; the MVTec standard "
-                                               "protocol cannot fit a one-class model for this category"))
-    if not (cat_dir / "test").is_dir():
-        found.warnings.append((category + "/", "no test/ folder: train images only"))
     for split in ("train", "test"):
-        split_dir = cat_dir / split
-        if not split_dir.is_dir():
+        if split not in dirs:
             continue
-        children = sorted(split_dir.iterdir())
-        if not children:
+        children = _entries(dirs[split], root, found)
+        if children == []:
             found.warnings.append((f"{category}/{split}/", "empty folder"))
-        for child in children:
-            rel = child.relative_to(root).as_posix()
-            if child.is_file():
-                found.quarantine.append((rel, f"file directly in {split}/, outside any good/ or <defect_type>/ folder"))
-                continue
-            files = sorted(p for p in child.rglob("*") if p.is_file())
-            if not files:
-                found.warnings.append((rel + "/", "empty folder"))
-            out.extend((f, category, split, child.name) for f in files)
+        for child in children or []:
+            kind = _kind(child, root, found)
+            if kind == "file":
+                found.quarantine.append((_rel(child.path, root),
+                                         f"file directly in {split}/, outside any good/ or <defect_type>/ folder"))
+            elif kind == "dir":
+                files = _walk(Path(child.path), root, found)
+                if not files:
+                    found.warnings.append((_rel(child.path, root) + "/", "empty folder"))
+                out.extend((f, category, split, child.name) for f in files)
     return out
 
 
-def _paired_mask(root: Path, info: dict, rel: str, found: _Findings, used_masks: set[Path]) -> Path | None:
-    """The usable mask of a defective image (None, with a warning, when it is missing or unusable)."""
+def _paired_mask(root: Path, info: dict, rel: str, found: _Findings, masks: dict[Path, bool]) -> Path | None:
+    """The usable mask of a defective image (None, with a warning, when it is missing or unusable).
+
+    ``masks`` holds every regular file found under the categories' ``ground_truth/`` (value: used yet)."""
     cat_dir = root / info["category"]
-    mask = _mask_for(info["file"].relative_to(cat_dir), cat_dir, info["defect_type"])
-    if mask is None:
+    mask = cat_dir / "ground_truth" / info["defect_type"] / f"{info['file'].relative_to(cat_dir).stem}_mask.png"
+    if mask not in masks:
         found.warnings.append((rel, "defective image without a ground-truth mask: kept for image-level "
                                     "scores, left out of pixel-level scores"))
         return None
-    used_masks.add(mask)
+    masks[mask] = True
     mask_info = inspect_image(mask)
     if not mask_info["ok"]:
         found.warnings.append((rel, f"its mask is unusable ({mask_info['reason']}): kept for "
                                     "image-level scores, left out of pixel-level scores"))
-        found.quarantine.append((mask.relative_to(root).as_posix(), mask_info["reason"]))
+        found.quarantine.append((_rel(mask, root), mask_info["reason"]))
+        return None
+    with Image.open(mask) as img:
+        usable, note = judge_mask(np.asarray(img.convert("L")))
+    if note:
+        found.warnings.append((rel, note))
+    if not usable:
         return None
     if (mask_info["width"], mask_info["height"]) != (info["width"], info["height"]):
         found.warnings.append((rel, f"mask size {mask_info['width']}×{mask_info['height']} differs "
@@ -294,21 +441,22 @@ def _paired_mask(root: Path, info: dict, rel: str, found: _Findings, used_masks:
     return mask
 
 
-def _manifest_row(root: Path, info: dict, found: _Findings, used_masks: set[Path]) -> dict | None:
+def _manifest_row(root: Path, info: dict, found: _Findings, masks: dict[Path, bool]) -> dict | None:
     """One manifest row for a checked file (None when it is quarantined)."""
-    rel = info["file"].relative_to(root).as_posix()
+    rel = _rel(info["file"], root)
     if not info["ok"]:
         found.quarantine.append((rel, info["reason"]))
         return None
     if info["note"]:
         found.warnings.append((rel, info["note"] + "; kept"))
     label = 0 if info["defect_type"] == "good" else 1
-    mask = _paired_mask(root, info, rel, found, used_masks) if label == 1 else None
+    mask = _paired_mask(root, info, rel, found, masks) if label == 1 else None
     return {"path": rel, "category": info["category"], "mvtec_split": info["mvtec_split"],
             "defect_type": info["defect_type"], "label": label,
-            "mask_path": mask.relative_to(root).as_posix() if mask is not None else "",
+            "mask_path": _rel(mask, root) if mask is not None else "",
             "width": info["width"], "height": info["height"], "mode": info["mode"],
             "content_hash": info["content_hash"]}
+
 
 
 def _check_all(candidates: list[tuple[Path, str, str, str]], workers: int | None, progress: bool) -> list[dict]:
@@ -337,8 +485,11 @@ def _duplicate_warnings(manifest: pd.DataFrame) -> list[tuple[str, str]]:
 def scan_mvtec(root: str | os.PathLike, workers: int | None = None, progress: bool = True) -> ScanResult:
     """Scan and validate an MVTec-layout tree.
 
-    Every file under ``<category>/train`` and ``<category>/test`` ends in the manifest or in the
-    quarantine; masks are paired by name (``NNN.png`` ↔ ``ground_truth/<defect>/NNN_mask.png``).
+    Every entry under ``<category>/train``, ``<category>/test`` and ``<category>/ground_truth`` ends in the
+    manifest, the quarantine (with its reason) or the warnings; masks are paired by name
+    (``NNN.png`` ↔ ``ground_truth/<defect>/NNN_mask.png``) and their content is checked. Links are never
+    followed (listed with their target), nor are pipes, devices or unreadable folders read: nothing from
+    outside ``root`` enters the manifest, and no file's bytes are copied into the tables.
 
     Raises:
         DatasetLayoutError: ``root`` is not an MVTec root (the message lists what was found).
@@ -347,17 +498,18 @@ def scan_mvtec(root: str | os.PathLike, workers: int | None = None, progress: bo
     if not looks_like_mvtec_root(root):
         raise DatasetLayoutError(describe_layout_problem(root))
     found = _Findings([], [])
-    used_masks: set[Path] = set()
     category_dirs = _category_dirs(root)
     _check_root_entries(root, category_dirs, found)
-    candidates = [c for cat_dir in category_dirs for c in _candidates(root, cat_dir, found)]
-    rows = [row for info in _check_all(candidates, workers, progress)
-            if (row := _manifest_row(root, info, found, used_masks)) is not None]
+    candidates, masks = [], {}
     for cat_dir in category_dirs:
-        gt = cat_dir / "ground_truth"
-        if gt.is_dir():
-            found.warnings.extend((mask.relative_to(root).as_posix(), "mask without a matching image (unused)")
-                                  for mask in sorted(p for p in gt.rglob("*") if p.is_file()) if mask not in used_masks)
+        dirs = _split_dirs(root, cat_dir, found)
+        candidates += _candidates(root, cat_dir, dirs, found)
+        if "ground_truth" in dirs:
+            masks.update(dict.fromkeys(_walk(dirs["ground_truth"], root, found), False))
+    rows = [row for info in _check_all(candidates, workers, progress)
+            if (row := _manifest_row(root, info, found, masks)) is not None]
+    found.warnings.extend((_rel(mask, root), "mask without a matching image (unused)")
+                          for mask, used in sorted(masks.items()) if not used)
     manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
     if len(manifest):
         manifest = manifest.sort_values("path", ignore_index=True)
@@ -365,6 +517,7 @@ def scan_mvtec(root: str | os.PathLike, workers: int | None = None, progress: bo
     return ScanResult(root=root, manifest=manifest,
                       quarantine=pd.DataFrame(found.quarantine, columns=QUARANTINE_COLUMNS),
                       warnings=pd.DataFrame(found.warnings, columns=WARNING_COLUMNS))
+
 
 
 def read_manifest(path: str | os.PathLike) -> pd.DataFrame:

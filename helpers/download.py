@@ -8,9 +8,11 @@ licensed CC BY-NC-SA 4.0 (non-commercial); :func:`download_mvtec` prints the not
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import shutil
 import tarfile
+import urllib.error
 import urllib.request
 import zipfile
 from pathlib import Path, PurePosixPath
@@ -18,7 +20,8 @@ from pathlib import Path, PurePosixPath
 from tqdm.auto import tqdm
 
 __all__ = ["MVTEC_URLS", "MVTEC_URL", "MVTEC_PAGE", "ARCHIVE_NAME", "MIN_FREE_BYTES", "MVTEC_SHA256",
-           "LICENCE_NOTICE", "ARCHIVE_SUFFIXES", "ChecksumError", "DownloadError", "UnsafeArchiveError", "sha256sum",
+           "LICENCE_NOTICE", "ARCHIVE_SUFFIXES", "ChecksumError", "DownloadError", "IncompleteDownloadError",
+           "UnsafeArchiveError", "sha256sum",
            "verify_checksum", "download_file", "check_free_space", "fetch_archive", "safe_extract", "download_mvtec",
            "extract_archives"]
 
@@ -50,6 +53,10 @@ ARCHIVE_SUFFIXES = (".tar.xz", ".tar.gz", ".tgz", ".tar.bz2", ".tar", ".zip")
 
 class ChecksumError(RuntimeError):
     """A downloaded file's sha256 differs from the expected one."""
+
+
+class IncompleteDownloadError(OSError):
+    """The connection dropped before the whole file arrived; the partial file is kept for a resume."""
 
 
 class DownloadError(RuntimeError):
@@ -84,8 +91,12 @@ def download_file(url: str, dest: str | os.PathLike, sha256: str | None = None,
                   chunk: int = 1 << 20, timeout: float = 60.0) -> Path:
     """Download ``url`` to ``dest`` with a progress bar, resuming a partial ``dest.part``.
 
-    The checksum is verified before the file is moved into place, so ``dest`` only ever holds a
-    complete, verified file. An existing ``dest`` with the right checksum is not downloaded again.
+    - A connection that drops before the announced size (``Content-Length``) has arrived raises
+      :class:`IncompleteDownloadError` and keeps ``dest.part``: the next call resumes from it (HTTP Range).
+    - The checksum is verified before the file is moved into place, so ``dest`` only ever holds a complete,
+      verified file. A complete download with the wrong checksum is deleted; one whose size the server did
+      not announce is kept (it may be short) and the next call resumes it.
+    - An existing ``dest`` with the right checksum is not downloaded again.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -94,27 +105,63 @@ def download_file(url: str, dest: str | os.PathLike, sha256: str | None = None,
         print(f"Already downloaded and verified: {dest}")
         return dest
     part = dest.with_name(dest.name + ".part")
-    start = part.stat().st_size if part.exists() else 0
-    request = urllib.request.Request(url, headers={"Range": f"bytes={start}-"} if start else {})
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        resumed = start > 0 and response.status == 206
-        if start and not resumed:
-            print("The server does not support resuming; starting the download again.")
-            start = 0
-        length = response.headers.get("Content-Length")
-        total = (int(length) + start) if length else None
-        with open(part, "ab" if resumed else "wb") as out, tqdm(
-                total=total, initial=start, unit="B", unit_scale=True, desc=dest.name) as bar:
-            while block := response.read(chunk):
-                out.write(block)
-                bar.update(len(block))
+    received, total = _fetch_into(url, part, chunk, timeout)
+    if total is not None and received < total:
+        raise IncompleteDownloadError(
+            f"The connection to {url} dropped after {received:,} of {total:,} bytes. The partial file is kept at {part}: "
+            "run again to resume from there.")
     try:
         verify_checksum(part, sha256)
-    except ChecksumError:
+    except ChecksumError as err:
+        if total is None:   # no announced size: it may be short, so keep it for a resume
+            raise ChecksumError(f"{err} The server did not announce the file's size, so the download may have been "
+                                f"cut short: {part} is kept and the next run resumes it; if this repeats, delete "
+                                "it.") from None
         part.unlink()
-        raise
+        raise ChecksumError(f"{err} The file was complete ({received:,} bytes, as announced), so it was "
+                            "deleted.") from None
     part.replace(dest)
     return dest
+
+
+def _fetch_into(url: str, part: Path, chunk: int, timeout: float) -> tuple[int, int | None]:
+    """Append ``url``'s bytes to ``part`` (resuming when the server allows); ``(bytes on disk, full size or None)``."""
+    start = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={start}-"} if start else {})
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as err:
+        if err.code == 416 and start:      # the partial file is already as long as the whole file
+            print(f"{part.name} already holds the whole file ({start:,} bytes); checking it.")
+            return start, start
+        raise
+    with response:
+        resumed = start > 0 and response.status == 206 and _range_start(response) == start
+        if start and not resumed:
+            print("The server does not support resuming here; starting the download again.")
+            start = 0
+        length = response.headers.get("Content-Length")
+        total = int(length) + start if length and length.isdigit() else None
+        received = start
+        with open(part, "ab" if resumed else "wb") as out, tqdm(
+                total=total, initial=start, unit="B", unit_scale=True, desc=part.name[:-5]) as bar:
+            try:
+                while block := response.read(chunk):
+                    out.write(block)
+                    received += len(block)
+                    bar.update(len(block))
+            except (OSError, http.client.HTTPException) as err:   # a reset connection: what arrived is kept
+                print(f"Connection lost ({type(err).__name__}: {err}).")
+    return received, total
+
+
+def _range_start(response) -> int | None:
+    """The first byte of a 206 answer (``Content-Range: bytes START-END/TOTAL``)."""
+    value = response.headers.get("Content-Range", "")
+    try:
+        return int(value.split()[1].split("-")[0])
+    except (IndexError, ValueError):
+        return None
 
 
 def _check_member_name(name: str, target: Path) -> None:
@@ -183,13 +230,16 @@ def fetch_archive(archive: Path, sha256: str | None, urls: list[str]) -> Path:
 
 
 def download_mvtec(dest_dir: str | os.PathLike, url: str | None = None, sha256: str | None = None,
-                   keep_archive: bool = False, min_free: int = MIN_FREE_BYTES) -> Path:
+                   keep_archive: bool = False, min_free: int = MIN_FREE_BYTES,
+                   archive_dir: str | os.PathLike | None = None) -> Path:
     """Download and extract the full MVTec AD archive into ``dest_dir``; return the dataset root.
 
     Skipped when ``dest_dir`` already holds an MVTec layout. The archive is looked for, or downloaded, at
-    ``dest_dir.parent / mvtec_anomaly_detection.tar.xz``: ``url`` (or ``MVTEC_URL``) is tried first, then
+    ``archive_dir / mvtec_anomaly_detection.tar.xz`` (default ``dest_dir.parent``; on Colab a Drive folder, so
+    it is downloaded once and extracted by each runtime): ``url`` (or ``MVTEC_URL``) is tried first, then
     every address in :data:`MVTEC_URLS`; the checksum (``MVTEC_SHA256`` overrides) decides which copy is
-    good. Free disk is checked first. Extraction goes to a ``.partial`` folder renamed to ``dest_dir`` only
+    good. Free disk is checked first (``MVTEC_MIN_FREE_GB`` overrides the 11 GiB, e.g. for a smaller mirror).
+    Extraction goes to a ``.partial`` folder renamed to ``dest_dir`` only
     when complete, so an interrupted extraction is never taken for the dataset.
     """
     from .data import looks_like_mvtec_root  # avoid a cycle
@@ -199,7 +249,8 @@ def download_mvtec(dest_dir: str | os.PathLike, url: str | None = None, sha256: 
     if looks_like_mvtec_root(dest_dir):
         print(f"MVTec AD already present at {dest_dir}; skipping the download.")
         return dest_dir
-    archive = dest_dir.parent / ARCHIVE_NAME
+    archive = Path(archive_dir or dest_dir.parent).expanduser() / ARCHIVE_NAME
+    min_free = int(float(os.environ["MVTEC_MIN_FREE_GB"]) * 2**30) if os.environ.get("MVTEC_MIN_FREE_GB") else min_free
     check_free_space(dest_dir.parent, min_free - (archive.stat().st_size if archive.exists() else 0))
     first = url or os.environ.get("MVTEC_URL")
     urls = list(dict.fromkeys([u for u in (first, *MVTEC_URLS) if u]))

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import files
+
 __all__ = ["SPLITS", "SPLIT_COLUMNS", "MIN_STRATUM", "LeakageError", "SplitMismatchError", "make_split",
            "standard_protocol", "check_leakage", "split_counts", "split_hash", "write_split", "read_split", "ensure_split"]
 
@@ -153,11 +155,7 @@ def split_hash(split: pd.DataFrame) -> str:
 
 def write_split(split: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Write ``split.csv`` (atomically: a crash never leaves half a split)."""
-    path = Path(path)
-    tmp = path.with_suffix(".tmp")
-    split.to_csv(tmp, index=False)
-    tmp.replace(path)
-    return path
+    return files.write_csv(split, path)
 
 
 _SPLIT_REMEDY = ("The split is written once so that every model is scored on the same test images, and is "
@@ -231,9 +229,7 @@ def ensure_split(manifest: pd.DataFrame, path: str | os.PathLike, seed: int = 42
     split = make_split(manifest, seed=seed)
     check_leakage(split, manifest)
     write_split(split, path)
-    tmp = _seed_file(path).with_suffix(".tmp")
-    tmp.write_text(json.dumps({"seed": seed, "split_hash": split_hash(split)}))
-    tmp.replace(_seed_file(path))
+    files.write_json(_seed_file(path), {"seed": seed, "split_hash": split_hash(split)})
     return split
 
 

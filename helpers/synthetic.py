@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from collections.abc import Callable
@@ -358,9 +359,9 @@ def generate_dataset(root: str | os.PathLike, spec: SyntheticSpec | None = None,
     wanted = json.loads(json.dumps(asdict(spec)))
     if info_path.exists() and json.loads(info_path.read_text()) == wanted:
         return root
-    if root.exists():
-        shutil.rmtree(root)
-    root.mkdir(parents=True)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    final, root = root, Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".tmp", dir=root.parent))
+    root.chmod(0o755)   # mkdtemp makes it private; the data folder is not
     jobs: list[tuple[str, str, str | None, int]] = []
     for cat in spec.categories:
         jobs += [(cat, "train", None, i) for i in range(spec.n_train_good)]
@@ -379,8 +380,28 @@ def generate_dataset(root: str | os.PathLike, spec: SyntheticSpec | None = None,
             gt = root / cat / "ground_truth" / defect
             gt.mkdir(parents=True, exist_ok=True)
             Image.fromarray((mask * 255).astype(np.uint8)).save(gt / f"{i:03d}_mask.png")
-    info_path.write_text(json.dumps(wanted, indent=2))
-    return root
+    (root / info_path.name).write_text(json.dumps(wanted, indent=2))
+    return _move_into_place(root, final, wanted)
+
+
+def _move_into_place(built: Path, final: Path, wanted: dict) -> Path:
+    """Rename the finished tree ``built`` to ``final``. Another process that finished the same spec first
+    wins (``built`` is discarded); a tree of another spec is moved aside and removed."""
+    info = final / "builtin_dataset.json"
+    if info.exists() and json.loads(info.read_text()) == wanted:
+        shutil.rmtree(built)
+        return final
+    if final.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old.", dir=final.parent))
+        final.replace(old / final.name)
+        shutil.rmtree(old)
+    try:
+        built.replace(final)
+    except OSError:                       # a concurrent run renamed its tree into place a moment before
+        if not (info.exists() and json.loads(info.read_text()) == wanted):
+            raise
+        shutil.rmtree(built)
+    return final
 
 
 def builtin_root(runs_dir: str | os.PathLike) -> Path:

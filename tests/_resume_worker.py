@@ -1,6 +1,6 @@
 """Child process for test_train.py: train a tiny CNN on the small built-in data with a checkpoint.
 
-    python tests/_resume_worker.py DATA_ROOT WORK_DIR EPOCHS
+    python tests/_resume_worker.py DATA_ROOT WORK_DIR EPOCHS [CACHE_DIR]
 
 Writes WORK_DIR/result.json (history and test AUROC) when training completes.
 """
@@ -29,13 +29,13 @@ def tiny_cnn() -> nn.Module:
                          nn.Flatten(), nn.Dropout(0.2), nn.Linear(16, 2))
 
 
-def main(root: str, work: str, epochs: int) -> None:
+def main(root: str, work: str, epochs: int, cache_dir: str | None = None) -> None:
     torch.set_num_threads(1)
     work_dir = Path(work)
     manifest = scan_mvtec(root, progress=False).manifest
     split = make_split(manifest)
     frame = manifest.merge(split[["path", "split"]], on="path")
-    cache = build_cache(manifest, root, 32, work_dir.parent / "cache", progress=False)
+    cache = build_cache(manifest, root, 32, cache_dir or work_dir.parent / "cache", progress=False)
     train = MVTecDataset(frame[frame.split == "train"], cache=cache, transform=train_transform(32))
     val = MVTecDataset(frame[frame.split == "val"], cache=cache, transform=eval_transform(32))
     test = MVTecDataset(frame[frame.split == "test"], cache=cache, transform=eval_transform(32))
@@ -60,4 +60,4 @@ def main(root: str, work: str, epochs: int) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], int(sys.argv[3]))
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), *sys.argv[4:5])

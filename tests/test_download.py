@@ -31,10 +31,30 @@ class RangeHandler(SimpleHTTPRequestHandler):
         data = open(path, "rb").read()
         rng = self.headers.get("Range")
         start = int(rng.split("=")[1].split("-")[0]) if rng else 0
+        self.server.ranges.append(start)
+        if start >= len(data) and rng:
+            self.send_error(416, "Range Not Satisfiable")
+            return
         self.send_response(206 if rng else 200)
         self.send_header("Content-Length", str(len(data) - start))
+        if rng:
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
         self.end_headers()
+        if self.server.drop_after is not None:     # the connection drops midway, as on a flaky network
+            self.wfile.write(data[start:start + self.server.drop_after])
+            self.wfile.flush()
+            self.close_connection = True
+            return
         self.wfile.write(data[start:])
+
+
+class _Served(tuple):
+    """(served folder, base URL), with the server itself as ``.httpd`` (tests set ``drop_after``, read ``ranges``)."""
+
+    def __new__(cls, folder, base, httpd):
+        obj = super().__new__(cls, (folder, base))
+        obj.httpd = httpd
+        return obj
 
 
 @pytest.fixture()
@@ -42,9 +62,10 @@ def server(tmp_path):
     served = tmp_path / "served"
     served.mkdir()
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(RangeHandler, directory=str(served)))
+    httpd.ranges, httpd.drop_after = [], None
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    yield served, f"http://127.0.0.1:{httpd.server_address[1]}"
+    yield _Served(served, f"http://127.0.0.1:{httpd.server_address[1]}", httpd)
     httpd.shutdown()
 
 
@@ -60,6 +81,34 @@ def test_download_resumes_and_verifies(server, tmp_path):
     assert dest.read_bytes() == payload
     assert not (dest.parent / "data.bin.part").exists()
     download_file(f"{base}/data.bin", dest, sha256=digest)  # present and verified: no new download
+
+
+@pytest.mark.parametrize("sha", [True, False], ids=["with-checksum", "without-checksum"])
+def test_dropped_connection_keeps_the_part_and_resumes(server, tmp_path, sha):
+    """A short answer is never taken for the file, with or without a checksum; the next call resumes it."""
+    served, base = server
+    payload = bytes(range(256)) * 4000
+    (served / "data.bin").write_bytes(payload)
+    digest = hashlib.sha256(payload).hexdigest() if sha else None
+    dest = tmp_path / "data.bin"
+    server.httpd.drop_after = 400_000
+    with pytest.raises(download.IncompleteDownloadError, match=r"400,000 of 1,024,000 bytes.*run again to resume"):
+        download_file(f"{base}/data.bin", dest, sha256=digest, chunk=65536)
+    part = tmp_path / "data.bin.part"
+    assert not dest.exists() and part.stat().st_size == 400_000
+    server.httpd.drop_after = None
+    download_file(f"{base}/data.bin", dest, sha256=digest, chunk=65536)
+    assert dest.read_bytes() == payload and not part.exists()
+    assert server.httpd.ranges == [0, 400_000]          # the second request asked for the rest only
+
+
+def test_complete_part_is_checked_not_downloaded_again(server, tmp_path):
+    served, base = server
+    payload = b"x" * 5000
+    (served / "data.bin").write_bytes(payload)
+    (tmp_path / "data.bin.part").write_bytes(payload)      # whole, but not yet moved into place
+    download_file(f"{base}/data.bin", tmp_path / "data.bin", sha256=hashlib.sha256(payload).hexdigest())
+    assert (tmp_path / "data.bin").read_bytes() == payload
 
 
 def test_wrong_checksum_is_refused(server, tmp_path):
