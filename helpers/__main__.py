@@ -1,10 +1,14 @@
-"""Command line: ``python -m helpers prepare|run-notebooks``.
+"""Command line: ``python -m helpers prepare|oneclass|train|run-notebooks``.
 
 - ``prepare --data DIR --runs DIR``: notebook 00's steps; writes manifest.csv, split.csv,
   quarantine.csv, warnings.csv, dataset.json and the cache under RUNS_DIR; prints a summary.
   Exits non-zero only when nothing usable was found.
 - ``oneclass --data DIR --runs DIR [--categories ...]``: PatchCore (notebook 06) under both protocols;
   writes notebook 06's ``metrics.json``, ``scores.csv`` and the per-category tables.
+- ``train supervised|simclr|probe|keras``: a model notebook's training and scoring (01, 02, 03, 04), writing
+  what the notebook writes. The torch ones also run under ``torchrun --nproc_per_node N`` (one process per
+  GPU: DistributedDataParallel, each global batch split over the processes, rank 0 writes); ``keras --mirrored``
+  uses tf.distribute.MirroredStrategy over every GPU of the machine.
 - ``run-notebooks``: executes every notebook in ``notebooks/`` in order (papermill) into
   ``RUNS_DIR/executed/``.
 """
@@ -23,15 +27,10 @@ NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 
 def _prepare(args: argparse.Namespace) -> int:
     from .config import get_config
-    from .data import DatasetLayoutError
     from .prepare import describe_source, prepare
 
     cfg = get_config(profile=args.profile, data_dir=args.data, runs_dir=args.runs)
-    try:
-        prepared = prepare(cfg, cache_sizes=tuple(args.size) if args.size else None)
-    except DatasetLayoutError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    prepared = prepare(cfg, cache_sizes=tuple(args.size) if args.size else None)
     print(describe_source(prepared.source))
     print(f"manifest:   {len(prepared.manifest)} images -> {cfg.runs_dir / 'manifest.csv'}")
     print(f"split:      {prepared.split['split'].value_counts().to_dict()} -> {cfg.runs_dir / 'split.csv'}")
@@ -45,18 +44,13 @@ def _prepare(args: argparse.Namespace) -> int:
 def _oneclass(args: argparse.Namespace) -> int:
     from . import oneclass
     from .config import get_config
-    from .data import DatasetLayoutError
     from .patchcore import load_backbone
     from .prepare import describe_source, prepare
     from .recipes import PatchCoreRecipe, scaled
 
     started = time.time()
     cfg = get_config(profile=args.profile, data_dir=args.data, runs_dir=args.runs)
-    try:
-        prepared = prepare(cfg, progress=False)
-    except DatasetLayoutError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    prepared = prepare(cfg, progress=False)
     print(describe_source(prepared.source))
     recipe = scaled(PatchCoreRecipe(coreset_fraction=args.coreset), cfg.profile)
     backbone = load_backbone(recipe.backbone)
@@ -107,6 +101,51 @@ def _run_notebooks(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from . import distributed
+    from .config import get_config
+    from .prepare import load_prepared
+
+    several = distributed.init_from_env()
+    if several and args.model == "keras":
+        raise SystemExit("error: the Keras model does not run under torchrun; run it as one process "
+                         "(`python -m helpers train keras`).")
+    try:
+        cfg = get_config(profile=args.profile, data_dir=args.data, runs_dir=args.runs)
+        prepared = load_prepared(cfg)
+        summary = _train_one(args.model, prepared, distributed.is_main(), mirrored=args.mirrored)
+        if distributed.is_main():
+            size = distributed.world()[1]
+            print(f"{summary} ({size} process{'es' if size > 1 else ''})")
+    finally:
+        distributed.cleanup()
+    return 0
+
+
+def _train_one(model: str, prepared, progress: bool, mirrored: bool = False) -> str:
+    """Run the notebook's training function for ``model`` (the probe needs notebook 02's encoder); a summary line."""
+    from . import pytorch_track as pt
+
+    if model == "simclr":
+        sim = pt.run_simclr(prepared, progress=progress)
+        return f"SimCLR: last val loss {sim.fit.history['val_loss'].iloc[-1]:.4f}; encoder -> {sim.out_dir}"
+    if model == "keras":
+        from .keras_track import run_multitask
+
+        from .keras_track import mirrored_strategy
+
+        strategy = mirrored_strategy() if mirrored else None
+        run = run_multitask(prepared, verbose=2 if progress else 0, strategy=strategy)
+    elif model == "supervised":
+        run = pt.run_supervised(prepared, progress=progress)
+    else:
+        encoder, meta = pt.load_simclr_encoder(prepared.cfg.runs_dir)
+        run = pt.run_probe(prepared, encoder, progress=progress,
+                           encoder_info={"weights": meta.get("weights"), "simclr_recipe": meta.get("recipe")})
+    return (f"{run.approach}: test AUROC {run.test_metrics['roc_auc']:.3f}, F1 {run.test_metrics['f1']:.3f} "
+            f"-> {run.out_dir}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -124,12 +163,37 @@ def main(argv: list[str] | None = None) -> int:
     o.add_argument("--categories", nargs="*", help="categories to run (default: all)")
     o.add_argument("--coreset", type=float, default=0.1, help="coreset fraction (default 0.1; the paper also uses 0.01)")
     o.set_defaults(func=_oneclass)
+    t = sub.add_parser("train", help="a model notebook's training as a command (torch ones also under torchrun)")
+    t.add_argument("model", choices=["supervised", "simclr", "probe", "keras"])
+    t.add_argument("--data", help="MVTec AD root (default: what notebook 00 prepared under RUNS_DIR)")
+    t.add_argument("--runs", help="output folder (default: RUNS_DIR or ./runs)")
+    t.add_argument("--profile", help="full | quick | smoke (default: DEFECTS_PROFILE)")
+    t.add_argument("--mirrored", action="store_true",
+                   help="keras: tf.distribute.MirroredStrategy over every GPU (each batch split over them)")
+    t.set_defaults(func=_train)
     r = sub.add_parser("run-notebooks", help="execute every notebook in order into RUNS_DIR/executed")
     r.add_argument("--runs", help="output folder (default: RUNS_DIR or ./runs)")
     r.add_argument("--only", nargs="*", help="notebook number prefixes to run, e.g. 00 01")
     r.set_defaults(func=_run_notebooks)
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except _user_errors() as err:   # a message written for the user: no traceback
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Errors whose message already says what was found and what to do."""
+    from .data import DatasetLayoutError
+    from .download import ChecksumError, DownloadError
+    from .files import RunsDirError
+    from .prepare import PreparedStateError
+    from .split import LeakageError, SplitMismatchError
+    from .train import NonFiniteLossError, OutOfMemoryError
+
+    return (DatasetLayoutError, DownloadError, ChecksumError, RunsDirError, PreparedStateError, LeakageError,
+            SplitMismatchError, NonFiniteLossError, OutOfMemoryError)
 
 
 if __name__ == "__main__":

@@ -62,3 +62,23 @@ def test_oneclass_writes_the_notebooks_metrics(synthetic_root, tmp_path):
     bad = _run("oneclass", "--data", str(synthetic_root), "--runs", str(runs_dir), "--profile", "smoke",
                "--categories", "spaceship")
     assert bad.returncode == 2 and "categories not in the data: ['spaceship']" in bad.stderr
+
+
+@pytest.mark.slow
+def test_train_runs_a_notebooks_training_in_one_process_and_under_torchrun(synthetic_root, tmp_path):
+    """``python -m helpers train supervised`` writes what notebook 01 writes; under torchrun (2 processes, gloo)
+    too, once (rank 0), with each global batch split over the processes."""
+    import json
+
+    for name, launcher in (("one", [sys.executable]),
+                           ("two", [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"])):
+        runs_dir = tmp_path / name
+        res = subprocess.run([*launcher, "-m", "helpers", "train", "supervised", "--data", str(synthetic_root), "--runs",
+                              str(runs_dir), "--profile", "smoke"], cwd=ROOT, capture_output=True, text=True, timeout=900)
+        assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+        record = json.loads((runs_dir / runs.SUPERVISED / "metrics.json").read_text())
+        assert record["labels_used"]["defect_labels_for_training"] > 0
+        processes = "2 processes" if name == "two" else "1 process"
+        assert res.stdout.count("Supervised ResNet-50: test AUROC") == 1 and processes in res.stdout
+    res = _run("train", "keras", "--runs", str(tmp_path / "missing"), "--profile", "smoke", "--data", str(tmp_path))
+    assert res.returncode == 2 and "not an MVTec AD root" in res.stderr

@@ -130,8 +130,10 @@ def test_resume_after_sigkill_matches_uninterrupted_run(synthetic_root, tmp_path
     assert not (killed / "result.json").exists()
     k = torch.load(ckpt, weights_only=False)["epoch"]
     assert k < epochs - 1
-    subprocess.run([sys.executable, str(WORKER), str(synthetic_root), str(killed), str(epochs)],
-                   check=True, env=env, timeout=600)
+    # reopened on a "fresh runtime": only the checkpoint's folder survives; the image cache is rebuilt elsewhere
+    subprocess.run([sys.executable, str(WORKER), str(synthetic_root), str(killed), str(epochs),
+                    str(tmp_path / "fresh-runtime-cache")], check=True, env=env, timeout=600)
+    assert any((tmp_path / "fresh-runtime-cache").iterdir())
     a = json.loads((straight / "result.json").read_text())
     b = json.loads((killed / "result.json").read_text())
     assert b["resumed_from"] == k            # continued at k+1, not from scratch
@@ -194,17 +196,72 @@ def test_no_code_runs_from_a_model_file_or_a_checkpoint(tmp_path):
     assert not marker.exists()
 
 
-def test_a_damaged_checkpoint_is_named_with_the_way_out(tmp_path):
+def _linear_fit(ckpt, epochs: int, **kwargs):
+    """A one-batch linear model trained by :func:`fit` with a checkpoint (the same model each call)."""
+    torch.manual_seed(0)
     head = torch.nn.Linear(4, 2)
-    opt = torch.optim.SGD(head.parameters(), lr=0.1)
     loader = torch.utils.data.DataLoader([{"image": torch.randn(8, 4), "label": torch.randint(0, 2, (8,))}],
                                          batch_size=None)
     step = lambda m, b: torch.nn.functional.cross_entropy(m(b["image"]), b["label"])  # noqa: E731
+    return fit(head, torch.optim.SGD(head.parameters(), lr=0.1), loader, step, lambda m: {"val_loss": 0.0}, epochs,
+               checkpoint=ckpt, clip_grad=None, **{"progress": False, **kwargs})
+
+
+def test_a_checkpoint_of_another_recipe_is_not_resumed_and_a_finished_one_is_reused(tmp_path, capsys):
     ckpt = tmp_path / "ckpt.pt"
-    fit(head, opt, loader, step, lambda m: {"val_loss": 0.0}, 1, checkpoint=ckpt, clip_grad=None, progress=False)
-    again = fit(head, opt, loader, step, lambda m: {"val_loss": 0.0}, 2, checkpoint=ckpt, clip_grad=None,
-                progress=False)
-    assert again.resumed_from == 0                                         # a real checkpoint loads weights-only
+    run = lambda fp, **kw: _linear_fit(ckpt, 3, progress=True, fingerprint=fp, **kw)  # noqa: E731
+    run("recipe-a", stop_after=1)                                             # interrupted after epoch 1
+    other = run("recipe-b", stop_after=1)
+    assert other.resumed_from is None and "another recipe or split" in capsys.readouterr().out
+    same = run("recipe-b")                                                    # resumes its own, finishes
+    assert same.resumed_from == 0 and len(same.history) == 3
+    capsys.readouterr()
+    reused = run("recipe-b")
+    assert reused.resumed_from == 2 and len(reused.history) == 3
+    assert "already finished" in capsys.readouterr().out
+
+
+def test_a_damaged_checkpoint_is_named_with_the_way_out(tmp_path):
+    ckpt = tmp_path / "ckpt.pt"
+    _linear_fit(ckpt, 1)
+    assert _linear_fit(ckpt, 2).resumed_from == 0                          # a real checkpoint loads weights-only
     ckpt.write_bytes(ckpt.read_bytes()[:200])                              # truncated
     with pytest.raises(ValueError, match=r"Checkpoint .*ckpt.pt is damaged.*Move it aside"):
-        fit(head, opt, loader, step, lambda m: {"val_loss": 0.0}, 3, checkpoint=ckpt, clip_grad=None, progress=False)
+        _linear_fit(ckpt, 3)
+
+
+def test_frozen_stages_keep_their_batchnorm_statistics():
+    """01 freezes conv1/bn1/layer1/layer2: their running statistics must not move while the rest trains."""
+    from helpers.torch_models import supervised_resnet50
+
+    torch.manual_seed(0)
+    model, _ = supervised_resnet50(pretrained=False)
+    frozen = {k: v.clone() for k, v in model.state_dict().items() if k.startswith(("bn1", "layer1", "layer2"))}
+    trained = {k: v.clone() for k, v in model.state_dict().items() if k.startswith("layer3") and "running" in k}
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01)
+    model.train()
+    for _ in range(3):
+        loss = torch.nn.functional.cross_entropy(model(torch.randn(4, 3, 32, 32) * 3 + 1), torch.tensor([0, 1, 0, 1]))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    state = model.state_dict()
+    assert all(torch.equal(v, state[k]) for k, v in frozen.items())                    # frozen means frozen
+    assert not all(torch.equal(v, state[k]) for k, v in trained.items())               # layer3 does learn
+    assert model.training and model.layer3.training and not model.layer1.training
+
+
+def test_out_of_gpu_memory_says_what_to_change(tmp_path):
+    """Simulated (no GPU here): the step raises torch's CUDA out-of-memory error, as on a too-small GPU."""
+    from helpers.train import OutOfMemoryError
+
+    def step(m, b):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    head = torch.nn.Linear(4, 2)
+    loader = torch.utils.data.DataLoader([{"image": torch.randn(8, 3, 4, 4), "label": torch.zeros(8, dtype=torch.long)}],
+                                         batch_size=None)
+    with pytest.raises(OutOfMemoryError, match=r"(?s)batch 1 of epoch 1/2 \(a batch of 8×3×4×4 per process.*"
+                                               r"not shrunk silently.*PROFILE = 'quick'.*torchrun"):
+        fit(head, torch.optim.SGD(head.parameters(), lr=0.1), loader, step, lambda m: {"val_loss": 0.0}, 2,
+            progress=False)
