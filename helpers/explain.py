@@ -13,12 +13,14 @@ import numpy as np
 import pandas as pd
 import torch
 
+from . import files
 from . import metrics as M
 from . import runs
 from .features import TSNE_PARAMS, keras_features, pooled_resnet, torch_features
 from .gradcam import keras_gradcam, torch_gradcam
+from .localisation import MEAN_ROW
 
-__all__ = ["TrainedModel", "load_trained_models", "features_of", "gradcam_of", "load_masks", "write_outputs"]
+__all__ = ["localise", "TrainedModel", "load_trained_models", "features_of", "gradcam_of", "load_masks", "write_outputs"]
 
 
 @dataclasses.dataclass
@@ -128,19 +130,39 @@ def load_masks(prepared, frame: pd.DataFrame) -> list[np.ndarray]:
     return out
 
 
+def localise(cams: dict[str, np.ndarray], masks: list[np.ndarray], frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every model's Grad-CAM maps scored by :func:`helpers.localisation.score_maps` (the one localisation metric:
+    pixel AUROC over a category's images, good included; AU-PRO to FPR 0.3; pointing game), and the per-image
+    table of the defective images for figures. Masks are resized to the maps; a defective image without a
+    mask cannot be scored and is left out."""
+    from .localisation import LOCALISATION_COLUMNS, localisation_table, resize_mask, score_maps
+
+    scorable = np.flatnonzero(((frame["label"] == 0) | (frame["mask_path"] != "")).to_numpy())
+    tables, per_image = [], []
+    for name, maps in cams.items():
+        small = [resize_mask(masks[i], maps.shape[1:]) for i in scorable]
+        tables.append(score_maps(f"Grad-CAM: {name}", maps[scorable], small, frame["category"].iloc[scorable]))
+        bad = [j for j, i in enumerate(scorable) if small[j].any()]
+        per_image.append(localisation_table(name, frame.iloc[scorable[bad]], maps[scorable[bad]], [small[j] for j in bad]))
+    summary = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=LOCALISATION_COLUMNS)
+    per = pd.concat(per_image, ignore_index=True) if per_image else pd.DataFrame(
+        columns=["model", "path", "category", "pixel_auroc", "pointing_hit", "flat_map"])
+    return summary, per
+
+
 def write_outputs(cfg, prepared, silhouette: dict[str, dict[str, float]], summary: pd.DataFrame,
                   per_image: pd.DataFrame, started: float, notes: dict[str, Any] | None = None):
     """Notebook 05's folder: metrics.json (silhouettes + localisation), localisation*.csv."""
     out = runs.notebook_dir(cfg.runs_dir, runs.EXPLAIN)
-    summary.to_csv(out / "localisation.csv", index=False)
-    per_image.to_csv(out / "localisation_per_image.csv", index=False)
+    files.write_csv(summary, out / "localisation.csv")
+    files.write_csv(per_image, out / "localisation_per_image.csv")
     flat: dict[str, float] = {}
     for model, s in silhouette.items():
         flat[f"{model} | silhouette by category"] = s["by_category"]
         flat[f"{model} | silhouette by defect"] = s["by_defect"]
-    for _, r in summary[summary["category"] == "(all)"].iterrows():
-        flat[f"{r['model']} | pixel AUROC"] = r["pixel_auroc"]
-        flat[f"{r['model']} | pointing game"] = r["pointing_hit"]
+    for _, r in summary[summary["category"] == MEAN_ROW].iterrows():
+        for col, label in (("pixel_auroc", "pixel AUROC"), ("au_pro", "AU-PRO"), ("pointing_game", "pointing game")):
+            flat[f"{r['maps']} | {label}"] = r[col]
     record = M.metrics_record(runs.EXPLAIN, "Explainability: t-SNE silhouettes, Grad-CAM localisation",
                               "shared-split", cfg.profile.name, prepared.split["split"].value_counts().to_dict(),
                               None, "fixed", flat or {"note": "no trained model found"},

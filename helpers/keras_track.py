@@ -10,7 +10,9 @@ Stable layer names for explainability (notebook 05): :data:`LAST_CONV` and :data
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
 import os
 import time
 from dataclasses import asdict
@@ -20,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from . import files
 from . import metrics as M
 from . import runs
 from .env import load_torch_before_tensorflow
@@ -28,8 +31,9 @@ from .recipes import KerasRecipe, scaled
 
 load_torch_before_tensorflow()
 
-__all__ = ["LAST_CONV", "SHARED_DENSE", "set_determinism", "build_multitask", "compile_multitask",
-           "predict_multitask", "save_meta", "load_multitask", "run_multitask", "plot_log"]
+__all__ = ["mirrored_strategy", "stop_on_non_finite_loss", "LAST_CONV", "SHARED_DENSE", "set_determinism",
+           "build_multitask", "compile_multitask", "predict_multitask", "save_meta", "load_multitask", "run_multitask",
+           "plot_log"]
 
 LAST_CONV = "last_conv"
 SHARED_DENSE = "shared_dense"
@@ -104,9 +108,8 @@ def predict_multitask(model, dataset) -> tuple[np.ndarray, np.ndarray]:
 def save_meta(out_dir: Path, categories: list[str], image_size: int, threshold: float | None) -> Path:
     """The label encoding (sorted names → 0..C−1), input size and threshold, saved beside the model."""
     path = out_dir / "model_meta.json"
-    path.write_text(json.dumps({"categories": categories, "image_size": image_size, "threshold": threshold,
-                                "scaling": "[0, 1]"}, indent=2))
-    return path
+    return files.write_json(path, {"categories": categories, "image_size": image_size, "threshold": threshold,
+                                   "scaling": "[0, 1]"})
 
 
 def load_multitask(out_dir: str | os.PathLike) -> tuple[Any, dict]:
@@ -118,6 +121,70 @@ def load_multitask(out_dir: str | os.PathLike) -> tuple[Any, dict]:
     if not path.exists():
         raise FileNotFoundError(runs.missing_message("Keras multi-task model", path, runs.KERAS))
     return keras.models.load_model(path), json.loads((out_dir / "model_meta.json").read_text())
+
+
+def stop_on_non_finite_loss():
+    """A Keras callback that raises :class:`helpers.train.NonFiniteLossError` when a batch's loss is NaN or
+    infinite (Keras's own ``TerminateOnNaN`` only stops, and the run then ends as if it had succeeded)."""
+    import keras
+
+    from .train import NonFiniteLossError
+
+    class StopOnNonFiniteLoss(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            loss = (logs or {}).get("loss")
+            if loss is not None and not np.isfinite(float(loss)):
+                raise NonFiniteLossError(
+                    f"The training loss is {float(loss)} at batch {batch + 1}: training stopped instead of going on "
+                    f"with weights that can only get worse. If it resumed from a backup (backup/ beside the model), "
+                    "move that aside and run again; otherwise lower the learning rate.")
+
+    return StopOnNonFiniteLoss()
+
+
+def mirrored_strategy(cpu_devices: int | None = None):
+    """``tf.distribute.MirroredStrategy`` over every GPU; with ``cpu_devices``, over that many logical CPU devices
+    (for tests without a GPU: call it before TensorFlow has started its runtime)."""
+    import tensorflow as tf
+
+    if cpu_devices:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_devices)
+        return tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(cpu_devices)])
+    return tf.distribute.MirroredStrategy()
+
+
+def _previous_run(out: Path, fingerprint: str) -> str:
+    """``"finished"`` (same recipe and split, model saved), ``"resume"`` (same, interrupted) or ``"fresh"``; a
+    backup made with another recipe or split is removed, and that is said."""
+    path = out / "fingerprint.json"
+    try:
+        record = json.loads(path.read_text()) if path.exists() else None
+    except ValueError:
+        record = None
+    if record and record.get("fingerprint") == fingerprint:
+        done = record.get("finished") and (out / runs.MODEL_FILES[runs.KERAS]).exists()
+        return "finished" if done and (out / "training_log.csv").exists() else "resume"
+    if record is not None or (out / "backup").exists():
+        print(f"The run in {out} was made with another recipe or split: training starts afresh.")
+        shutil.rmtree(out / "backup", ignore_errors=True)
+    return "fresh"
+
+
+def _fit_or_reuse(model, out: Path, fingerprint: str, recipe: KerasRecipe, train_ds, val_ds, extra_callbacks,
+                  verbose: int) -> bool:
+    """Train (resuming an interrupted fit of the same recipe and split), or reuse a finished one; True when
+    anything was carried over from an earlier run."""
+    previous = _previous_run(out, fingerprint)
+    if previous == "finished":
+        print(f"Training had already finished for this recipe and split ({out}): reusing the saved model. "
+              f"Delete {out / 'fingerprint.json'} to train again.")
+        return True
+    files.write_json(out / "fingerprint.json", {"fingerprint": fingerprint, "finished": False})
+    callbacks, resumed = _callbacks(out, recipe, extra_callbacks)
+    model.fit(train_ds, validation_data=val_ds, epochs=recipe.epochs, callbacks=callbacks, verbose=verbose)
+    files.write_json(out / "fingerprint.json", {"fingerprint": fingerprint, "finished": True})
+    return resumed
 
 
 def _callbacks(out: Path, recipe: KerasRecipe, extra: list | None) -> tuple[list, bool]:
@@ -137,6 +204,7 @@ def _callbacks(out: Path, recipe: KerasRecipe, extra: list | None) -> tuple[list
     if resumed and log_path.exists() and log_path.stat().st_size:
         best_so_far = float(pd.read_csv(log_path)["val_defect_auc"].max())
     return [
+        stop_on_non_finite_loss(),
         keras.callbacks.BackupAndRestore(str(backup)),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=recipe.patience, restore_best_weights=True),
         keras.callbacks.ModelCheckpoint(str(best_path), monitor="val_defect_auc", mode="max", save_best_only=True,
@@ -159,8 +227,11 @@ def _score_splits(model, evals: dict, categories: list[str]) -> pd.DataFrame:
 
 def run_multitask(prepared: Prepared, recipe: KerasRecipe | None = None, shuffled_defect: bool = False,
                   out_dir: str | os.PathLike | None = None, write_metrics: bool = True, verbose: int = 2,
-                  extra_callbacks: list | None = None) -> runs.ScoredRun:
+                  extra_callbacks: list | None = None, strategy=None) -> runs.ScoredRun:
     """Train (or resume) and score the multi-task CNN.
+
+    With a ``tf.distribute`` ``strategy`` (e.g. :func:`mirrored_strategy`: one replica per GPU) the model is
+    built and compiled in its scope; each batch of the recipe is split over the replicas.
 
     - ``BackupAndRestore`` under ``out_dir/backup`` resumes an interrupted ``fit`` at the next epoch;
       the CSV log is appended to, and ModelCheckpoint's best value is carried over from it.
@@ -180,10 +251,11 @@ def run_multitask(prepared: Prepared, recipe: KerasRecipe | None = None, shuffle
     categories = sorted(prepared.manifest["category"].unique())
     set_determinism(cfg.seed)
     train_ds, evals = _datasets(prepared, recipe, categories, cfg.seed, shuffled_defect)
-    model = build_multitask(len(categories), recipe.image_size)
-    compile_multitask(model, recipe)
-    callbacks, resumed = _callbacks(out, recipe, extra_callbacks)
-    model.fit(train_ds, validation_data=evals["val"][1], epochs=recipe.epochs, callbacks=callbacks, verbose=verbose)
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        model = build_multitask(len(categories), recipe.image_size)
+        compile_multitask(model, recipe)
+    fingerprint = runs.fingerprint(prepared, recipe=asdict(recipe), shuffled=shuffled_defect, categories=categories)
+    resumed = _fit_or_reuse(model, out, fingerprint, recipe, train_ds, evals["val"][1], extra_callbacks, verbose)
     log = pd.read_csv(out / "training_log.csv")
     model = keras.models.load_model(out / runs.MODEL_FILES[runs.KERAS])
     scores = _score_splits(model, evals, categories)
@@ -192,6 +264,8 @@ def run_multitask(prepared: Prepared, recipe: KerasRecipe | None = None, shuffle
     run = runs.write_scored(
         prepared, runs.KERAS, "Keras multi-task CNN" + (" (SHUFFLED DEFECT LABELS control)" if shuffled_defect else ""),
         scores, started=started, threshold_method=recipe.threshold_method, out_dir=out,
+        labels=runs.labels_used(prepared, int((prepared.split["split"] == "train").sum()), False,
+                                "early stopping (val loss), checkpoint (val defect AUC), threshold"),
         write=write_metrics and not shuffled_defect,
         extra_metrics={"category_accuracy": cat_m["accuracy"], "category_precision_weighted": cat_m["precision_weighted"],
                        "category_recall_weighted": cat_m["recall_weighted"], "category_f1_weighted": cat_m["f1_weighted"]},

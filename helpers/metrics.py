@@ -19,14 +19,20 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-__all__ = ["SCHEMA_VERSION", "METRICS_KEYS", "DATA_KEYS", "THRESHOLD_METHODS", "binary_metrics", "choose_threshold",
+from . import files
+
+__all__ = ["mean_category_auroc", "NORMALISED_THRESHOLD", "normalise_per_category", "SCHEMA_VERSION", "METRICS_KEYS",
+           "DATA_KEYS", "LABELS_USED_KEYS", "THRESHOLD_METHODS", "binary_metrics", "choose_threshold",
            "score_on_test", "category_metrics", "per_class_recall", "per_category_table", "plot_confusion",
            "plot_roc_pr", "plot_per_category_auroc", "metrics_record", "validate_record", "write_metrics",
            "read_metrics"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 METRICS_KEYS = ("schema_version", "notebook", "approach", "protocol", "profile", "split_sizes", "threshold",
-                "metrics", "per_category", "data", "code", "device", "versions", "time_taken_s", "created")
+                "labels_used", "metrics", "per_category", "data", "code", "device", "versions", "time_taken_s",
+                "created")
+#: What ``labels_used`` says of a trained approach (see :func:`helpers.runs.labels_used`).
+LABELS_USED_KEYS = ("defect_labels_for_training", "labels_to_select_good", "val_labels", "val_labels_for")
 #: What ``data`` must say (see :meth:`helpers.prepare.Prepared.provenance`).
 DATA_KEYS = ("builtin", "name", "root", "manifest_hash", "split_hash")
 THRESHOLD_METHODS = ("f1", "youden", "fixed")
@@ -83,12 +89,54 @@ def choose_threshold(y_true: Iterable[int], y_score: Iterable[float], method: st
     return float(min(thresholds[best], np.max(y_score)))
 
 
-def score_on_test(scores: pd.DataFrame, method: str = "f1") -> tuple[float, dict[str, float], pd.DataFrame]:
+def score_on_test(scores: pd.DataFrame, method: str = "f1", threshold: float | None = None
+                  ) -> tuple[float, dict[str, float], pd.DataFrame]:
     """The protocol in one place: threshold chosen on the ``val`` rows of ``scores`` (columns ``split``,
-    ``label``, ``score``, ``category``), metrics and the per-category table on its ``test`` rows."""
+    ``label``, ``score``, ``category``), metrics and the per-category table on its ``test`` rows. The metrics
+    include ``category_auroc_mean``, the mean of the per-category test AUROCs, beside the pooled ``roc_auc``.
+    A given ``threshold`` (e.g. after :func:`normalise_per_category`) is used as it is."""
     val, test = scores[scores["split"] == "val"], scores[scores["split"] == "test"]
-    threshold = choose_threshold(val["label"], val["score"], method)
-    return threshold, binary_metrics(test["label"], test["score"], threshold), per_category_table(test, threshold=threshold)
+    if threshold is None:
+        threshold = choose_threshold(val["label"], val["score"], method)
+    per_cat = per_category_table(test, threshold=threshold)
+    return threshold, {**binary_metrics(test["label"], test["score"], threshold),
+                       "category_auroc_mean": mean_category_auroc(per_cat)}, per_cat
+
+
+def mean_category_auroc(per_category: pd.DataFrame) -> float:
+    """The mean of the per-category AUROCs (categories with one class only left out; NaN when none is left)."""
+    vals = per_category["auroc"].to_numpy(float) if "auroc" in per_category else np.zeros(0)
+    return float(np.nanmean(vals)) if np.isfinite(vals).any() else math.nan
+
+
+#: Where the per-category threshold lands after :func:`normalise_per_category`.
+NORMALISED_THRESHOLD = 0.5
+
+
+def normalise_per_category(scores: pd.DataFrame, method: str = "f1") -> tuple[pd.DataFrame, dict[str, dict]]:
+    """Scores of per-category models (PatchCore, kNN: distances whose scale differs per category) on one scale.
+
+    Each category's threshold ``t`` is chosen on that category's ``val`` rows (``method``); its scores become
+    ``(s − t) / (max − min) + 0.5`` with ``min``/``max`` over its val scores — anomalib's min-max normalisation,
+    centred on the threshold and not clipped, so every category's threshold is 0.5 and pooled metrics compare
+    like with like. A category whose val rows hold one class only gets ``t`` = its highest val score (the
+    fallback is named in the returned parameters). Returns the normalised frame and, per category,
+    ``{"threshold", "min", "max", "note"}``.
+    """
+    out, params = scores.copy(), {}
+    for cat, idx in scores.groupby("category").groups.items():
+        g = scores.loc[idx]
+        val = g[g["split"] == "val"]
+        if len(val) == 0:
+            raise ValueError(f"category {cat!r} has no val rows: a per-category threshold needs them")
+        both = _has_both_classes(val["label"].to_numpy(int))
+        t = choose_threshold(val["label"], val["score"], method) if both else float(val["score"].max())
+        lo, hi = float(val["score"].min()), float(val["score"].max())
+        span = hi - lo if hi > lo else 1.0
+        out.loc[idx, "score"] = (g["score"] - t) / span + NORMALISED_THRESHOLD
+        params[str(cat)] = {"threshold": float(t), "min": lo, "max": hi,
+                            "note": "" if both else "val holds one class only: threshold = highest val score"}
+    return out, params
 
 
 def category_metrics(y_true: Iterable, y_pred: Iterable, labels: list | None = None) -> dict[str, Any]:
@@ -206,7 +254,9 @@ def _clean(value: Any) -> Any:
 def metrics_record(notebook: str, approach: str, protocol: str, profile: str, split_sizes: dict[str, int],
                    threshold: float | None, threshold_method: str, metrics: dict[str, Any],
                    per_category: pd.DataFrame | list | None = None, started: float | None = None,
-                   extra: dict[str, Any] | None = None, *, data: dict[str, Any]) -> dict[str, Any]:
+                   extra: dict[str, Any] | None = None, *, data: dict[str, Any],
+                   labels_used: dict[str, Any] | None = None, threshold_detail: dict[str, Any] | None = None
+                   ) -> dict[str, Any]:
     """Build a record in the one schema every notebook writes (see :data:`METRICS_KEYS`).
 
     Args:
@@ -215,6 +265,9 @@ def metrics_record(notebook: str, approach: str, protocol: str, profile: str, sp
         started: ``time.time()`` at the start of the work, for ``time_taken_s``.
         data: which data and split (:meth:`helpers.prepare.Prepared.provenance`); the code (package version,
             git commit) and the device are added here.
+        labels_used: how many labels the approach used, and for what (:data:`LABELS_USED_KEYS`); ``{}`` for a
+            notebook that trains nothing.
+        threshold_detail: added to ``threshold`` (e.g. the per-category thresholds and normalisation).
     """
     from .env import code_version, device_info, versions
 
@@ -224,7 +277,8 @@ def metrics_record(notebook: str, approach: str, protocol: str, profile: str, sp
         "schema_version": SCHEMA_VERSION, "notebook": notebook, "approach": approach, "protocol": protocol,
         "profile": profile, "split_sizes": dict(split_sizes),
         "threshold": {"value": threshold, "method": threshold_method,
-                      "chosen_on": "val" if threshold_method != "fixed" else None},
+                      "chosen_on": "val" if threshold_method != "fixed" else None, **(threshold_detail or {})},
+        "labels_used": dict(labels_used or {}),
         "metrics": metrics, "per_category": per_category if per_category is not None else [],
         "data": dict(data), "code": code_version(), "device": device_info(), "versions": versions(),
         "time_taken_s": round(time.time() - started, 1) if started else None,
@@ -241,6 +295,8 @@ def validate_record(record: dict[str, Any]) -> None:
     if missing:
         raise ValueError(f"metrics record lacks {missing} (schema {record.get('schema_version')}, now "
                          f"{SCHEMA_VERSION}): written by an older version — re-run notebook {record.get('notebook')}")
+    if record["labels_used"] and (gap := [k for k in LABELS_USED_KEYS if k not in record["labels_used"]]):
+        raise ValueError(f"metrics record's labels_used lacks {gap}")
     lacking = [k for k in DATA_KEYS if k not in (record["data"] or {})]
     if lacking:
         raise ValueError(f"metrics record's data lacks {lacking}: nothing could tell which data it was measured on")
@@ -248,7 +304,7 @@ def validate_record(record: dict[str, Any]) -> None:
         raise ValueError(f"unknown protocol {record['protocol']!r}")
     if not isinstance(record["metrics"], dict) or not record["metrics"]:
         raise ValueError("metrics must be a non-empty dict")
-    if set(record["threshold"]) != {"value", "method", "chosen_on"}:
+    if not {"value", "method", "chosen_on"} <= set(record["threshold"]):
         raise ValueError("threshold must have value, method and chosen_on")
 
 
@@ -257,7 +313,7 @@ def write_metrics(record: dict[str, Any], runs_dir: str | os.PathLike, path: str
     validate_record(record)
     path = Path(path) if path is not None else Path(runs_dir) / record["notebook"] / "metrics.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2, allow_nan=False))
+    files.write_json(path, record, allow_nan=False)
     return path
 
 

@@ -21,14 +21,16 @@ import torch
 from sklearn.metrics import roc_auc_score
 from tqdm.auto import tqdm
 
+from . import files
 from . import runs
 from .env import torch_device
+from .localisation import LOCALISATION_COLUMNS, MEAN_ROW, score_maps
 from .patchcore import PatchCore, TwoLevelFeatures, load_backbone, preprocess_masks
 from .recipes import PatchCoreRecipe, scaled
 from .studies import PUBLISHED_WRN50
 
-__all__ = ["APPROACH", "OneClassResult", "run_protocol", "compare_with_published", "write_shared", "plot_examples",
-           "plot_score_histograms"]
+__all__ = ["localisation_table", "APPROACH", "OneClassResult", "run_protocol", "compare_with_published", "write_shared",
+           "plot_examples", "plot_score_histograms"]
 
 APPROACH = "PatchCore (one-class, good images only)"
 
@@ -80,14 +82,13 @@ def _protocol_frame(prepared, protocol: str) -> tuple[pd.DataFrame, str, tuple[s
     raise ValueError(f"unknown protocol {protocol!r}: 'mvtec-standard' or 'shared-split'")
 
 
-def _localisation(masks: list[np.ndarray | None], maps: np.ndarray, rows: np.ndarray) -> tuple[float, float]:
-    """Pixel AUROC (all pixels of ``rows`` with masks; good images all-normal) and the pointing-game hit rate."""
+def _localisation(masks: list[np.ndarray | None], maps: np.ndarray, rows: np.ndarray, category: str) -> dict[str, float]:
+    """:func:`helpers.localisation.score_maps` on ``rows`` (the one localisation metric of the series): pixel
+    AUROC (good images all-normal), AU-PRO to FPR 0.3, pointing game. Defective images without a mask are left out."""
     ok = [i for i in rows if masks[i] is not None]
-    pix_y = np.concatenate([masks[i].ravel() for i in ok]) if ok else np.zeros(0)
-    pix_s = np.concatenate([maps[i].ravel() for i in ok]) if ok else np.zeros(0)
-    hits = [float(masks[i].ravel()[int(np.argmax(maps[i]))]) for i in ok if masks[i].any()]
-    pixel = float(roc_auc_score(pix_y, pix_s)) if 0 < pix_y.sum() < len(pix_y) else math.nan
-    return pixel, float(np.mean(hits)) if hits else math.nan
+    row = score_maps("PatchCore", [maps[i] for i in ok], [masks[i] for i in ok], [category] * len(ok)).iloc[0]
+    return {k: float(row[k]) for k in ("pixel_auroc", "au_pro", "pointing_game")} if ok else \
+        dict.fromkeys(("pixel_auroc", "au_pro", "pointing_game"), math.nan)
 
 
 def _run_category(prepared, good: pd.DataFrame, scored: pd.DataFrame, eval_split: str, recipe: PatchCoreRecipe,
@@ -102,11 +103,10 @@ def _run_category(prepared, good: pd.DataFrame, scored: pd.DataFrame, eval_split
     masks = _masks(prepared, scored, recipe)
     last = (scored["split"] == eval_split).to_numpy()
     y = scored.loc[last, "label"].to_numpy()
-    pixel, pointing = _localisation(masks, maps, np.flatnonzero(last))
-    row = {"category": scored["category"].iloc[0], "n_fit": len(good), "n_scored": int(last.sum()),
-           "n_defective": int(y.sum()),
+    category = scored["category"].iloc[0]
+    row = {"category": category, "n_fit": len(good), "n_scored": int(last.sum()), "n_defective": int(y.sum()),
            "image_auroc": float(roc_auc_score(y, s[last])) if 0 < y.sum() < len(y) else math.nan,
-           "pixel_auroc": pixel, "pointing_hit": pointing, "bank": model.info["bank"],
+           **_localisation(masks, maps, np.flatnonzero(last), category), "bank": model.info["bank"],
            "patches": model.info["patches"], "fit_s": model.info["fit_s"], "score_s": round(score_s, 2), "note": ""}
     pick = np.flatnonzero(last)
     pick = np.concatenate([pick[y == 1][:keep_examples // 2 or 1], pick[y == 0][:keep_examples // 2 or 1]])
@@ -124,9 +124,8 @@ def run_protocol(prepared, protocol: str = "shared-split", recipe: PatchCoreReci
     - ``mvtec-standard``: fit on MVTec ``train/good``, score every MVTec ``test`` image.
     - ``shared-split``: fit on the good images of the project's ``train`` split, score ``val`` (for the
       threshold) and ``test``.
-    Per category: image AUROC, pixel AUROC (all pixels of the scored images with masks; good images
-    count as all-normal), pointing-game hit rate (map maximum inside the mask, defective images),
-    bank size and timings.
+    Per category: image AUROC, the localisation of :func:`helpers.localisation.score_maps` (pixel AUROC with
+    good images all-normal, AU-PRO to FPR 0.3, pointing game), bank size and timings.
     """
     recipe = recipe or scaled(PatchCoreRecipe(), prepared.cfg.profile)
     backbone = (backbone or load_backbone(recipe.backbone)).to(torch_device()).eval()
@@ -160,6 +159,22 @@ def compare_with_published(per_category: pd.DataFrame) -> pd.DataFrame:
     return t
 
 
+def localisation_table(result: OneClassResult) -> pd.DataFrame:
+    """The run's localisation in the series' one format (:data:`helpers.localisation.LOCALISATION_COLUMNS`):
+    one row per category and the mean over categories."""
+    per = result.per_category
+    if "pixel_auroc" not in per:
+        return pd.DataFrame(columns=LOCALISATION_COLUMNS)
+    per = per[per["pixel_auroc"].notna() | per["pointing_game"].notna()]
+    table = pd.DataFrame({"maps": "PatchCore", "category": per["category"], "n_images": per["n_scored"],
+                          "n_defective": per["n_defective"], "pixel_auroc": per["pixel_auroc"],
+                          "au_pro": per["au_pro"], "pointing_game": per["pointing_game"]})
+    mean = {"maps": "PatchCore", "category": MEAN_ROW, "n_images": int(table["n_images"].sum()),
+            "n_defective": int(table["n_defective"].sum()),
+            **{c: _mean_of(table, c) for c in ("pixel_auroc", "au_pro", "pointing_game")}}
+    return pd.concat([table, pd.DataFrame([mean])], ignore_index=True)[LOCALISATION_COLUMNS]
+
+
 def _mean_of(table: pd.DataFrame, col: str) -> float:
     vals = table[col].to_numpy(float) if col in table else np.array([])
     return float(np.mean(vals[np.isfinite(vals)])) if np.isfinite(vals).any() else math.nan
@@ -170,19 +185,24 @@ def write_shared(prepared, shared: OneClassResult, standard: OneClassResult | No
     """Notebook 06's outputs: the shared-split run through :func:`helpers.runs.write_scored` (metrics.json,
     scores.csv) plus ``per_category_*.csv``; the MVTec-standard results go into metrics.json's ``extra``."""
     out = runs.notebook_dir(prepared.cfg.runs_dir, runs.PATCHCORE)
-    shared.per_category.to_csv(out / "per_category_shared_split.csv", index=False)
+    files.write_csv(shared.per_category, out / "per_category_shared_split.csv")
     if standard is not None:
-        standard.per_category.to_csv(out / "per_category_mvtec_standard.csv", index=False)
-    loc_cols = [c for c in ("category", "pixel_auroc", "pointing_hit") if c in shared.per_category]
-    extra = {"backbone": shared.backbone, "pointing_hit_mean": _mean_of(shared.per_category, "pointing_hit"),
+        files.write_csv(standard.per_category, out / "per_category_mvtec_standard.csv")
+    loc_cols = [c for c in ("category", "pixel_auroc", "au_pro", "pointing_game") if c in shared.per_category]
+    files.write_csv(localisation_table(shared), out / "localisation.csv")
+    extra = {"backbone": shared.backbone, "pointing_game_mean": _mean_of(shared.per_category, "pointing_game"),
+             "au_pro_mean": _mean_of(shared.per_category, "au_pro"),
              "recipe": asdict(shared.recipe), "pixel_auroc_mean": _mean_of(shared.per_category, "pixel_auroc"),
-             "threshold_note": "one threshold on pooled val scores of all categories"}
+             "threshold_note": "a threshold per category on its val images; scores normalised per category"}
     if standard is not None:
         extra["mvtec_standard"] = {"per_category": standard.per_category,
+                                   "labels_used": {"defect_labels_for_training": 0, "labels_to_select_good": 0,
+                                                   "val_labels": 0, "val_labels_for": "not used (AUROC only)"},
                                    "image_auroc_mean": _mean_of(standard.per_category, "image_auroc"),
                                    "pixel_auroc_mean": _mean_of(standard.per_category, "pixel_auroc")}
     return runs.write_scored(prepared, runs.PATCHCORE, APPROACH, shared.scores, started=started,
-                             threshold_method=threshold_method, extra=extra,
+                             labels=runs.labels_used(prepared, 0, True, "per-category thresholds"),
+                             threshold_method=threshold_method, per_category_threshold=True, extra=extra,
                              per_category_extra=shared.per_category[loc_cols] if len(loc_cols) > 1 else None,
                              info={"shared": shared, "standard": standard})
 

@@ -1,13 +1,13 @@
 """PatchCore (Roth et al., CVPR 2022): a one-class anomaly detector fitted on good images only.
 
 Recipe: a pretrained CNN's two mid-level feature maps (WideResNet-50 ``layer2`` + ``layer3``; offline,
-EfficientNet-Lite0's stride-8 and stride-16 blocks), each averaged over its 3×3 neighbourhood, the
-coarser one upsampled to the finer grid, concatenated and reduced to at most 1024 channels by adaptive
-average pooling → one feature per patch. A memory bank of the good images' patches is subsampled by
-greedy coreset selection (10% by default) using a random projection to 128 dims for the distances.
-A test patch's score is the distance to its nearest bank patch; the image score is the maximum patch
-score, reweighted as in the paper (b = 9 neighbours); the anomaly map is the patch-score grid upsampled
-to the input and Gaussian-blurred (σ = 4).
+EfficientNet-Lite0's stride-8 and stride-16 blocks), each averaged over its 3×3 neighbourhood, the coarser
+one upsampled to the finer grid, each brought to the same dimension (equal weight, as the official
+implementation does), concatenated and pooled to at most 1024 channels → one feature per patch. A memory
+bank of the good images' patches is subsampled by greedy coreset selection (10% by default) using a random
+projection to 128 dims for the distances. A test patch's score is the distance to its nearest bank patch;
+the image score is the maximum patch score, reweighted as in the paper (b = 9 neighbours); the anomaly map
+is the patch-score grid upsampled to the input and Gaussian-blurred (σ = 4).
 
 Nearest-neighbour search is chunked (:func:`helpers.sampling.nearest`) so memory stays bounded for any bank
 size; the coreset is :func:`helpers.sampling.greedy_coreset`. The protocols of notebook 06 (per category,
@@ -115,20 +115,30 @@ def load_backbone(prefer: str = "wide_resnet50_2") -> TwoLevelFeatures:
 # --------------------------------------------------------------------------------------------------
 # Patch features
 # --------------------------------------------------------------------------------------------------
+def _pool_channels(flat: torch.Tensor, dim: int) -> torch.Tensor:
+    """Adaptive average pooling over the channels of (P × C) patch features to (P × dim)."""
+    return F.adaptive_avg_pool1d(flat.unsqueeze(1), dim).squeeze(1)
+
+
 def patch_features(levels: tuple[torch.Tensor, torch.Tensor], out_channels: int = 1024) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Locally aware patch features: 3×3 average of each level, coarse level upsampled to the fine grid,
-    channels concatenated and reduced to ``out_channels`` by adaptive average pooling (when more).
+    """Locally aware patch features, as the official implementation builds them (patchcore-inspection's
+    ``Preprocessing`` + ``Aggregator``): 3×3 average of each level, coarse level upsampled to the fine grid;
+    **each level brought to the same dimension first** (adaptive average pooling over its channels, so each
+    level weighs equally), then the two concatenated and pooled to the output dimension.
+
+    With WideResNet-50 (512 + 1024 channels) that is 1024 per level, then 2048 → 1024: the official
+    ``pretrain_embed_dimension`` and ``target_embed_dimension``. Our choice for a smaller backbone (offline
+    EfficientNet-Lite0, 40 + 112 channels): per level min(1024, widest level), output min(1024, twice that) —
+    pooling *up* to 1024 only repeats values (cost without information), and equal weight per level is kept.
 
     Returns (N·h·w × C features, (h, w)).
     """
     fine, coarse = (F.avg_pool2d(f, 3, stride=1, padding=1) for f in levels)
     coarse = F.interpolate(coarse, size=fine.shape[-2:], mode="bilinear", align_corners=False)
-    feats = torch.cat([fine, coarse], dim=1)
-    n, c, h, w = feats.shape
-    flat = feats.permute(0, 2, 3, 1).reshape(-1, c)
-    if c > out_channels:
-        flat = F.adaptive_avg_pool1d(flat.unsqueeze(1), out_channels).squeeze(1)
-    return flat, (h, w)
+    n, _, h, w = fine.shape
+    per_level = min(out_channels, max(fine.shape[1], coarse.shape[1]))
+    flat = [_pool_channels(f.permute(0, 2, 3, 1).reshape(n * h * w, -1), per_level) for f in (fine, coarse)]
+    return _pool_channels(torch.cat(flat, dim=1), min(out_channels, 2 * per_level)), (h, w)
 
 
 # --------------------------------------------------------------------------------------------------

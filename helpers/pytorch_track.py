@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from . import distributed, files
 from . import metrics as M
 from . import runs
 from .env import torch_device
@@ -28,7 +29,7 @@ from .recipes import ProbeRecipe, SimCLRRecipe, SupervisedRecipe, max_batches, s
 from .torch_data import MVTecDataset, TwoViews, eval_transform, make_loader, simclr_transform, train_transform
 from .torch_models import (LinearProbe, SimCLR, inverse_frequency_weights, load_model, nt_xent,
                            resnet50_backbone, save_model, supervised_resnet50)
-from .train import FitResult, embed, fit, onecycle, planned_lrs, predict_scores, reseed, warmup_cosine
+from .train import FitResult, embed, fit, state_hash, onecycle, planned_lrs, predict_scores, reseed, warmup_cosine
 
 __all__ = ["SimCLRRun", "shuffle_labels", "supervised_scheduler", "simclr_scheduler", "schedule_lrs",
            "run_supervised", "run_simclr", "load_simclr_encoder", "labelled_fraction", "knn_scores", "run_probe"]
@@ -67,6 +68,15 @@ def _score_frame(ds: MVTecDataset, scores: np.ndarray, split: str) -> pd.DataFra
 
 def _ckpt_name(cfg, tag: str = "") -> str:
     return f"checkpoint-{cfg.profile.name}-{cfg.profile.image_size}px{tag}.pt"
+
+
+def _train_loader(dataset, global_batch: int, cfg, drop_last: bool = False, workers: int | None = None):
+    """Shuffled training batches of the recipe's size; under ``torchrun`` each process loads its share of every
+    global batch (DistributedSampler), so the optimisation is the recipe's whatever the number of processes."""
+    sampler = distributed.loader_sampler(dataset, shuffle=True, seed=cfg.seed, drop_last=drop_last)
+    return make_loader(dataset, distributed.per_rank_batch(global_batch), shuffle=True, seed=cfg.seed,
+                       num_workers=cfg.profile.num_workers if workers is None else workers, drop_last=drop_last,
+                       sampler=sampler)
 
 
 def _out_dir(prepared: Prepared, stem: str, write: bool) -> Path:
@@ -130,8 +140,7 @@ def run_supervised(prepared: Prepared, recipe: SupervisedRecipe | None = None, p
     if shuffled_labels:
         shuffle_labels(train_ds, cfg.seed)
     # BatchNorm1d in the head cannot train on a batch of one: drop a ragged last batch
-    train_dl = make_loader(train_ds, recipe.batch_size, shuffle=True, seed=cfg.seed,
-                           num_workers=cfg.profile.num_workers, drop_last=len(train_ds) > recipe.batch_size)
+    train_dl = _train_loader(train_ds, recipe.batch_size, cfg, drop_last=len(train_ds) > recipe.batch_size)
     steps = min(max_batches(cfg.profile, recipe.batch_size) or len(train_dl), len(train_dl))
     weights_t = inverse_frequency_weights(train_ds.labels).to(device)
     loss_fn = nn.CrossEntropyLoss(weight=weights_t)
@@ -142,12 +151,14 @@ def run_supervised(prepared: Prepared, recipe: SupervisedRecipe | None = None, p
                  recipe.epochs, scheduler=supervised_scheduler(optimizer, recipe, steps), scheduler_step="batch",
                  clip_grad=recipe.clip_grad, monitor="val_loss", mode="min", patience=recipe.patience, seed=cfg.seed,
                  max_batches=steps, progress=progress,
+                 fingerprint=runs.fingerprint(prepared, recipe=asdict(recipe), weights=weights, shuffled=shuffled_labels),
                  checkpoint=out_dir / _ckpt_name(cfg, "-shuffled" if shuffled_labels else "") if write else None)
     scores = pd.concat([_score_frame(ds, predict_scores(model, make_loader(ds, recipe.batch_size))[0], split)
                         for ds, split in ((val_ds, "val"), (test_ds, "test"))], ignore_index=True)
-    do_write = write and not shuffled_labels
+    do_write = write and not shuffled_labels and distributed.is_main()
     run = runs.write_scored(
         prepared, stem, "Supervised ResNet-50" + (" (SHUFFLED LABELS control)" if shuffled_labels else ""), scores,
+        labels=runs.labels_used(prepared, len(train_ds), False, "early stopping (val loss), best epoch, threshold"),
         started=started, threshold_method=recipe.threshold_method, write=do_write, out_dir=out_dir,
         extra={"weights": weights, "recipe": asdict(recipe), "best_epoch": result.best_epoch,
                "stopped_early": result.stopped_early, "epochs_run": len(result.history)},
@@ -156,7 +167,7 @@ def run_supervised(prepared: Prepared, recipe: SupervisedRecipe | None = None, p
     if do_write:
         save_model(model, out_dir / runs.MODEL_FILES[runs.SUPERVISED], "supervised_resnet50", recipe.image_size,
                    weights=weights)
-        result.history.to_csv(out_dir / runs.HISTORY, index=False)
+        files.write_csv(result.history, out_dir / runs.HISTORY)
     return run
 
 
@@ -207,8 +218,7 @@ def run_simclr(prepared: Prepared, recipe: SimCLRRecipe | None = None, pretraine
     if len(train_ds) < 2:
         raise ValueError(f"SimCLR needs at least 2 good training images; found {len(train_ds)}")
     batch = min(recipe.batch_size, len(train_ds))
-    train_dl = make_loader(train_ds, batch, shuffle=True, seed=cfg.seed, num_workers=cfg.profile.num_workers,
-                           drop_last=True)
+    train_dl = _train_loader(train_ds, batch, cfg, drop_last=True)
     steps = min(max_batches(cfg.profile, batch) or len(train_dl), len(train_dl))
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
 
@@ -217,17 +227,19 @@ def run_simclr(prepared: Prepared, recipe: SimCLRRecipe | None = None, pretraine
         v1, v2 = v1.to(device, non_blocking=True), v2.to(device, non_blocking=True)
         if shuffled_pairs:
             v2 = v2.roll(1, dims=0)  # view i is paired with a view of image i-1
-        return nt_xent(m(v1), m(v2), recipe.temperature)
+        # under torchrun: every process's projections, so the negatives are the whole global batch's (the recipe's)
+        return nt_xent(distributed.gather(m(v1)), distributed.gather(m(v2)), recipe.temperature)
 
     result = fit(model, optimizer, train_dl, step, _simclr_eval(make_loader(val_ds, batch), recipe.temperature, cfg.seed),
                  recipe.epochs, scheduler=simclr_scheduler(optimizer, recipe, steps), scheduler_step="batch",
                  clip_grad=recipe.clip_grad, monitor="val_loss", patience=None, restore_best=False, seed=cfg.seed,
                  max_batches=steps, progress=progress,
+                 fingerprint=runs.fingerprint(prepared, recipe=asdict(recipe), weights=weights),
                  checkpoint=out_dir / _ckpt_name(cfg) if write and not shuffled_pairs else None)
-    if write and not shuffled_pairs:
+    if write and not shuffled_pairs and distributed.is_main():
         save_model(model, out_dir / runs.MODEL_FILES[runs.SIMCLR], "simclr", recipe.image_size, weights=weights,
                    recipe=asdict(recipe))
-        result.history.to_csv(out_dir / runs.HISTORY, index=False)
+        files.write_csv(result.history, out_dir / runs.HISTORY)
     return SimCLRRun(model, result, weights, out_dir,
                      {"steps_per_epoch": steps, "recipe": recipe, "n_train_good": len(train_ds), "batch_size": batch})
 
@@ -240,7 +252,7 @@ def load_simclr_encoder(runs_dir: str | Path) -> tuple[nn.Module, dict]:
 
 
 # --------------------------------------------------------------------------------------------------
-# 03 · linear probe and label-free kNN score
+# 03 · linear probe and kNN score (no defect labels; good images picked by label)
 # --------------------------------------------------------------------------------------------------
 def labelled_fraction(frame: pd.DataFrame, fraction: float, seed: int) -> pd.DataFrame:
     """Draw ``fraction`` of the rows stratified by category × label (at least one row per stratum)."""
@@ -318,7 +330,7 @@ def _knn_results(feats: dict[str, np.ndarray], frames: dict[str, MVTecDataset], 
 def run_probe(prepared: Prepared, encoder: nn.Module, recipe: ProbeRecipe | None = None,
               shuffled_labels: bool = False, stem: str = runs.PROBE, write: bool = True,
               progress: bool = True, encoder_info: dict | None = None) -> runs.ScoredRun:
-    """Linear probe on the frozen encoder with 10% of ``train`` labels, plus kNN label-free scores.
+    """Linear probe on the frozen encoder with 10% of ``train`` labels, plus kNN scores (no defect labels).
 
     The encoder is frozen and in eval mode, so its features are computed once (no augmentation: the
     linear-evaluation protocol) and the head is trained on them — the same maths as running
@@ -339,11 +351,13 @@ def run_probe(prepared: Prepared, encoder: nn.Module, recipe: ProbeRecipe | None
     head = probe.head
     weights_t = inverse_frequency_weights(y_lab).to(device)
     loss_fn = nn.CrossEntropyLoss(weight=weights_t)
-    train_dl = make_loader(_Features(feats["labelled"], y_lab), recipe.batch_size, shuffle=True, seed=cfg.seed)
+    train_dl = _train_loader(_Features(feats["labelled"], y_lab), recipe.batch_size, cfg, workers=0)
     result = fit(head, torch.optim.Adam(head.parameters(), lr=recipe.lr), train_dl,
                  lambda m, b: loss_fn(m(b["image"]), b["label"]),
                  _probe_eval(head, feats["val"], frames["val"].labels, nn.CrossEntropyLoss(weight=weights_t.cpu())),
-                 recipe.epochs, clip_grad=None, patience=None, restore_best=False, seed=cfg.seed, progress=progress,
+                 recipe.epochs, clip_grad=recipe.clip_grad, patience=None, restore_best=False, seed=cfg.seed, progress=progress,
+                 fingerprint=runs.fingerprint(prepared, recipe=asdict(recipe), encoder=state_hash(encoder),
+                                              shuffled=shuffled_labels),
                  checkpoint=out_dir / _ckpt_name(cfg, "-shuffled" if shuffled_labels else "") if write else None)
     with torch.no_grad():
         def probs(name: str) -> np.ndarray:
@@ -351,13 +365,15 @@ def run_probe(prepared: Prepared, encoder: nn.Module, recipe: ProbeRecipe | None
             return torch.softmax(logits.float(), 1)[:, 1].cpu().numpy()
         scores = pd.concat([_score_frame(frames[s], probs(s), s) for s in ("val", "test")], ignore_index=True)
     knn = _knn_results(feats, frames, recipe.knn_k)
-    do_write = write and not shuffled_labels
+    do_write = write and not shuffled_labels and distributed.is_main()
     run = runs.write_scored(
-        prepared, stem, "SimCLR + linear probe (10% labels)" + (" (SHUFFLED LABELS control)" if shuffled_labels else ""),
-        scores, started=started, threshold_method=recipe.threshold_method, write=do_write, out_dir=out_dir,
+        prepared, stem, "SimCLR + linear probe" + (" (SHUFFLED LABELS control)" if shuffled_labels else ""),
+        scores, labels=runs.labels_used(prepared, len(labelled), True, "threshold"), started=started,
+        threshold_method=recipe.threshold_method, write=do_write, out_dir=out_dir,
         extra={"encoder": encoder_info or {}, "recipe": asdict(recipe), "n_labelled": len(labelled),
                "labelled_counts": labelled.groupby("label").size().to_dict(),
                "knn_auroc": {str(k): v["auroc"] for k, v in knn.items()},
+               "knn_labels_used": runs.labels_used(prepared, 0, True, "per-category thresholds"),
                "knn_per_category": {str(k): v["per_category"] for k, v in knn.items()}},
         model=probe, history=result.history,
         info={"fit": result, "weights": (encoder_info or {}).get("weights", "?"), "knn": knn, "labelled": labelled,
@@ -365,7 +381,7 @@ def run_probe(prepared: Prepared, encoder: nn.Module, recipe: ProbeRecipe | None
     if do_write:
         save_model(probe, out_dir / runs.MODEL_FILES[runs.PROBE], "linear_probe", recipe.image_size,
                    encoder=encoder_info or {})
-        result.history.to_csv(out_dir / runs.HISTORY, index=False)
+        files.write_csv(result.history, out_dir / runs.HISTORY)
         for k, v in knn.items():
-            v["scores"].to_csv(out_dir / f"scores_knn{k}.csv", index=False)
+            files.write_csv(v["scores"], out_dir / f"scores_knn{k}.csv")
     return run

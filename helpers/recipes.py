@@ -12,7 +12,8 @@ from typing import TypeVar
 
 from .config import Profile
 
-__all__ = ["SupervisedRecipe", "SimCLRRecipe", "ProbeRecipe", "KerasRecipe", "PatchCoreRecipe", "scaled",
+__all__ = ["SOURCES", "OTHER_CHOICES", "recipe_table",
+           "SupervisedRecipe", "SimCLRRecipe", "ProbeRecipe", "KerasRecipe", "PatchCoreRecipe", "scaled",
            "max_batches"]
 
 
@@ -63,6 +64,7 @@ class ProbeRecipe:
     batch_size: int = 32
     epochs: int = 30
     lr: float = 1e-4
+    clip_grad: float = 1.0
     image_size: int = 256
     threshold_method: str = "f1"
     knn_k: tuple[int, ...] = (1, 5)
@@ -95,6 +97,64 @@ class PatchCoreRecipe:
 
 
 R = TypeVar("R", SupervisedRecipe, SimCLRRecipe, ProbeRecipe, KerasRecipe, PatchCoreRecipe)
+
+_OURS = "our choice: "
+_SHRUNK = "the study's value; smaller profiles shrink it"
+_PROTOCOL = _OURS + "the series' protocol: F1-max on val, the same rule for every model"
+#: Where every recipe value comes from: the study that published it, or "our choice: <why>". A test keeps it
+#: complete; the notebooks show it beside the recipe (:func:`recipe_table`).
+SOURCES: dict[type, dict[str, str]] = {
+    SupervisedRecipe: {
+        "batch_size": "study 000", "lr": "study 000", "weight_decay": "study 000", "max_lr": "study 000",
+        "patience": "study 000", "clip_grad": "study 000", "image_size": "study 000; " + _SHRUNK,
+        "epochs": _OURS + "the study gives no epoch count; 30 is an upper bound that early stopping (patience 5) "
+                          "cuts short",
+        "threshold_method": _PROTOCOL},
+    SimCLRRecipe: {
+        "batch_size": "study 000", "epochs": "study 000", "temperature": "study 000",
+        "image_size": "study 000; " + _SHRUNK,
+        "lr": _OURS + "the study names no optimiser; AdamW 1e-3 learnt from a random init where 3e-4 stayed at "
+                      "chance and 3e-3 collapsed (docs/benchmarks.md); untested from ImageNet weights",
+        "weight_decay": _OURS + "AdamW's usual 1e-4 (the study names no optimiser)",
+        "warmup_fraction": _OURS + "a 10% linear warm-up then cosine, the usual SimCLR schedule",
+        "clip_grad": _OURS + "max-norm 1.0, as every torch model here"},
+    ProbeRecipe: {
+        "label_fraction": "study 000 (which drew its 10% from its test data; ours is 10% of train)",
+        "batch_size": "study 000", "epochs": "study 000", "lr": "study 000", "image_size": "study 000; " + _SHRUNK,
+        "clip_grad": _OURS + "max-norm 1.0, as every torch model here (the study does not say)",
+        "threshold_method": _PROTOCOL,
+        "knn_k": _OURS + "the kNN score is not in the study: k = 1 (PatchCore's nearest neighbour) and 5"},
+    KerasRecipe: {
+        "image_size": "study 001; " + _SHRUNK, "batch_size": "study 001", "epochs": "study 001",
+        "patience": "study 001", "category_weight": "study 001", "defect_weight": "study 001",
+        "threshold_method": _PROTOCOL},
+    PatchCoreRecipe: {
+        "resize": "PatchCore paper", "crop": "PatchCore paper", "coreset_fraction": "PatchCore paper (also 1%)",
+        "num_neighbors": "PatchCore paper", "blur_sigma": "PatchCore paper",
+        "backbone": "PatchCore paper (offline: EfficientNet-Lite0, loudly — our choice, the only ImageNet "
+                    "backbone available without internet)"},
+}
+#: Values of the methods that are not recipe fields, with their sources (shown in the notebooks' tables).
+OTHER_CHOICES = {
+    "supervised head hidden width 512": _OURS + "the study replaces fc with a head but gives no width",
+    "augmentations (flips, ±20° rotation, colour jitter 0.2, blur)": _OURS + "the studies name no parameters",
+    "probe class weighting (inverse class frequency)": _OURS + "the study's probe called almost everything "
+                                                       "defective (FPR 98.9%)",
+    "PatchCore per-level dimension then 1024": "PatchCore's official implementation (1024 per level, then 1024); "
+                                              "our choice for small backbones: min(1024, widest level)",
+}
+
+
+def recipe_table(recipe):
+    """The recipe as a table: each value (at this profile, and as published when it differs) and its source."""
+    from dataclasses import asdict
+
+    import pandas as pd
+
+    full = asdict(type(recipe)())
+    rows = [{"field": k, "value": v, "full profile": full[k] if full[k] != v else "", "source": SOURCES[type(recipe)][k]}
+            for k, v in asdict(recipe).items()]
+    return pd.DataFrame(rows).set_index("field")
 
 
 def scaled(recipe: R, profile: Profile) -> R:

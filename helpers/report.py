@@ -6,8 +6,6 @@ threshold chosen on val here, by the same rule. Nothing is refitted; ``test`` is
 """
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,26 +13,33 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from . import files
 from . import metrics as M
 from . import runs
 from .studies import study_rows
 
-__all__ = ["APPROACHES", "TABLE_COLUMNS", "Approach", "load_approaches", "check_same_data", "check_same_test_images",
+__all__ = ["APPROACHES", "PER_CATEGORY", "LABEL_COLUMNS", "TABLE_COLUMNS", "standard_protocol_row", "Approach",
+           "load_approaches", "check_same_data", "check_same_test_images",
            "comparison_table", "category_auroc", "localisation", "to_markdown", "export", "plot_heatmap", "plot_curves",
            "threshold_explorer"]
 
-#: (notebook, scores file, approach label, how it was trained)
+#: (notebook, scores file, approach label, how it was trained). The labels each used are counted in its
+#: metrics.json (``labels_used``) and shown beside it.
 APPROACHES: tuple[tuple[str, str, str, str], ...] = (
-    (runs.SUPERVISED, runs.SCORES, "Supervised ResNet-50", "supervised, all train labels"),
-    (runs.PROBE, runs.SCORES, "SimCLR + linear probe", "self-supervised + 10% of train labels"),
-    (runs.PROBE, "scores_knn1.csv", "SimCLR kNN (k=1)", "self-supervised, label-free"),
-    (runs.PROBE, "scores_knn5.csv", "SimCLR kNN (k=5)", "self-supervised, label-free"),
-    (runs.KERAS, runs.SCORES, "Keras multi-task CNN", "supervised, all train labels"),
-    (runs.PATCHCORE, runs.SCORES, "PatchCore", "one-class, good train images only"),
+    (runs.SUPERVISED, runs.SCORES, "Supervised ResNet-50", "supervised on every train label"),
+    (runs.PROBE, runs.SCORES, "SimCLR + linear probe",
+     "SimCLR on train's good images (picked by label), probe on 10% of train labels"),
+    (runs.PROBE, "scores_knn1.csv", "SimCLR kNN (k=1)", "SimCLR; bank of train's good images (picked by label)"),
+    (runs.PROBE, "scores_knn5.csv", "SimCLR kNN (k=5)", "SimCLR; bank of train's good images (picked by label)"),
+    (runs.KERAS, runs.SCORES, "Keras multi-task CNN", "supervised on every train label (defect and category)"),
+    (runs.PATCHCORE, runs.SCORES, "PatchCore", "one-class; bank of train's good images (picked by label)"),
 )
+#: Approaches whose scores are distances on a scale of their own per category: thresholds per category.
+PER_CATEGORY = frozenset({"SimCLR kNN (k=1)", "SimCLR kNN (k=5)", "PatchCore"})
+LABEL_COLUMNS = ["defect labels (train)", "labels to pick good images", "val labels"]
 
-TABLE_COLUMNS = ["approach", "trained with", "n_test", "accuracy", "precision", "recall", "f1", "roc_auc",
-                 "pr_auc", "fpr", "specificity", "threshold", "threshold chosen"]
+TABLE_COLUMNS = ["approach", "trained with", *LABEL_COLUMNS, "n_test", "accuracy", "precision", "recall", "f1",
+                 "roc_auc", "category AUROC (mean)", "pr_auc", "fpr", "specificity", "threshold", "threshold chosen"]
 
 
 @dataclass
@@ -47,6 +52,7 @@ class Approach:
     threshold: float
     threshold_how: str
     source: Path
+    labels: dict[str, Any] | None = None
 
     @property
     def test(self) -> pd.DataFrame:
@@ -63,16 +69,22 @@ def load_approaches(runs_dir: str | Path) -> tuple[list[Approach], list[str]]:
             missing.append(runs.missing_message(name, path, stem))
             continue
         val = scores[scores["split"] == "val"]
-        record = runs.read_record(runs_dir, stem) if file == runs.SCORES else None
-        if record is not None:
+        record = runs.read_record(runs_dir, stem)
+        labels = (record or {}).get("labels_used") if file == runs.SCORES else \
+            (record or {}).get("extra", {}).get("knn_labels_used")
+        if file == runs.SCORES and record is not None:
             thr = record["threshold"]
-            threshold, how_thr = float(thr["value"]), f"{thr['method']} on val (notebook {stem[:2]})"
+            per_cat = " per category, scores normalised per category" if thr.get("per_category") else ""
+            threshold, how_thr = float(thr["value"]), f"{thr['method']} on val{per_cat} (notebook {stem[:2]})"
+        elif len(val) and name in PER_CATEGORY:
+            scores, _ = M.normalise_per_category(scores, "f1")
+            threshold, how_thr = M.NORMALISED_THRESHOLD, "f1 on val per category, scores normalised per category (here)"
         elif len(val):
             threshold, how_thr = M.choose_threshold(val["label"], val["score"], "f1"), "f1 on val (here)"
         else:
             missing.append(f"{name}: {path} has no val rows to choose a threshold on — re-run notebook {stem}.ipynb.")
             continue
-        found.append(Approach(name, how, scores, threshold, how_thr, path))
+        found.append(Approach(name, how, scores, threshold, how_thr, path, labels))
     return found, missing
 
 
@@ -114,10 +126,31 @@ def comparison_table(approaches: list[Approach]) -> pd.DataFrame:
     for a in approaches:
         t = a.test
         m = M.binary_metrics(t["label"], t["score"], a.threshold)
-        rows.append({"approach": a.name, "trained with": a.trained_with, "n_test": m["n"],
+        lab = a.labels or {}
+        counts = dict(zip(LABEL_COLUMNS, (lab.get("defect_labels_for_training"), lab.get("labels_to_select_good"),
+                                          f"{lab['val_labels']} ({lab['val_labels_for']})" if lab else None)))
+        rows.append({"approach": a.name, "trained with": a.trained_with, **counts, "n_test": m["n"],
                      **{k: m[k] for k in ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "fpr", "specificity")},
+                     "category AUROC (mean)": M.mean_category_auroc(M.per_category_table(t)),
                      "threshold": a.threshold, "threshold chosen": a.threshold_how})
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+
+
+def standard_protocol_row(runs_dir: str | Path) -> pd.DataFrame:
+    """PatchCore under the MVTec standard protocol (notebook 06), with the labels it needs — none: fitted on
+    ``train/good`` as MVTec's folders give it, judged by AUROC (no threshold). Scored on MVTec's ``test``
+    folders, not on the shared test split, so it is shown apart from the main table (empty when not run)."""
+    rec = runs.read_record(runs_dir, runs.PATCHCORE)
+    std = (rec or {}).get("extra", {}).get("mvtec_standard")
+    if not std:
+        return pd.DataFrame(columns=["approach", *LABEL_COLUMNS, "category AUROC (mean)", "scored on"])
+    lab = std.get("labels_used", {})
+    return pd.DataFrame([{"approach": "PatchCore, MVTec standard protocol",
+                          **dict(zip(LABEL_COLUMNS, (lab.get("defect_labels_for_training", 0),
+                                                     lab.get("labels_to_select_good", 0),
+                                                     f"{lab.get('val_labels', 0)} ({lab.get('val_labels_for', 'not used')})"))),
+                          "category AUROC (mean)": std.get("image_auroc_mean"),
+                          "scored on": "MVTec's test folders (not the shared test split)"}])
 
 
 def category_auroc(approaches: list[Approach]) -> pd.DataFrame:
@@ -126,22 +159,23 @@ def category_auroc(approaches: list[Approach]) -> pd.DataFrame:
 
 
 def localisation(runs_dir: str | Path) -> pd.DataFrame:
-    """Grad-CAM localisation (notebook 05) and PatchCore maps (notebook 06), over all categories."""
+    """One localisation table for every map: Grad-CAM of each model (notebook 05) and PatchCore's anomaly maps
+    (notebook 06), each scored by :func:`helpers.localisation.score_maps` — the mean over categories of pixel
+    AUROC, AU-PRO (FPR ≤ 0.3) and the pointing game, with the images it was measured on."""
+    from .localisation import LOCALISATION_COLUMNS, MEAN_ROW
+
     parts = []
-    loc = runs.artefact(runs_dir, runs.EXPLAIN, "localisation.csv")
-    if loc.exists():
-        t = pd.read_csv(loc)
-        t = t[t["category"] == "(all)"]
-        parts.append(pd.DataFrame({"maps": "Grad-CAM: " + t["model"], "n": t["n"], "pixel_auroc": t["pixel_auroc"],
-                                   "pointing_game": t["pointing_hit"]}))
-    rec = runs.read_record(runs_dir, runs.PATCHCORE)
-    if rec is not None:
-        per = pd.DataFrame(rec["per_category"])
-        n = int(per["n_defective"].sum()) if "n_defective" in per else math.nan
-        parts.append(pd.DataFrame([{"maps": "PatchCore anomaly map", "n": n,
-                                    "pixel_auroc": rec.get("extra", {}).get("pixel_auroc_mean"),
-                                    "pointing_game": rec.get("extra", {}).get("pointing_hit_mean")}]))
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["maps", "n", "pixel_auroc", "pointing_game"])
+    for stem in (runs.EXPLAIN, runs.PATCHCORE):
+        path = runs.artefact(runs_dir, stem, "localisation.csv")
+        if path.exists():
+            t = pd.read_csv(path)
+            missing = set(LOCALISATION_COLUMNS) - set(t.columns)
+            if missing:
+                raise ValueError(f"{path} was written by an older version (no {sorted(missing)}): re-run notebook "
+                                 f"{stem}.ipynb.")
+            parts.append(t[t["category"] == MEAN_ROW].drop(columns="category"))
+    cols = [c for c in LOCALISATION_COLUMNS if c != "category"]
+    return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
 
 
 def to_markdown(table: pd.DataFrame, floatfmt: str = ".3f") -> str:
@@ -150,24 +184,29 @@ def to_markdown(table: pd.DataFrame, floatfmt: str = ".3f") -> str:
 
 
 def export(runs_dir: str | Path, table: pd.DataFrame, heatmap: pd.DataFrame, loc: pd.DataFrame,
-           notes: dict[str, Any]) -> Path:
+           notes: dict[str, Any], standard: pd.DataFrame | None = None) -> Path:
     """``RUNS_DIR/report/``: comparison.csv/.md, category_auroc.csv, localisation.csv, report.json."""
     out = Path(runs_dir) / runs.REPORT_DIR
     out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / "comparison.csv", index=False)
-    heatmap.to_csv(out / "category_auroc.csv")
-    loc.to_csv(out / "localisation.csv", index=False)
+    files.write_csv(table, out / "comparison.csv")
+    files.write_csv(heatmap, out / "category_auroc.csv", index=True)
+    files.write_csv(loc, out / "localisation.csv")
     md = ["# Every approach on the same held-out test images", "",
           f"Test images: {notes.get('n_test')}. Data: {notes.get('data')}. Profile: {notes.get('profile')}.", "",
           to_markdown(table.drop(columns=["trained with"])), "",
-          "Thresholds were chosen on `val` only; `test` was never used for training, early stopping or thresholds.", ""]
+          "Thresholds were chosen on `val` only; `test` was never used for training, early stopping or thresholds. "
+          "The label columns count what each approach learnt from labels; `category AUROC (mean)` is the mean of "
+          "the per-category AUROCs beside the pooled `roc_auc`; PatchCore and kNN use a threshold per category.", ""]
+    if standard is not None and len(standard):
+        md += ["## The MVTec standard protocol (no labels; MVTec's test folders, not these test images)", "",
+               to_markdown(standard), ""]
     if len(loc):
         md += ["## Localisation against the ground-truth masks", "", to_markdown(loc), ""]
     studies = study_rows()
     md += ["## The studies' own figures (not on these test images)", "",
            to_markdown(studies.astype(object).where(studies.notna(), "")), ""]
-    (out / "comparison.md").write_text("\n".join(md))
-    (out / "report.json").write_text(json.dumps(notes, indent=2, default=str))
+    files.write_text(out / "comparison.md", "\n".join(md))
+    files.write_json(out / "report.json", notes, default=str)
     return out / "comparison.md"
 
 

@@ -17,9 +17,10 @@ from typing import Any
 
 import pandas as pd
 
+from . import files
 from . import metrics as M
 
-__all__ = [
+__all__ = ["fingerprint", "labels_used",
     "DATA", "SUPERVISED", "SIMCLR", "PROBE", "KERAS", "EXPLAIN", "PATCHCORE", "REPORT", "NOTEBOOKS",
     "REPORT_DIR", "EXECUTED_DIR", "SCORES", "METRICS", "HISTORY", "SCORE_COLUMNS", "MODEL_FILES",
     "ScoredRun", "notebook_dir", "artefact", "missing_message", "require", "write_scored", "read_record",
@@ -107,8 +108,35 @@ class ScoredRun:
         return self.scores[self.scores["split"] == split].reset_index(drop=True)
 
 
+def fingerprint(prepared, **what: Any) -> str:
+    """A short hash of what a training run depends on: the data and split (manifest and split hashes) and ``what``
+    (the recipe, the starting weights, ...). A checkpoint made with another fingerprint is not resumed."""
+    import hashlib
+    import json
+
+    prov = prepared.provenance()
+    payload = {"manifest": prov["manifest_hash"], "split": prov["split_hash"], **what}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def labels_used(prepared, defect_labels: int, select_good: bool, val_for: str | None) -> dict[str, Any]:
+    """What an approach learnt from labels, counted (``metrics.json``'s ``labels_used``).
+
+    Args:
+        defect_labels: good/defective labels of ``train`` images the model was trained on.
+        select_good: whether ``train``'s good images were picked by their labels (SimCLR pretraining, a kNN or
+            PatchCore bank: ``train`` also holds defective images, which only every label can exclude).
+        val_for: what the ``val`` labels chose (early stopping, checkpoint, threshold); None: not used.
+    """
+    n_train = int((prepared.split["split"] == "train").sum())
+    n_val = int((prepared.split["split"] == "val").sum())
+    return {"defect_labels_for_training": int(defect_labels), "labels_to_select_good": n_train if select_good else 0,
+            "val_labels": n_val if val_for else 0, "val_labels_for": val_for or "not used"}
+
+
 def write_scored(prepared, stem: str, approach: str, scores: pd.DataFrame, *, started: float,
-                 threshold_method: str = "f1", extra: dict[str, Any] | None = None,
+                 labels: dict[str, Any], threshold_method: str = "f1", per_category_threshold: bool = False,
+                 extra: dict[str, Any] | None = None,
                  extra_metrics: dict[str, float] | None = None, per_category_extra: pd.DataFrame | None = None,
                  write: bool = True, out_dir: str | os.PathLike | None = None, **run_fields: Any) -> ScoredRun:
     """The protocol and the outputs of every model notebook, in one place.
@@ -119,6 +147,11 @@ def write_scored(prepared, stem: str, approach: str, scores: pd.DataFrame, *, st
 
     Args:
         started: ``time.time()`` at the start of the work (for ``time_taken_s``).
+        labels: :func:`labels_used` of the approach.
+        per_category_threshold: for per-category models (PatchCore, kNN): a threshold per category on its val
+            rows, and scores normalised per category (:func:`helpers.metrics.normalise_per_category`) so that
+            the pooled metrics compare like with like; ``scores.csv`` then holds the normalised scores and
+            ``metrics.json`` each category's threshold and range.
         extra: kept in the record's ``extra`` (recipe, weights, ...).
         extra_metrics: added to the record's ``metrics`` beside the binary ones (e.g. the category task).
         per_category_extra: columns merged into the per-category table on ``category``.
@@ -126,18 +159,23 @@ def write_scored(prepared, stem: str, approach: str, scores: pd.DataFrame, *, st
         run_fields: ``model``, ``history`` and ``info`` of the returned :class:`ScoredRun`.
     """
     cfg = prepared.cfg
-    threshold, test_metrics, per_cat = M.score_on_test(scores, threshold_method)
+    detail = None
+    if per_category_threshold:
+        scores, params = M.normalise_per_category(scores, threshold_method)
+        detail = {"per_category": params, "normalised": "(s - t_c) / (max_c - min_c) + 0.5 on each category's val"}
+    threshold, test_metrics, per_cat = M.score_on_test(
+        scores, threshold_method, threshold=M.NORMALISED_THRESHOLD if per_category_threshold else None)
     if per_category_extra is not None:
         per_cat = per_cat.merge(per_category_extra, on="category", how="left")
     record = M.metrics_record(stem, approach, "shared-split", cfg.profile.name,
                               prepared.split["split"].value_counts().to_dict(), threshold, threshold_method,
                               {**test_metrics, **(extra_metrics or {})}, per_cat, started=started,
                               extra={"builtin_data": prepared.source.builtin, **(extra or {})},
-                              data=prepared.provenance())
+                              data=prepared.provenance(), labels_used=labels, threshold_detail=detail)
     out = Path(out_dir) if out_dir is not None else notebook_dir(cfg.runs_dir, stem, create=False)
     if write:
         out.mkdir(parents=True, exist_ok=True)
-        scores[SCORE_COLUMNS].to_csv(out / SCORES, index=False)
+        files.write_csv(scores[SCORE_COLUMNS], out / SCORES)
         M.write_metrics(record, cfg.runs_dir, path=out / METRICS)
     return ScoredRun(stem, approach, scores, threshold, threshold_method, test_metrics, per_cat, record, out,
                      **run_fields)

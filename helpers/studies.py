@@ -11,9 +11,11 @@ __all__ = ["STUDY_SUPERVISED", "STUDY_PROBE", "STUDY_MULTITASK", "PUBLISHED_WRN5
 
 #: Study 000, supervised ResNet-50, as reported (its own protocol).
 STUDY_SUPERVISED = {"accuracy": 0.9263, "f1": 0.8081, "roc_auc": 0.9496, "pr_auc": 0.8922}
-#: Study 000, SimCLR + linear probe, as reported — on a sample of its test data.
+#: Study 000, SimCLR + linear probe, as reported. Its probe was *trained* on a 10% sample of its test data (it
+#: does not say how that sample was drawn); these figures are its own.
 STUDY_PROBE = {"f1": 0.8418, "recall": 0.9936, "fpr": 0.9893}
-#: Study 001, Keras multi-task CNN, as reported — measured on its *training* data.
+#: Study 001, Keras multi-task CNN, as reported — measured on its *training* data. Its labels went through
+#: scikit-learn's ``LabelEncoder`` ("defective" → 0, "good" → 1), so its defect F1 may be the good class's.
 STUDY_MULTITASK = {"defect_accuracy": 0.963, "defect_f1": 0.959, "defect_auc": 0.987, "category_accuracy": 0.982}
 
 #: anomalib's PatchCore reproduction (Wide ResNet-50, seed 42), MVTec AD standard protocol — from
@@ -34,8 +36,10 @@ def study_rows() -> pd.DataFrame:
     return pd.DataFrame([
         {"approach": "study: supervised ResNet-50", **STUDY_SUPERVISED,
          "how": "as reported by the study (its own protocol)"},
-        {"approach": "study: SimCLR + probe", **STUDY_PROBE, "how": "as reported, on a sample of the study's test data"},
+        {"approach": "study: SimCLR + probe", **STUDY_PROBE,
+         "how": "as reported; the probe was trained on a 10% sample of the study's test data"},
         {"approach": "study: Keras multi-task", "accuracy": m["defect_accuracy"], "f1": m["defect_f1"],
          "roc_auc": m["defect_auc"], "category_accuracy": m["category_accuracy"],
-         "how": "as reported, on the study's training data"},
+         "how": "as reported, on the study's training data; its F1 may be the good class's (LabelEncoder: "
+                "defective = 0)"},
     ])

@@ -14,12 +14,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models import ResNet50_Weights, resnet50
+from torchvision.models import ResNet, ResNet50_Weights, resnet50
 
+from . import files
 from .env import loud_warning
 
-__all__ = ["FEATURE_DIM", "resnet50_backbone", "supervised_head", "supervised_resnet50", "SimCLR", "nt_xent",
-           "LinearProbe", "inverse_frequency_weights", "save_model", "load_model", "predict"]
+__all__ = ["FEATURE_DIM", "resnet50_backbone", "supervised_head", "SupervisedResNet50", "supervised_resnet50", "SimCLR",
+           "nt_xent", "LinearProbe", "inverse_frequency_weights", "save_model", "load_model", "predict"]
 
 FEATURE_DIM = 2048
 
@@ -43,13 +44,32 @@ def supervised_head(in_features: int = FEATURE_DIM, n_classes: int = 2) -> nn.Se
                          nn.BatchNorm1d(512), nn.Dropout(0.3), nn.Linear(512, n_classes))
 
 
+class SupervisedResNet50(ResNet):
+    """torchvision's ResNet-50 whose frozen stages stay in eval mode when the model trains.
+
+    Switching ``requires_grad`` off freezes the weights, not BatchNorm's running statistics: in ``train()``
+    they would still move with every batch. Frozen means frozen: ``train()`` leaves :attr:`FROZEN` in eval mode
+    (their BatchNorm layers normalise with, and keep, the ImageNet statistics). Same state_dict as ResNet.
+    """
+
+    FROZEN = ("conv1", "bn1", "layer1", "layer2")
+
+    def train(self, mode: bool = True) -> SupervisedResNet50:
+        super().train(mode)
+        for name in self.FROZEN:
+            getattr(self, name).eval()
+        return self
+
+
 def supervised_resnet50(pretrained: bool = True) -> tuple[nn.Module, str]:
-    """ResNet-50 with everything frozen except ``layer3``, ``layer4`` and the new head (recipe of 01)."""
+    """ResNet-50 with everything frozen except ``layer3``, ``layer4`` and the new head (recipe of 01); the
+    frozen stages stay in eval mode while training (:class:`SupervisedResNet50`)."""
     model, weights = resnet50_backbone(pretrained)
+    model.__class__ = SupervisedResNet50            # same modules and weights; only train() differs
     for name, param in model.named_parameters():
-        param.requires_grad = name.startswith(("layer3", "layer4"))
+        param.requires_grad = not name.startswith(SupervisedResNet50.FROZEN)
     model.fc = supervised_head()
-    return model, weights
+    return model.train(), weights
 
 
 class SimCLR(nn.Module):
@@ -116,7 +136,8 @@ def save_model(model: nn.Module, path: str | os.PathLike, arch: str, image_size:
     """Save weights with what is needed to rebuild them (``arch``: supervised_resnet50 | linear_probe | simclr)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"arch": arch, "state_dict": model.state_dict(), "image_size": image_size, **meta}, path)
+    with files.atomic_path(path) as tmp:
+        torch.save({"arch": arch, "state_dict": model.state_dict(), "image_size": image_size, **meta}, tmp)
     return path
 
 
@@ -147,8 +168,12 @@ def load_model(path: str | os.PathLike, map_location: str = "cpu") -> tuple[nn.M
 @torch.no_grad()
 def predict(model_or_path: nn.Module | str | os.PathLike, images: Iterable, image_size: int | None = None,
             batch_size: int = 32) -> np.ndarray:
-    """Defect probabilities for image paths or H×W×3 uint8 arrays, with a saved or in-memory model."""
-    from .data import load_rgb
+    """Defect probabilities for image paths or H×W×3 uint8 arrays, with a saved or in-memory model.
+
+    Each image is resized by :func:`helpers.cache.load_resized`, the function that built the cache the model
+    was trained and scored on, so a file scores here exactly as it did in the notebook's ``scores.csv``.
+    """
+    from .cache import load_resized
     from .torch_data import eval_transform
     from .train import defect_probability
 
@@ -161,8 +186,7 @@ def predict(model_or_path: nn.Module | str | os.PathLike, images: Iterable, imag
         raise ValueError("image_size is needed with an in-memory model")
     transform = eval_transform(image_size)
     device = next(model.parameters()).device
-    tensors = [transform(image=load_rgb(x) if isinstance(x, (str, os.PathLike)) else np.asarray(x))["image"]
-               for x in images]
+    tensors = [transform(image=load_resized(x, image_size))["image"] for x in images]
     out = [defect_probability(model(torch.stack(tensors[i:i + batch_size]).to(device))).cpu().numpy()
            for i in range(0, len(tensors), batch_size)]
     return np.concatenate(out) if out else np.zeros(0)

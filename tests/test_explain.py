@@ -45,8 +45,23 @@ def test_localisation_table_resizes_maps_to_masks(planted):
     rng = np.random.default_rng(1)
     per_image = localisation.localisation_table("m", frame, np.stack([small, rng.random(small.shape)]), [mask, mask])
     assert per_image["pixel_auroc"].iloc[0] > 0.95 and 0.35 < per_image["pixel_auroc"].iloc[1] < 0.65
-    summary = localisation.summarise_localisation(per_image)
-    assert summary.set_index("category").loc["(all)", "n"] == 2
+    assert per_image["category"].tolist() == ["hazelnut", "hazelnut"]
+
+
+def test_localise_scores_every_models_maps_with_good_images_included(planted):
+    """explain.localise: masks resized to the maps; good images count as all-normal; no mask, no score."""
+    from helpers import explain
+
+    _, mask = planted
+    small = gaussian_filter(mask.astype(float), sigma=4)[::4, ::4]
+    frame = pd.DataFrame({"path": ["a", "b", "c"], "category": ["x"] * 3, "label": [1, 0, 1],
+                          "mask_path": ["m.png", "", ""]})
+    maps = np.stack([small, np.zeros_like(small) + small.max() * 2, np.ones_like(small)])   # b: a hot good image
+    summary, per_image = explain.localise({"m": maps}, [mask, np.zeros_like(mask), np.zeros_like(mask)], frame)
+    row = summary.set_index("category").loc[localisation.MEAN_ROW]
+    assert row["n_images"] == 2 and row["n_defective"] == 1                  # c (defective, no mask) left out
+    assert row["pointing_game"] == 1.0 and row["pixel_auroc"] < 0.6          # the hot good image costs AUROC
+    assert per_image["path"].tolist() == ["a"]
 
 
 def _normalised(images: np.ndarray) -> torch.Tensor:

@@ -7,6 +7,7 @@ accuracy ≥ 0.90 (1.0); defect AUROC on test ≥ 0.70 (0.803); with shuffled de
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 import subprocess
 import sys
 
@@ -15,7 +16,7 @@ import pandas as pd
 import pytest
 
 from conftest import prepare_learnable
-from helpers import config
+from helpers import config, runs
 
 keras = pytest.importorskip("keras")
 
@@ -94,6 +95,13 @@ def test_interrupted_fit_resumes_at_the_next_epoch(three_cats, tmp_path):
     record = json.loads((tmp_path / "metrics.json").read_text())
     assert set(pd.read_csv(tmp_path / "scores.csv")["split"]) == {"val", "test"}
     assert record["metrics"]["category_accuracy"] == pytest.approx(done.info["category_metrics"]["accuracy"])
+    again = run_multitask(three_cats, recipe, out_dir=tmp_path, verbose=0)          # finished: reused, not retrained
+    pd.testing.assert_frame_equal(again.history, done.history)
+    np.testing.assert_allclose(again.split_scores("test")["score"], done.split_scores("test")["score"], rtol=1e-6)
+    with pytest.raises(RuntimeError, match="simulated disconnect"):                 # another recipe: afresh
+        run_multitask(three_cats, replace(recipe, defect_weight=3.0), out_dir=tmp_path, verbose=0,
+                      extra_callbacks=[_Interrupt(0)])
+    assert pd.read_csv(tmp_path / "training_log.csv")["epoch"].tolist() == [0]
 
 
 @pytest.mark.slow
@@ -118,3 +126,32 @@ def test_torch_and_tensorflow_share_one_process():
                          cwd=str(__import__("pathlib").Path(__file__).resolve().parents[1]))
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got == {"torch": 1, "tf_intra": 1, "tf_inter": 1, "sum": 2 * 64 ** 3}
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_over_two_devices_trains_and_checkpoints(synthetic_root, tmp_path):
+    """tf.distribute.MirroredStrategy with two logical CPU devices (a stand-in for two GPUs): the recipe's batch is
+    split over both replicas, the run trains, checkpoints its best model and scores. A fresh process, because
+    logical devices must be set before TensorFlow starts its runtime."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    code = f"""
+import sys; sys.path.insert(0, {str(root)!r})
+from helpers.keras_track import mirrored_strategy, run_multitask
+strategy = mirrored_strategy(cpu_devices=2)
+from helpers.config import get_config
+from helpers.prepare import prepare
+from helpers.recipes import KerasRecipe
+prep = prepare(get_config("smoke", data_dir={str(synthetic_root)!r}, runs_dir={str(tmp_path)!r}), progress=False)
+run = run_multitask(prep, KerasRecipe(image_size=32, epochs=2, batch_size=16), verbose=0, strategy=strategy)
+print("replicas", strategy.num_replicas_in_sync, "epochs", run.info["epochs_run"], "auroc", run.test_metrics["roc_auc"])
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "replicas 2 epochs 2" in done.stdout
+    out = tmp_path / runs.KERAS
+    assert (out / runs.MODEL_FILES[runs.KERAS]).exists() and (out / "metrics.json").exists()
+    assert pd.read_csv(out / "training_log.csv")["epoch"].tolist() == [0, 1]

@@ -104,5 +104,30 @@ def test_score_on_test_thresholds_on_val_only():
                          "score": [0.25, 0.35, 0.5, 0.05]})
     thr, m, per_cat = score_on_test(pd.concat([val, test]))
     assert thr == choose_threshold(val["label"], val["score"]) == 0.3     # from val, not test
-    assert m == binary_metrics(test["label"], test["score"], 0.3)
+    assert m == {**binary_metrics(test["label"], test["score"], 0.3), "category_auroc_mean": 0.5}
     assert per_cat["category"].tolist() == ["a", "b"] and per_cat["auroc"].tolist() == [1.0, 0.0]
+
+
+def test_per_category_normalisation_puts_every_threshold_on_one_half():
+    from helpers.metrics import NORMALISED_THRESHOLD, choose_threshold, normalise_per_category
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for cat, offset in (("a", 0.0), ("b", 50.0), ("c", 3.0)):
+        for split in ("val", "test"):
+            y = np.array([0] * 8 + [1] * 4)
+            if cat == "c" and split == "val":
+                y = np.zeros(12, int)                                    # val with one class only
+            rows.append(pd.DataFrame({"category": cat, "split": split, "label": y,
+                                      "score": offset + y + rng.random(12) * 0.8}))
+    scores = pd.concat(rows, ignore_index=True)
+    out, params = normalise_per_category(scores)
+    for cat in ("a", "b"):
+        val = scores[(scores["category"] == cat) & (scores["split"] == "val")]
+        t = choose_threshold(val["label"], val["score"])
+        assert params[cat]["threshold"] == pytest.approx(t)
+        same = (scores["category"] == cat)
+        assert ((out.loc[same, "score"] >= NORMALISED_THRESHOLD) == (scores.loc[same, "score"] >= t)).all()
+    assert "one class only" in params["c"]["note"]
+    c_val = scores[(scores["category"] == "c") & (scores["split"] == "val")]
+    assert params["c"]["threshold"] == pytest.approx(c_val["score"].max())

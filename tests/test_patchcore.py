@@ -63,13 +63,28 @@ def test_offline_backbone_is_a_real_imagenet_model(backbone):
     fine, coarse = backbone(x)
     assert fine.shape[-1] == 28 and coarse.shape[-1] == 14   # stride 8 and 16 at 224 px
     feats, grid = pc.patch_features((fine, coarse))
-    assert grid == (28, 28) and feats.shape == (2 * 28 * 28, fine.shape[1] + coarse.shape[1])
+    widest = max(fine.shape[1], coarse.shape[1])                # each level at the widest's dimension, then 2×
+    assert grid == (28, 28) and feats.shape == (2 * 28 * 28, 2 * widest)
 
 
 def test_patch_features_reduce_to_1024_channels():
     fine, coarse = torch.randn(1, 512, 8, 8), torch.randn(1, 1024, 4, 4)
     feats, grid = pc.patch_features((fine, coarse))
     assert feats.shape == (64, 1024) and grid == (8, 8)
+
+
+def test_each_level_weighs_equally_as_in_the_official_implementation():
+    """WRN-50's 512 + 1024 channels: each level to 1024, then 2048 → 1024, so layer 2 fills the first half of
+    the feature (its 512 channels, each once) and layer 3 the second half (pairs averaged). Concatenating first
+    and pooling 1536 → 1024 would give layer 3 two thirds of the dimensions."""
+    fine, coarse = torch.zeros(1, 512, 2, 2), torch.ones(1, 1024, 1, 1)
+    fine[0, :, 0, 0] = torch.arange(512, dtype=torch.float32)
+    feats, _ = pc.patch_features((fine, coarse))
+    first = feats[0]                                            # the patch at (0, 0)
+    smooth = lambda f: torch.nn.functional.avg_pool2d(f, 3, stride=1, padding=1)[0, :, 0, 0]  # noqa: E731
+    assert torch.allclose(first[512:], smooth(coarse)[0])       # half the dimensions: layer 3 (constant here)
+    local = smooth(fine)
+    assert torch.allclose(first[:512], local)                  # the other half: layer 2, channel by channel
 
 
 def test_planted_defect_scores_above_its_clean_twin_and_peaks_inside(backbone):

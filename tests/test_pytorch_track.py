@@ -180,3 +180,9 @@ def test_runs_write_outputs_and_resume(learnable, tmp_path):
     assert again.info["fit"].resumed_from == 1
     pd.testing.assert_frame_equal(again.history, first.history)
     np.testing.assert_allclose(again.scores["score"], first.scores["score"], rtol=1e-5)
+    # the deployed model scores each held-out file as scores.csv says it was evaluated (one preprocessing)
+    from helpers.torch_models import predict
+
+    test = scores[scores["split"] == "test"]
+    deployed = predict(out / "model.pt", [prep.root / p for p in test["path"]])
+    np.testing.assert_allclose(deployed, test["score"], atol=1e-5)

@@ -1,7 +1,6 @@
 """The comparison report: reads what notebooks wrote, refuses mismatched test sets, exports the table."""
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pandas as pd
@@ -21,7 +20,9 @@ def _write(runs, folder, file, scores, threshold=None, data=DATA):
     scores.to_csv(d / file, index=False)
     if threshold is not None:
         record = M.metrics_record(folder, folder, "shared-split", "smoke", {"test": 4}, threshold, "f1",
-                                  {"roc_auc": 0.5}, data=data)
+                                  {"roc_auc": 0.5}, data=data,
+                                  labels_used={"defect_labels_for_training": 120, "labels_to_select_good": 0,
+                                               "val_labels": 30, "val_labels_for": "early stopping, threshold"})
         M.write_metrics(record, runs)
 
 
@@ -41,6 +42,7 @@ def test_table_uses_each_notebooks_val_threshold(tmp_path):
     sup = _scores(0)
     _write(tmp_path, runs.SUPERVISED, "scores.csv", sup, threshold=0.55)
     knn = _scores(1)
+    knn.loc[knn["category"] == "b", "score"] += 10.0          # a distance on a scale of its own in category b
     _write(tmp_path, runs.PROBE, "scores_knn1.csv", knn)
     found, missing = report.load_approaches(tmp_path)
     assert [a.name for a in found] == ["Supervised ResNet-50", "SimCLR kNN (k=1)"]
@@ -52,9 +54,23 @@ def test_table_uses_each_notebooks_val_threshold(tmp_path):
     expected = M.binary_metrics(test["label"], test["score"], 0.55)
     assert table.loc["Supervised ResNet-50", "f1"] == pytest.approx(expected["f1"])
     assert table.loc["Supervised ResNet-50", "threshold"] == 0.55
-    kval = knn[knn["split"] == "val"]
-    assert table.loc["SimCLR kNN (k=1)", "threshold"] == pytest.approx(M.choose_threshold(kval["label"], kval["score"]))
-    assert "on val" in table.loc["SimCLR kNN (k=1)", "threshold chosen"]
+    assert table.loc["Supervised ResNet-50", report.LABEL_COLUMNS].tolist() == [120, 0, "30 (early stopping, threshold)"]
+    # kNN: a threshold per category on that category's val rows; pooled metrics on per-category-normalised scores
+    pred, truth = [], []
+    for _, g in knn.groupby("category"):
+        val, tst = g[g["split"] == "val"], g[g["split"] == "test"]
+        pred += (tst["score"] >= M.choose_threshold(val["label"], val["score"])).astype(int).tolist()
+        truth += tst["label"].tolist()
+    from sklearn.metrics import f1_score, roc_auc_score
+
+    k = table.loc["SimCLR kNN (k=1)"]
+    assert k["threshold"] == 0.5 and "per category" in k["threshold chosen"]
+    assert k["f1"] == pytest.approx(f1_score(truth, pred))
+    ktest = knn[knn["split"] == "test"]
+    raw_pooled = roc_auc_score(ktest["label"], ktest["score"])
+    per_cat = np.mean([roc_auc_score(g["label"], g["score"]) for _, g in ktest.groupby("category")])
+    assert k["category AUROC (mean)"] == pytest.approx(per_cat)
+    assert k["roc_auc"] > raw_pooled + 0.1                    # pooling raw distances across scales understates it
     heat = report.category_auroc(found)
     assert heat.shape == (2, 2) and heat.notna().all().all()
     out = report.export(tmp_path, report.comparison_table(found), heat, report.localisation(tmp_path),
@@ -89,14 +105,43 @@ def test_runs_on_different_data_or_splits_are_refused(tmp_path):
 def test_localisation_reads_gradcam_and_patchcore(tmp_path):
     d = tmp_path / runs.EXPLAIN
     d.mkdir()
-    pd.DataFrame([{"model": "m", "category": "(all)", "n": 3, "pixel_auroc": 0.7, "pointing_hit": 0.33},
-                  {"model": "m", "category": "a", "n": 3, "pixel_auroc": 0.7, "pointing_hit": 0.33}]).to_csv(
+    from helpers.localisation import MEAN_ROW, score_maps
+
+    mask = np.zeros((4, 4), bool)
+    mask[1:3, 1:3] = True
+    score_maps("Grad-CAM: m", [mask * 1.0, np.zeros((4, 4))], [mask, np.zeros((4, 4), bool)], ["a", "a"]).to_csv(
         d / "localisation.csv", index=False)
-    rec = M.metrics_record(runs.PATCHCORE, "PatchCore", "shared-split", "smoke", {"test": 4}, 1.0, "f1",
-                           {"roc_auc": 0.9}, pd.DataFrame([{"category": "a", "n_defective": 2}]),
-                           extra={"pixel_auroc_mean": 0.95, "pointing_hit_mean": 0.5}, data=DATA)
-    M.write_metrics(rec, tmp_path)
-    loc = report.localisation(tmp_path).set_index("maps")
-    assert loc.loc["Grad-CAM: m", "pixel_auroc"] == 0.7
-    assert loc.loc["PatchCore anomaly map", "pointing_game"] == 0.5 and loc.loc["PatchCore anomaly map", "n"] == 2
-    assert json.loads((tmp_path / runs.PATCHCORE / "metrics.json").read_text())["approach"] == "PatchCore"
+    p = tmp_path / runs.PATCHCORE
+    p.mkdir()
+    score_maps("PatchCore", [1.0 - mask], [mask], ["a"]).to_csv(p / "localisation.csv", index=False)
+    loc = report.localisation(tmp_path).set_index("maps")        # one table, one metric, every map
+    assert loc.loc["Grad-CAM: m", ["pixel_auroc", "au_pro", "pointing_game"]].tolist() == [1.0, 1.0, 1.0]
+    assert loc.loc["PatchCore", ["pixel_auroc", "au_pro", "pointing_game"]].tolist() == [0.0, 0.0, 0.0]
+    assert loc.loc["Grad-CAM: m", "n_images"] == 2 and loc.loc["PatchCore", "n_defective"] == 1
+    pd.DataFrame([{"model": "m", "category": MEAN_ROW, "pixel_auroc": 0.7}]).to_csv(d / "localisation.csv", index=False)
+    with pytest.raises(ValueError, match="older version"):
+        report.localisation(tmp_path)
+
+
+def test_recipes_say_where_each_value_comes_from():
+    """Every recipe field has a source; what the studies do not give is marked "our choice" (with a reason)."""
+    from dataclasses import fields
+
+    from helpers import recipes
+
+    for kind, sources in recipes.SOURCES.items():
+        assert {f.name for f in fields(kind)} == set(sources), kind.__name__
+    ours = lambda kind, name: recipes.SOURCES[kind][name].startswith("our choice: ")  # noqa: E731
+    assert ours(recipes.SupervisedRecipe, "epochs") and ours(recipes.ProbeRecipe, "clip_grad")
+    assert ours(recipes.SimCLRRecipe, "lr") and not ours(recipes.SupervisedRecipe, "batch_size")
+    assert all(v.startswith(("our choice: ", "PatchCore's official")) for v in recipes.OTHER_CHOICES.values())
+    table = recipes.recipe_table(recipes.SupervisedRecipe(image_size=64, epochs=2))
+    assert table.loc["epochs", "full profile"] == 30 and table.loc["batch_size", "full profile"] == ""
+
+
+def test_the_studies_figures_are_listed_once_each_with_how():
+    from helpers.studies import study_rows
+
+    rows = study_rows()
+    assert rows["approach"].is_unique and len(rows) == 3 and rows["how"].str.len().gt(0).all()
+    assert "LabelEncoder" in rows.set_index("approach").loc["study: Keras multi-task", "how"]
