@@ -1,6 +1,8 @@
 # Two commands do everything on a fresh machine:
 #   make run    execute every notebook in order (built-in sample data unless MVTEC_DIR is set)
-#   make test   lint, notebook pairing, unit tests + every notebook under nbval in the smoke profile
+#   make test   every test: `test-dev` (lint, notebook pairing, unit tests + every notebook under nbval, smoke
+#               profile, on the pinned dev stack) then `test-colab` (the same on Colab's package versions and
+#               Python 3.13, the install check, and the whole series on simulated Colab runtimes)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -8,7 +10,15 @@ PY := $(VENV)/bin/python
 RUNS_DIR ?= runs
 TEST_RUNS_DIR ?= .test_runs
 
-.PHONY: venv run test lint sync bench clean
+# Colab's stack: Python 3.13 and the versions in tools/colab-versions.txt (a copy of Colab's runtime list).
+# The first candidate that really runs Python 3.13 (a pyenv shim may exist without 3.13 being active).
+PY313 ?= $(shell for p in $$(command -v python3.13) $$HOME/.pyenv/versions/3.13*/bin/python3.13; do \
+	"$$p" -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null && { echo "$$p"; break; }; done)
+COLAB_VENV ?= .venv-colab
+COLAB_PY := $(COLAB_VENV)/bin/python
+COLAB_TEST_TOOLS := pytest nbval papermill jupytext
+
+.PHONY: venv colab-venv run test test-dev test-colab lint sync bench clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,9 +36,30 @@ lint: venv   # ruff over the package, tests, tools and notebooks; the notebook p
 	$(PY) -m ruff check .
 	$(PY) tools/notebooks.py check
 
-test: lint
+test: test-dev test-colab
+
+test-dev: lint
 	rm -rf "$(TEST_RUNS_DIR)"
 	DEFECTS_PROFILE=smoke RUNS_DIR="$(abspath $(TEST_RUNS_DIR))" $(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider
+
+# Colab's packages exactly (torch/torchvision are PyPI's builds of Colab's versions), then the test tools, which
+# the constraints keep from changing any of them. The project itself is installed by `check-install`.
+$(COLAB_VENV)/.installed: tools/colab-versions.txt
+	@test -n "$(PY313)" || { echo "Python 3.13 not found: install it (e.g. pyenv install 3.13) or set PY313=/path/to/python3.13"; exit 1; }
+	@test -x $(COLAB_PY) || $(PY313) -m venv $(COLAB_VENV)
+	@echo "Installing Colab's stack into $(COLAB_VENV) (Python 3.13; several GB, a few minutes the first time) ..."
+	$(COLAB_PY) tools/colab_stack.py constraints $(COLAB_VENV)/colab-constraints.txt
+	$(COLAB_PY) -m pip install -q --disable-pip-version-check -r $(COLAB_VENV)/colab-constraints.txt
+	$(COLAB_PY) -m pip install -q --disable-pip-version-check $(COLAB_TEST_TOOLS) -c $(COLAB_VENV)/colab-constraints.txt
+	@touch $@
+
+colab-venv: $(COLAB_VENV)/.installed
+
+test-colab: colab-venv
+	$(COLAB_PY) tools/colab_stack.py check-install
+	rm -rf "$(TEST_RUNS_DIR)-colab"
+	DEFECTS_PROFILE=smoke RUNS_DIR="$(abspath $(TEST_RUNS_DIR))-colab" $(COLAB_PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider
+	DEFECTS_COLAB_SIMULATION=1 $(COLAB_PY) -m pytest tests/test_colab_simulation.py -p no:cacheprovider
 
 bench: venv
 	$(PY) benchmarks/data_pipeline.py
@@ -37,4 +68,4 @@ sync: venv   # after editing a notebook (either side) or tools/setup_cell.ipy: p
 	$(PY) tools/notebooks.py sync
 
 clean:
-	rm -rf "$(TEST_RUNS_DIR)" .pytest_cache
+	rm -rf "$(TEST_RUNS_DIR)" "$(TEST_RUNS_DIR)-colab" .pytest_cache

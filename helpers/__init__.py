@@ -4,6 +4,9 @@ The notebooks narrate; this package computes. Modules are imported lazily so tha
 that only needs pandas does not pay for importing torch or TensorFlow:
 
 - :mod:`helpers.config`      profiles, data and output locations, shared constants
+- :mod:`helpers.colab`       Colab: the install that changes no Colab package, Drive as the shared disk
+- :mod:`helpers.distributed` torchrun / DistributedDataParallel: ranks, samplers, rank-0 writes
+- :mod:`helpers.files`       atomic writes, a usable RUNS_DIR, printable file names
 - :mod:`helpers.env`         Colab detection, versions, seeds, devices, framework threads/memory
 - :mod:`helpers.runs`        the one owner of run artefacts: notebook folders, ``write_scored``, readers
 - :mod:`helpers.download`    MVTec AD download, checksum, safe extraction
@@ -36,9 +39,10 @@ __version__ = "0.2.0"
 
 #: Every submodule, importable as ``helpers.<name>`` on first use (a test keeps this list complete).
 SUBMODULES = (
-    "cache", "config", "data", "download", "env", "explain", "features", "gradcam", "keras_track", "localisation",
-    "metrics", "oneclass", "patchcore", "prepare", "pytorch_track", "recipes", "report", "runs", "sampling",
-    "split", "studies", "synthetic", "tf_data", "torch_data", "torch_models", "train", "viz",
+    "cache", "colab", "config", "data", "distributed", "download", "env", "explain", "features", "files",
+    "gradcam", "keras_track", "localisation", "metrics", "oneclass", "patchcore", "prepare", "pytorch_track",
+    "recipes", "report", "runs", "sampling", "split", "studies", "synthetic", "tf_data", "torch_data",
+    "torch_models", "train", "viz",
 )
 
 __all__ = ["SUBMODULES", "__version__", *SUBMODULES]

@@ -7,7 +7,12 @@ Everything is driven by three environment variables, each overridable in a noteb
   Default: ``full`` when a CUDA GPU is visible, ``quick`` otherwise.
 - ``MVTEC_DIR``: the MVTec AD root (the folder holding ``bottle/``, ``cable/``, ...). Default: the first
   of :data:`KNOWN_DATA_PLACES` that exists, else the built-in sample dataset (generated on first use).
-- ``RUNS_DIR``: where every output goes (default ``./runs``).
+- ``RUNS_DIR``: where every output goes (default ``./runs``): split, manifests, checkpoints, models,
+  metrics, report. On Colab with ``USE_DRIVE`` it is a folder on Google Drive, shared by every runtime.
+- ``DEFECTS_LOCAL_DIR``: a fast local disk for what each runtime can rebuild: the image cache, the
+  built-in data, the extracted MVTec AD images (default: ``RUNS_DIR``; on Colab with Drive: ``/content``).
+- ``DEFECTS_ARCHIVE_DIR``: where the downloaded MVTec AD archive is kept (default: ``DEFECTS_LOCAL_DIR``;
+  on Colab with Drive: the Drive folder, so it is downloaded once).
 
 Profiles shrink image size, epochs and data only; they never change a method.
 """
@@ -17,6 +22,8 @@ import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+from .files import ensure_writable_dir
 
 #: Places searched for an MVTec AD root when ``MVTEC_DIR`` is not set (Colab first).
 KNOWN_DATA_PLACES: tuple[str, ...] = (
@@ -110,10 +117,28 @@ class Config:
     #: Explicit MVTec root (``MVTEC_DIR`` or argument); None means search, then built-in data.
     data_dir: Path | None
     seed: int = SEED
+    #: Fast local disk for what a runtime rebuilds (cache, built-in data, extracted images); None: ``runs_dir``.
+    local: Path | None = None
+    #: Where the downloaded archive is kept; None: :attr:`local_dir`.
+    archive: Path | None = None
+
+    @property
+    def local_dir(self) -> Path:
+        return self.local or self.runs_dir
+
+    @property
+    def archive_dir(self) -> Path:
+        return self.archive or self.local_dir
+
+    @property
+    def cache_dir(self) -> Path:
+        """The image cache (rebuilt on each runtime; never on Drive)."""
+        return self.local_dir / "cache"
 
     def as_dict(self) -> dict[str, Any]:
         """The configuration as plain JSON-able values."""
-        return {"profile": asdict(self.profile), "runs_dir": str(self.runs_dir),
+        return {"profile": asdict(self.profile), "runs_dir": str(self.runs_dir), "local_dir": str(self.local_dir),
+                "archive_dir": str(self.archive_dir),
                 "data_dir": None if self.data_dir is None else str(self.data_dir), "seed": self.seed}
 
 
@@ -122,10 +147,13 @@ def get_config(profile: str | None = None, data_dir: str | os.PathLike | None = 
     """Build the run configuration from arguments, else environment variables, else defaults."""
     data = data_dir if data_dir is not None else os.environ.get("MVTEC_DIR") or None
     runs = runs_dir if runs_dir is not None else os.environ.get("RUNS_DIR") or "runs"
-    runs_path = Path(runs).expanduser().resolve()
-    runs_path.mkdir(parents=True, exist_ok=True)
+    runs_path = ensure_writable_dir(Path(runs).expanduser().resolve(), "RUNS_DIR")
+    local, archive = (os.environ.get(name) or None for name in ("DEFECTS_LOCAL_DIR", "DEFECTS_ARCHIVE_DIR"))
     return Config(profile=get_profile(profile), runs_dir=runs_path,
-                  data_dir=None if data is None else Path(data).expanduser().resolve())
+                  data_dir=None if data is None else Path(data).expanduser().resolve(),
+                  local=None if local is None else ensure_writable_dir(Path(local).expanduser().resolve(),
+                                                                       "DEFECTS_LOCAL_DIR"),
+                  archive=None if archive is None else Path(archive).expanduser().resolve())
 
 
 def with_profile(cfg: Config, **changes: Any) -> Config:

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from . import files
 from . import synthetic
 from .cache import ImageCache, build_cache, manifest_hash
 from .config import KNOWN_DATA_PLACES, Config, get_config
@@ -28,6 +29,10 @@ class DataSource:
     root: Path
     builtin: bool
     how: str
+    #: The downloaded archive it was extracted from (another runtime extracts it again from there).
+    archive: Path | None = None
+    #: The built-in data's generator settings (another runtime regenerates the same images from them).
+    spec: dict | None = None
 
 
 def locate_data(cfg: Config, download: bool = False, progress: bool = True) -> DataSource:
@@ -45,19 +50,28 @@ def locate_data(cfg: Config, download: bool = False, progress: bool = True) -> D
         if not looks_like_mvtec_root(cfg.data_dir):
             raise DatasetLayoutError(describe_layout_problem(cfg.data_dir))
         return DataSource(cfg.data_dir, False, "MVTEC_DIR / data_dir")
-    for place in KNOWN_DATA_PLACES:
+    for place in (cfg.local_dir / MVTEC_FOLDER, *KNOWN_DATA_PLACES):
         path = Path(place).expanduser().resolve()
         if looks_like_mvtec_root(path):
             return DataSource(path, False, f"found at known place {place}")
     if download:
-        from .download import download_mvtec
+        return _download(cfg)
+    spec = synthetic.SyntheticSpec(**cfg.profile.builtin)
+    root = synthetic.generate_dataset(synthetic.builtin_root(cfg.local_dir), spec, progress=progress)
+    return DataSource(root, True, "built-in sample dataset (no MVTec AD root found)", spec=asdict(spec))
 
-        root = download_mvtec(Path(KNOWN_DATA_PLACES[0]).expanduser())
-        return DataSource(root, False, "downloaded")
-    root = synthetic.generate_dataset(synthetic.builtin_root(cfg.runs_dir),
-                                      synthetic.SyntheticSpec(**cfg.profile.builtin),
-                                      progress=progress)
-    return DataSource(root, True, "built-in sample dataset (no MVTec AD root found)")
+
+#: The folder MVTec AD is extracted into, under the local disk (``/content`` on Colab).
+MVTEC_FOLDER = "mvtec_anomaly_detection"
+
+
+def _download(cfg: Config) -> DataSource:
+    """Download (once: the archive is kept when ``DEFECTS_ARCHIVE_DIR`` is set, e.g. on Drive) and extract."""
+    from .download import ARCHIVE_NAME, download_mvtec
+
+    root = download_mvtec(cfg.local_dir / MVTEC_FOLDER, archive_dir=cfg.archive_dir, keep_archive=cfg.archive is not None)
+    archive = cfg.archive_dir / ARCHIVE_NAME
+    return DataSource(root, False, "downloaded", archive=archive if archive.exists() else None)
 
 
 def describe_source(source: DataSource) -> str:
@@ -105,20 +119,21 @@ class Prepared:
     def cache(self, size: int | None = None, progress: bool = True) -> ImageCache:
         """The memory-mapped cache at ``size`` (default: the profile's image size), built on demand."""
         return build_cache(self.manifest, self.root, size or self.cfg.profile.image_size,
-                           self.cfg.runs_dir / "cache", progress=progress)
+                           self.cfg.cache_dir, progress=progress)
 
 
 def write_outputs(cfg: Config, source: DataSource, scan: ScanResult, split: pd.DataFrame) -> dict:
     """Write manifest/quarantine/warnings CSVs and ``dataset.json``; return the dataset info."""
     out = cfg.runs_dir
-    scan.manifest.to_csv(out / "manifest.csv", index=False)
-    scan.quarantine.to_csv(out / "quarantine.csv", index=False)
-    scan.warnings.to_csv(out / "warnings.csv", index=False)
+    files.write_csv(scan.manifest, out / "manifest.csv")
+    files.write_csv(scan.quarantine, out / "quarantine.csv")
+    files.write_csv(scan.warnings, out / "warnings.csv")
     info = {"root": str(source.root), "builtin": source.builtin, "how": source.how,
+            "archive": None if source.archive is None else str(source.archive), "builtin_spec": source.spec,
             "manifest_hash": manifest_hash(scan.manifest), "images": len(scan.manifest),
             "quarantined": len(scan.quarantine), "warnings": len(scan.warnings),
             "split": split["split"].value_counts().to_dict()}
-    (out / "dataset.json").write_text(json.dumps(info, indent=2))
+    files.write_json(out / "dataset.json", info)
     return info
 
 
@@ -143,19 +158,107 @@ def prepare(cfg: Config | None = None, cache_sizes: tuple[int, ...] | None = Non
     return prepared
 
 
-def load_prepared(cfg: Config | None = None) -> Prepared:
-    """Read what notebook 00 wrote under ``RUNS_DIR``; run the preparation if it is missing.
+class PreparedStateError(ValueError):
+    """What notebook 00 wrote is damaged or inconsistent (the message names the file and the way out)."""
+
+
+def _read_state(runs_dir: Path) -> tuple[dict, pd.DataFrame]:
+    """``dataset.json`` and ``manifest.csv``, checked against each other (the manifest's hash is recorded)."""
+    remedy = ("Run notebook 00 again (or `python -m helpers prepare`): it rescans the data and rewrites "
+              "manifest.csv and dataset.json; split.csv is kept and checked against them.")
+    info_path, manifest_path = runs_dir / "dataset.json", runs_dir / "manifest.csv"
+    try:
+        info = json.loads(info_path.read_text())
+        DataSource(Path(info["root"]), info["builtin"], info["how"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise PreparedStateError(f"{info_path} is damaged ({type(err).__name__}: {str(err)[:200]}). {remedy}") from err
+    try:
+        manifest = read_manifest(manifest_path)
+    except (OSError, ValueError, UnicodeDecodeError) as err:   # pandas' ParserError/EmptyDataError are ValueErrors
+        raise PreparedStateError(f"{manifest_path} cannot be read ({type(err).__name__}: {str(err)[:200]}). "
+                                 f"{remedy}") from err
+    expected = info.get("manifest_hash")
+    if expected is not None and manifest_hash(manifest) != expected:
+        raise PreparedStateError(
+            f"{manifest_path} is not the manifest notebook 00 wrote: it has {len(manifest)} rows where dataset.json "
+            f"records {info.get('images', '?')} (and its hash differs), so it was damaged (e.g. a copy cut short) "
+            f"or edited. {remedy}")
+    return info, manifest
+
+
+def _source_on_this_runtime(cfg: Config, info: dict, manifest: pd.DataFrame) -> DataSource:
+    """The recorded data source, restored on this runtime when its images are missing (see load_prepared)."""
+    recorded = Path(info["root"])
+    archive = Path(info["archive"]) if info.get("archive") else None
+    source = DataSource(recorded, info["builtin"], info["how"], archive=archive, spec=info.get("builtin_spec"))
+    if not _images_present(source.root, manifest):
+        if source.builtin and source.spec:
+            root = synthetic.generate_dataset(synthetic.builtin_root(cfg.local_dir), synthetic.SyntheticSpec(**source.spec),
+                                              progress=False)
+            print(f"The built-in data was not on this runtime: regenerated at {root} from its recorded settings.")
+            source.root = _same_contents(root, manifest)
+        elif not source.builtin and cfg.data_dir is not None and looks_like_mvtec_root(cfg.data_dir):
+            source.root = _same_contents(cfg.data_dir, manifest)
+        elif archive is not None and archive.exists():
+            from .download import download_mvtec
+
+            print(f"MVTec AD is not on this runtime: extracting it again from {archive} (a few minutes).")
+            source.root = download_mvtec(cfg.local_dir / MVTEC_FOLDER, archive_dir=archive.parent, keep_archive=True)
+    if not _images_present(source.root, manifest):
+        what = "the built-in sample data" if source.builtin else "MVTec AD"
+        raise PreparedStateError(
+            f"dataset.json in {cfg.runs_dir} names {what} at {recorded}, but its images are not on this runtime"
+            + (f" (nor at MVTEC_DIR={cfg.data_dir})" if cfg.data_dir else "") + ". Nothing falls back to other data: "
+            "set MVTEC_DIR to where these images are now, or run notebook 00 again on this runtime (with the same "
+            "MVTEC_DIR / DOWNLOAD_MVTEC as before).")
+    return source
+
+
+def _images_present(root: Path, manifest: pd.DataFrame) -> bool:
+    """Every manifest image is a file under ``root``."""
+    return root.is_dir() and all((root / p).is_file() for p in manifest["path"])
+
+
+def _same_contents(root: Path, manifest: pd.DataFrame) -> Path:
+    """``root`` when every manifest image there has the bytes it was scanned with (a re-extracted, checksummed
+    archive needs no such check); otherwise :class:`PreparedStateError` naming a file that differs."""
+    from .data import content_hash
+
+    if _images_present(root, manifest):
+        for path, expected in zip(manifest["path"], manifest["content_hash"]):
+            if content_hash(root / path) != expected:
+                raise PreparedStateError(
+                    f"{root / path} differs from the image notebook 00 scanned (its sha256 changed): these are not the "
+                    "same data. Run notebook 00 again to prepare them (in a new RUNS_DIR to keep the old results).")
+    return root
+
+
+def load_prepared(cfg: Config | None = None, colab: bool | None = None) -> Prepared:
+    """Read what notebook 00 wrote under ``RUNS_DIR``, and make sure its images are on this runtime.
+
+    - Nothing under ``RUNS_DIR`` yet: on Colab, an error naming notebook 00 (each Colab notebook runs on its own
+      runtime; only Drive is shared); elsewhere the preparation runs now — with ``MVTEC_DIR`` when it is set.
+    - The images ``dataset.json`` names are not here (a fresh Colab runtime): the built-in data is regenerated
+      from its recorded settings, a downloaded archive kept on Drive is extracted again; else an error that
+      says what to do. It never falls back to the built-in data when ``dataset.json`` names another source.
 
     The split is read, never rewritten: every notebook scores on the same ``test`` images.
     """
+    from .env import IS_COLAB
+
     cfg = cfg or get_config()
-    info_path = cfg.runs_dir / "dataset.json"
-    if not info_path.exists():
+    colab = IS_COLAB if colab is None else colab
+    if not (cfg.runs_dir / "dataset.json").exists():
+        if colab and cfg.data_dir is None:
+            raise PreparedStateError(
+                f"Nothing prepared under {cfg.runs_dir}: run notebook 00 (data preparation) first. On Colab every "
+                "notebook runs on its own runtime and only Google Drive outlives it: keep USE_DRIVE on (the "
+                "default) so that each notebook finds what the earlier ones wrote, or run notebook 00 first in "
+                "this runtime.")
         print(f"No prepared data under {cfg.runs_dir} (notebook 00 not run yet): preparing it now.")
         return prepare(cfg)
-    info = json.loads(info_path.read_text())
-    source = DataSource(Path(info["root"]), info["builtin"], info["how"])
-    manifest = read_manifest(cfg.runs_dir / "manifest.csv")
+    info, manifest = _read_state(cfg.runs_dir)
+    source = _source_on_this_runtime(cfg, info, manifest)
     split = ensure_split(manifest, cfg.runs_dir / "split.csv", seed=cfg.seed)
     check_leakage(split, manifest)
     read = lambda name: pd.read_csv(cfg.runs_dir / name, keep_default_na=False)  # noqa: E731
@@ -181,5 +284,5 @@ def start_notebook(cfg: Config | None = None, frameworks: bool = True) -> Prepar
     return prepared
 
 
-__all__ = ["DataSource", "Prepared", "describe_source", "load_prepared", "start_notebook", "locate_data",
+__all__ = ["DataSource", "Prepared", "PreparedStateError", "describe_source", "load_prepared", "start_notebook", "locate_data",
            "prepare", "write_outputs"]

@@ -32,30 +32,52 @@
 # sample dataset**: procedural images in MVTec's layout, so everything runs offline. Numbers measured on
 # it show that the code works; they say nothing about real parts.
 
+# %% tags=["parameters"]
+# Settings: a form on Colab (change them, then Runtime > Run all); `papermill -p NAME VALUE` sets them too.
+# USE_DRIVE: on Colab, keep every output on Google Drive, so that each notebook's runtime finds what the
+#   earlier notebooks wrote and training resumes after a disconnect (recommended).
+# MVTEC_DIR: the MVTec AD root; "" looks in the usual places, else uses the built-in sample data.
+# PROFILE: "auto" is full on a GPU and quick on a CPU; full = the published recipes, smoke = CI-sized.
+USE_DRIVE = True  #@param {type:"boolean"}
+MVTEC_DIR = ""  #@param {type:"string"}
+PROFILE = "auto"  #@param ["auto", "full", "quick", "smoke"]
+# DOWNLOAD_MVTEC: download the official archive (4.9 GB; kept on Drive, so only once) when MVTec AD
+#   is not found; the images are extracted on each runtime's local disk.
+DOWNLOAD_MVTEC = False  #@param {type:"boolean"}
+
 # %% tags=["setup"]
-# Setup. On Colab: fetch the project and the few packages Colab lacks (torch and TensorFlow are
-# preinstalled and left alone). Elsewhere: use this checkout (`make run` / `make test` set up a venv).
-import os, sys  # noqa: F401 - os: for the settings lines below, when uncommented
+# Setup: applies the settings above; nothing to edit here. On Colab it fetches the project at PROJECT_REF
+# and installs it as a package without changing any package Colab ships (so no restart prompt);
+# elsewhere it uses this checkout (`make run` / `make test` set up a venv).
+import os, shutil, subprocess, sys
 from pathlib import Path
 IS_COLAB = "google.colab" in sys.modules
-if IS_COLAB and not Path("mvtec-defect-toolkit").exists():
-    # !git clone -q https://github.com/mvtec-defects/mvtec-defect-toolkit mvtec-defect-toolkit
-    # %pip install -q -r mvtec-defect-toolkit/requirements.txt
-    # Optional: keep outputs on Google Drive across sessions
-    # from google.colab import drive; drive.mount("/content/drive")
-    # os.environ["RUNS_DIR"] = "/content/drive/MyDrive/mvtec_runs"
-ROOT = next(p for p in [Path.cwd(), *Path.cwd().parents, Path("mvtec-defect-toolkit").resolve()]
-            if (p / "helpers" / "__init__.py").exists())
-sys.path.insert(0, str(ROOT))
-
-# Settings: uncomment to override the environment variables.
-# os.environ["DEFECTS_PROFILE"] = "quick"   # full (GPU, the published recipe) | quick (CPU demo) | smoke (CI)
-# os.environ["MVTEC_DIR"] = "/content/drive/MyDrive/mvtec_anomaly_detection"
+PROJECT_URL = "https://github.com/mvtec-defects/mvtec-defect-toolkit"
+PROJECT_REF = os.environ.get("DEFECTS_REF", "main")  # the project version Colab runs: a branch, tag or commit
+if IS_COLAB:
+    CHECKOUT = Path("mvtec-defect-toolkit")
+    if not (CHECKOUT / "helpers" / "__init__.py").exists():
+        shutil.rmtree(CHECKOUT, ignore_errors=True)  # what a failed clone left
+        for cmd in (["git", "clone", "-q", PROJECT_URL, str(CHECKOUT)], ["git", "-C", str(CHECKOUT), "checkout", "-q", PROJECT_REF]):
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode:
+                raise RuntimeError(f"`{' '.join(cmd)}` failed:\n{done.stderr.strip()}\nCheck the runtime's internet "
+                                   "connection and that DEFECTS_REF (default: main) names a branch, tag or commit "
+                                   "of the project; then run this cell again.")
+    sys.path.insert(0, str(CHECKOUT.resolve()))
+    from helpers import colab
+    print("installed:", colab.install(CHECKOUT) or "nothing new")
+else:
+    ROOT = next((p for p in [Path.cwd(), *Path.cwd().parents] if (p / "helpers" / "__init__.py").exists()), None)
+    if ROOT:  # running inside a checkout; otherwise the installed package is used
+        sys.path.insert(0, str(ROOT))
 # %matplotlib inline
-from helpers import config, env
+from helpers import colab, config, env
+SETTINGS = colab.apply_settings(USE_DRIVE, MVTEC_DIR, PROFILE)
 cfg = config.get_config()
 env.print_versions()
 print(env.runtime_notice(cfg.profile.name))
+print(SETTINGS.describe())
 print(f"outputs: {cfg.runs_dir}")
 
 
@@ -63,13 +85,14 @@ print(f"outputs: {cfg.runs_dir}")
 # ## 1 · Locate (or download) the data
 #
 # Order of search: `MVTEC_DIR`, then `/content/mvtec_anomaly_detection`, Google Drive, `~/data/...`,
-# `./data/...`, else the built-in sample. On Colab set `DOWNLOAD_MVTEC = True` to fetch the official
-# archive (4.9 GB, checksum verified, CC BY-NC-SA 4.0). Per-category archives or a Drive folder work too:
-# `helpers.download.extract_archives([...], dest)` then point `MVTEC_DIR` there.
+# `./data/...`, else the built-in sample. On Colab tick `DOWNLOAD_MVTEC` in the settings to fetch the
+# official archive (4.9 GB, checksum verified, CC BY-NC-SA 4.0): with Drive on, the archive is kept in
+# `MyDrive/mvtec-defect-toolkit/` (downloaded once) and each runtime extracts it to its local disk.
+# Per-category archives or a Drive folder work too: `helpers.download.extract_archives([...], dest)` then
+# point `MVTEC_DIR` there.
 
 # %%
 from helpers import prepare, data, split, viz, cache
-DOWNLOAD_MVTEC = False
 source = prepare.locate_data(cfg, download=DOWNLOAD_MVTEC)
 print(prepare.describe_source(source))
 
@@ -139,7 +162,7 @@ print("Written:", *[cfg.runs_dir / f for f in ("manifest.csv", "quarantine.csv",
 
 # %%
 for size in sorted({cfg.profile.image_size, cfg.profile.tf_image_size}):
-    c = cache.build_cache(scan.manifest, source.root, size, cfg.runs_dir / "cache")
+    c = cache.build_cache(scan.manifest, source.root, size, cfg.cache_dir)
     print(f"{size}px: {c.images.shape} uint8, {c.images.nbytes / 2**20:.1f} MiB at {c.directory}")
 
 # %% [markdown]

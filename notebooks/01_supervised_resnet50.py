@@ -23,10 +23,11 @@
 # | recipe (`full` profile) | |
 # |---|---|
 # | frozen | everything but `layer3`, `layer4` and the head |
-# | head (replaces `fc`) | Dropout(0.5) → Linear(2048, 512) → ReLU → BatchNorm1d(512) → Dropout(0.3) → Linear(512, 2) |
+# | head (replaces `fc`) | Dropout(0.5) → Linear(2048, 512) → ReLU → BatchNorm1d(512) → Dropout(0.3) → Linear(512, 2) (width 512: *our choice*, the study gives none) |
 # | optimiser | AdamW(lr 1e-3, weight decay 1e-4), OneCycleLR(max_lr 0.01) stepped every batch |
 # | loss | cross-entropy weighted by the inverse class frequencies of `train` |
-# | batches, epochs | 64, up to 30; early stopping (patience 5) on val loss, best weights restored |
+# | batches, epochs | 64, up to 30 (*our choice*: the study gives no epoch count); early stopping (patience 5) on val loss, best weights restored |
+# | augmentation | flips, ±20° rotation, colour jitter 0.2, light blur (*our choice*: the study names no parameters) |
 # | numerics | fp32 with TF32 on GPU, gradient clipping at max-norm 1.0, 256×256 input |
 #
 # Trained on `train`, early-stopped and thresholded on `val`, scored once on `test`. The `quick` and
@@ -34,30 +35,49 @@
 # the weights cannot be downloaded: the model then starts from random weights and **says so loudly**;
 # such numbers are not the recipe's.
 
+# %% tags=["parameters"]
+# Settings: a form on Colab (change them, then Runtime > Run all); `papermill -p NAME VALUE` sets them too.
+# USE_DRIVE: on Colab, keep every output on Google Drive, so that each notebook's runtime finds what the
+#   earlier notebooks wrote and training resumes after a disconnect (recommended).
+# MVTEC_DIR: the MVTec AD root; "" looks in the usual places, else uses the built-in sample data.
+# PROFILE: "auto" is full on a GPU and quick on a CPU; full = the published recipes, smoke = CI-sized.
+USE_DRIVE = True  #@param {type:"boolean"}
+MVTEC_DIR = ""  #@param {type:"string"}
+PROFILE = "auto"  #@param ["auto", "full", "quick", "smoke"]
+
 # %% tags=["setup"]
-# Setup. On Colab: fetch the project and the few packages Colab lacks (torch and TensorFlow are
-# preinstalled and left alone). Elsewhere: use this checkout (`make run` / `make test` set up a venv).
-import os, sys  # noqa: F401 - os: for the settings lines below, when uncommented
+# Setup: applies the settings above; nothing to edit here. On Colab it fetches the project at PROJECT_REF
+# and installs it as a package without changing any package Colab ships (so no restart prompt);
+# elsewhere it uses this checkout (`make run` / `make test` set up a venv).
+import os, shutil, subprocess, sys
 from pathlib import Path
 IS_COLAB = "google.colab" in sys.modules
-if IS_COLAB and not Path("mvtec-defect-toolkit").exists():
-    # !git clone -q https://github.com/mvtec-defects/mvtec-defect-toolkit mvtec-defect-toolkit
-    # %pip install -q -r mvtec-defect-toolkit/requirements.txt
-    # Optional: keep outputs on Google Drive across sessions
-    # from google.colab import drive; drive.mount("/content/drive")
-    # os.environ["RUNS_DIR"] = "/content/drive/MyDrive/mvtec_runs"
-ROOT = next(p for p in [Path.cwd(), *Path.cwd().parents, Path("mvtec-defect-toolkit").resolve()]
-            if (p / "helpers" / "__init__.py").exists())
-sys.path.insert(0, str(ROOT))
-
-# Settings: uncomment to override the environment variables.
-# os.environ["DEFECTS_PROFILE"] = "quick"   # full (GPU, the published recipe) | quick (CPU demo) | smoke (CI)
-# os.environ["MVTEC_DIR"] = "/content/drive/MyDrive/mvtec_anomaly_detection"
+PROJECT_URL = "https://github.com/mvtec-defects/mvtec-defect-toolkit"
+PROJECT_REF = os.environ.get("DEFECTS_REF", "main")  # the project version Colab runs: a branch, tag or commit
+if IS_COLAB:
+    CHECKOUT = Path("mvtec-defect-toolkit")
+    if not (CHECKOUT / "helpers" / "__init__.py").exists():
+        shutil.rmtree(CHECKOUT, ignore_errors=True)  # what a failed clone left
+        for cmd in (["git", "clone", "-q", PROJECT_URL, str(CHECKOUT)], ["git", "-C", str(CHECKOUT), "checkout", "-q", PROJECT_REF]):
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode:
+                raise RuntimeError(f"`{' '.join(cmd)}` failed:\n{done.stderr.strip()}\nCheck the runtime's internet "
+                                   "connection and that DEFECTS_REF (default: main) names a branch, tag or commit "
+                                   "of the project; then run this cell again.")
+    sys.path.insert(0, str(CHECKOUT.resolve()))
+    from helpers import colab
+    print("installed:", colab.install(CHECKOUT) or "nothing new")
+else:
+    ROOT = next((p for p in [Path.cwd(), *Path.cwd().parents] if (p / "helpers" / "__init__.py").exists()), None)
+    if ROOT:  # running inside a checkout; otherwise the installed package is used
+        sys.path.insert(0, str(ROOT))
 # %matplotlib inline
-from helpers import config, env
+from helpers import colab, config, env
+SETTINGS = colab.apply_settings(USE_DRIVE, MVTEC_DIR, PROFILE)
 cfg = config.get_config()
 env.print_versions()
 print(env.runtime_notice(cfg.profile.name))
+print(SETTINGS.describe())
 print(f"outputs: {cfg.runs_dir}")
 
 
@@ -70,7 +90,7 @@ from helpers import pytorch_track as pt
 import pandas as pd, matplotlib.pyplot as plt
 prep = prepare.start_notebook(cfg)   # thread caps, TF32 on GPU, seeds; the split notebook 00 wrote
 recipe = recipes.scaled(recipes.SupervisedRecipe(), cfg.profile)
-recipe
+recipes.recipe_table(recipe)   # each value, the published one where a profile shrinks it, and its source
 
 # %% [markdown]
 # ## 2 · Train

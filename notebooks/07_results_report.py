@@ -18,36 +18,55 @@
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/mvtec-defects/mvtec-defect-toolkit/blob/main/notebooks/07_results_report.ipynb)
 #
-# The comparison neither study could make: supervised, self-supervised, label-free, multi-task and
+# The comparison neither study could make: supervised, self-supervised, kNN, multi-task and
 # one-class approaches, **all scored on the same `test` images** that none of them saw for training,
 # early stopping or threshold choice. Each threshold was chosen on `val` (F1-max). Nothing is refitted
 # here: the notebook reads `RUNS_DIR/<notebook>/scores.csv` and `metrics.json` of notebooks 01–06.
 # Missing approaches are named and left out.
 
+# %% tags=["parameters"]
+# Settings: a form on Colab (change them, then Runtime > Run all); `papermill -p NAME VALUE` sets them too.
+# USE_DRIVE: on Colab, keep every output on Google Drive, so that each notebook's runtime finds what the
+#   earlier notebooks wrote and training resumes after a disconnect (recommended).
+# MVTEC_DIR: the MVTec AD root; "" looks in the usual places, else uses the built-in sample data.
+# PROFILE: "auto" is full on a GPU and quick on a CPU; full = the published recipes, smoke = CI-sized.
+USE_DRIVE = True  #@param {type:"boolean"}
+MVTEC_DIR = ""  #@param {type:"string"}
+PROFILE = "auto"  #@param ["auto", "full", "quick", "smoke"]
+
 # %% tags=["setup"]
-# Setup. On Colab: fetch the project and the few packages Colab lacks (torch and TensorFlow are
-# preinstalled and left alone). Elsewhere: use this checkout (`make run` / `make test` set up a venv).
-import os, sys  # noqa: F401 - os: for the settings lines below, when uncommented
+# Setup: applies the settings above; nothing to edit here. On Colab it fetches the project at PROJECT_REF
+# and installs it as a package without changing any package Colab ships (so no restart prompt);
+# elsewhere it uses this checkout (`make run` / `make test` set up a venv).
+import os, shutil, subprocess, sys
 from pathlib import Path
 IS_COLAB = "google.colab" in sys.modules
-if IS_COLAB and not Path("mvtec-defect-toolkit").exists():
-    # !git clone -q https://github.com/mvtec-defects/mvtec-defect-toolkit mvtec-defect-toolkit
-    # %pip install -q -r mvtec-defect-toolkit/requirements.txt
-    # Optional: keep outputs on Google Drive across sessions
-    # from google.colab import drive; drive.mount("/content/drive")
-    # os.environ["RUNS_DIR"] = "/content/drive/MyDrive/mvtec_runs"
-ROOT = next(p for p in [Path.cwd(), *Path.cwd().parents, Path("mvtec-defect-toolkit").resolve()]
-            if (p / "helpers" / "__init__.py").exists())
-sys.path.insert(0, str(ROOT))
-
-# Settings: uncomment to override the environment variables.
-# os.environ["DEFECTS_PROFILE"] = "quick"   # full (GPU, the published recipe) | quick (CPU demo) | smoke (CI)
-# os.environ["MVTEC_DIR"] = "/content/drive/MyDrive/mvtec_anomaly_detection"
+PROJECT_URL = "https://github.com/mvtec-defects/mvtec-defect-toolkit"
+PROJECT_REF = os.environ.get("DEFECTS_REF", "main")  # the project version Colab runs: a branch, tag or commit
+if IS_COLAB:
+    CHECKOUT = Path("mvtec-defect-toolkit")
+    if not (CHECKOUT / "helpers" / "__init__.py").exists():
+        shutil.rmtree(CHECKOUT, ignore_errors=True)  # what a failed clone left
+        for cmd in (["git", "clone", "-q", PROJECT_URL, str(CHECKOUT)], ["git", "-C", str(CHECKOUT), "checkout", "-q", PROJECT_REF]):
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode:
+                raise RuntimeError(f"`{' '.join(cmd)}` failed:\n{done.stderr.strip()}\nCheck the runtime's internet "
+                                   "connection and that DEFECTS_REF (default: main) names a branch, tag or commit "
+                                   "of the project; then run this cell again.")
+    sys.path.insert(0, str(CHECKOUT.resolve()))
+    from helpers import colab
+    print("installed:", colab.install(CHECKOUT) or "nothing new")
+else:
+    ROOT = next((p for p in [Path.cwd(), *Path.cwd().parents] if (p / "helpers" / "__init__.py").exists()), None)
+    if ROOT:  # running inside a checkout; otherwise the installed package is used
+        sys.path.insert(0, str(ROOT))
 # %matplotlib inline
-from helpers import config, env
+from helpers import colab, config, env
+SETTINGS = colab.apply_settings(USE_DRIVE, MVTEC_DIR, PROFILE)
 cfg = config.get_config()
 env.print_versions()
 print(env.runtime_notice(cfg.profile.name))
+print(SETTINGS.describe())
 print(f"outputs: {cfg.runs_dir}")
 
 
@@ -68,10 +87,29 @@ print(f"{len(approaches)} approaches, all scored on the same {n_test} test image
 
 # %% [markdown]
 # ## 2 · The table
+#
+# Every approach on the same test images, at the threshold it chose on `val`. Read it with two columns in mind:
+#
+# - **The labels each used**, counted: defect labels it trained on; labels used to *pick* good images (SimCLR's
+#   pretraining set and the kNN and PatchCore banks hold `train`'s good images only, and `train` also holds
+#   defective images, so picking them takes every `train` label); and the `val` labels that chose early
+#   stopping, the checkpoint or the threshold. Nothing here is "label-free" on this split.
+# - **Pooled vs per category**: `roc_auc` pools all test images; `category AUROC (mean)` is the mean of the
+#   per-category AUROCs. PatchCore's and kNN's scores are distances on a scale of their own per category, so
+#   they get a threshold per category (on that category's `val` images) and their scores are normalised per
+#   category before pooling (`(s − t) / (max − min) + 0.5` on val, anomalib's min-max centred on the threshold).
 
 # %%
 table = report.comparison_table(approaches)
 display(table.round(4))
+
+# %% [markdown]
+# Under the MVTec standard protocol (fit on MVTec's `train/good` as the folders give it, judged by AUROC on
+# MVTec's `test` folders) the one-class method needs no label at all — a different set of test images:
+
+# %%
+standard_row = report.standard_protocol_row(cfg.runs_dir)
+display(standard_row)
 
 # %% [markdown]
 # ### The studies' own figures
@@ -110,8 +148,8 @@ report.threshold_explorer(approaches);
 # ## 6 · Export
 
 # %%
-path = report.export(cfg.runs_dir, table, heatmap, loc,
-                     {"n_test": n_test, "profile": cfg.profile.name, "missing": missing,
-                      "data": "built-in sample (not MVTec AD)" if prep.source.builtin else str(prep.root),
-                      "provenance": data})
+path = report.export(cfg.runs_dir, table, heatmap, loc, standard=standard_row,
+                     notes={"n_test": n_test, "profile": cfg.profile.name, "missing": missing,
+                            "data": "built-in sample (not MVTec AD)" if prep.source.builtin else str(prep.root),
+                            "provenance": data})
 print(path.read_text())

@@ -60,3 +60,11 @@ def test_notebooks_are_paired_stripped_and_carry_the_setup_cell():
         sys.path.pop(0)
     assert len(nbtool.pairs()) == 8
     assert nbtool.problems() == []
+
+
+def test_the_colab_version_list_is_colabs():
+    """tools/colab-versions.txt (what `make test-colab` installs) is the team's copy of Colab's runtime list."""
+    shared = ROOT.parent / "shared" / "colab" / "colab-versions.txt"
+    if not shared.exists():
+        pytest.skip(f"{shared} not present")
+    assert (ROOT / "tools" / "colab-versions.txt").read_text() == shared.read_text()
