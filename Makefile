@@ -46,6 +46,9 @@ test-dev: lint
 # the constraints keep from changing any of them. The project itself is installed by `check-install`.
 $(COLAB_VENV)/.installed: tools/colab-versions.txt
 	@test -n "$(PY313)" || { echo "Python 3.13 not found: install it (e.g. pyenv install 3.13) or set PY313=/path/to/python3.13"; exit 1; }
+	@$(PY313) -c 'import shutil, sys; free = shutil.disk_usage(".").free / 2**30; sys.exit(0 if free >= 10 else \
+		f"Colab stack: {free:.1f} GiB free here; installing it takes about 8 GiB and its test runs about 3 GiB more. " \
+		"Free some disk (e.g. make clean, old venvs) and run make test again.")'
 	@test -x $(COLAB_PY) || $(PY313) -m venv $(COLAB_VENV)
 	@echo "Installing Colab's stack into $(COLAB_VENV) (Python 3.13; several GB, a few minutes the first time) ..."
 	$(COLAB_PY) tools/colab_stack.py constraints $(COLAB_VENV)/colab-constraints.txt
@@ -57,7 +60,7 @@ colab-venv: $(COLAB_VENV)/.installed
 
 test-colab: colab-venv
 	$(COLAB_PY) tools/colab_stack.py check-install
-	rm -rf "$(TEST_RUNS_DIR)-colab"
+	rm -rf "$(TEST_RUNS_DIR)" "$(TEST_RUNS_DIR)-colab"   # the dev stage's outputs too, to free disk for this stage
 	DEFECTS_PROFILE=smoke RUNS_DIR="$(abspath $(TEST_RUNS_DIR))-colab" $(COLAB_PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider
 	DEFECTS_COLAB_SIMULATION=1 $(COLAB_PY) -m pytest tests/test_colab_simulation.py -p no:cacheprovider
 

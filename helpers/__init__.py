@@ -29,6 +29,7 @@ that only needs pandas does not pay for importing torch or TensorFlow:
 - :mod:`helpers.patchcore` / :mod:`helpers.sampling`  the PatchCore model, coreset and k-NN
 - :mod:`helpers.oneclass`    notebook 06's protocols
 - :mod:`helpers.report`      notebook 07: every approach in one table
+- :mod:`helpers.deploy`      model cards, ONNX export and parity, ``predict`` on files and folders
 """
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ __version__ = "0.2.0"
 
 #: Every submodule, importable as ``helpers.<name>`` on first use (a test keeps this list complete).
 SUBMODULES = (
-    "cache", "colab", "config", "data", "distributed", "download", "env", "explain", "features", "files",
+    "cache", "colab", "config", "data", "deploy", "distributed", "download", "env", "explain", "features", "files",
     "gradcam", "keras_track", "localisation", "metrics", "oneclass", "patchcore", "prepare", "pytorch_track",
     "recipes", "report", "runs", "sampling", "split", "studies", "synthetic", "tf_data", "torch_data",
     "torch_models", "train", "viz",

@@ -1,4 +1,4 @@
-"""Command line: ``python -m helpers prepare|oneclass|train|run-notebooks``.
+"""Command line: ``python -m helpers prepare|oneclass|train|export|predict|run-notebooks``.
 
 - ``prepare --data DIR --runs DIR``: notebook 00's steps; writes manifest.csv, split.csv,
   quarantine.csv, warnings.csv, dataset.json and the cache under RUNS_DIR; prints a summary.
@@ -9,6 +9,12 @@
   what the notebook writes. The torch ones also run under ``torchrun --nproc_per_node N`` (one process per
   GPU: DistributedDataParallel, each global batch split over the processes, rank 0 writes); ``keras --mirrored``
   uses tf.distribute.MirroredStrategy over every GPU of the machine.
+- ``export --model DIR [--int8]``: writes ``model.onnx`` into a model folder (01 or 03) and checks it against the
+  framework on the folder's own test images (max |Δ| and decisions at the card's threshold); ``--int8`` adds
+  ``model.int8.onnx`` (calibrated on val good images) and prints the test AUROC change.
+- ``predict --model DIR IMAGES_OR_FOLDERS... --out predictions.csv [--backend onnx|onnx-int8|torch]``: one row per file
+  (path, category when the path names one, score, decision at the stored threshold, and why a file was not
+  scored). Exits 1 only when nothing could be scored.
 - ``run-notebooks``: executes every notebook in ``notebooks/`` in order (papermill) into
   ``RUNS_DIR/executed/``.
 """
@@ -146,7 +152,47 @@ def _train_one(model: str, prepared, progress: bool, mirrored: bool = False) -> 
             f"-> {run.out_dir}")
 
 
+def _export(args: argparse.Namespace) -> int:
+    from .deploy import ModelFolderError, evaluate, export_onnx, parity, quantize_int8, run_images
+
+    folder = Path(args.model)
+    path = export_onnx(folder)
+    print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
+    try:
+        images, _ = run_images(folder, "test")
+    except ModelFolderError as err:
+        print(f"parity not checked: {err}")
+        return 0
+    check = parity(folder, images[: args.check])
+    print(f"parity on {check['n']} test images: max |onnx - torch| = {check['max_abs_diff']:.2e}, "
+          f"same decisions: {check['same_decisions']}")
+    ok = check["max_abs_diff"] <= 1e-4 and check["same_decisions"]
+    if args.int8:
+        path = quantize_int8(folder)
+        fp32, int8 = evaluate(folder, "onnx"), evaluate(folder, "onnx-int8")
+        print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB); test AUROC fp32 {fp32['roc_auc']:.4f} -> "
+              f"int8 {int8['roc_auc']:.4f} ({int8['roc_auc'] - fp32['roc_auc']:+.4f}), decisions changed on "
+              f"{int((fp32['decisions'] != int8['decisions']).sum())} of {fp32['n']} test images")
+    return 0 if ok else 1
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from . import files
+    from .deploy import predict
+
+    table = predict(args.model, args.inputs, backend=args.backend, batch_size=args.batch_size, progress=True)
+    files.write_csv(table, args.out, index=False)
+    scored, skipped = table[table["problem"] == ""], table[table["problem"] != ""]
+    print(f"scored {len(scored)} image(s), {int((scored['decision'] == 'defective').sum())} defective at the "
+          f"stored threshold -> {args.out}")
+    for row in skipped.itertuples():
+        print(f"not scored: {row.path}: {row.problem}", file=sys.stderr)
+    return 0 if len(scored) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
+    from .runs import SUPERVISED
+
     parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -171,6 +217,20 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--mirrored", action="store_true",
                    help="keras: tf.distribute.MirroredStrategy over every GPU (each batch split over them)")
     t.set_defaults(func=_train)
+    e = sub.add_parser("export", help="ONNX export of a model folder (01 or 03) with a parity check")
+    e.add_argument("--model", required=True, help=f"a model notebook's folder (01 or 03), e.g. runs/{SUPERVISED}")
+    e.add_argument("--check", type=int, default=64, help="test images for the parity check (default 64)")
+    e.add_argument("--int8", action="store_true",
+                   help="also write model.int8.onnx (static quantisation calibrated on the val good images)")
+    e.set_defaults(func=_export)
+    d = sub.add_parser("predict", help="score image files and folders with a model folder")
+    d.add_argument("--model", required=True, help=f"a model notebook's folder (01 or 03), e.g. runs/{SUPERVISED}")
+    d.add_argument("inputs", nargs="+", help="image files and/or folders (searched recursively)")
+    d.add_argument("--out", default="predictions.csv", help="CSV to write (default predictions.csv)")
+    d.add_argument("--backend", choices=["onnx", "onnx-int8", "torch"], default="onnx",
+                   help="onnx (needs `export` first; default), onnx-int8 (`export --int8`) or torch (the framework)")
+    d.add_argument("--batch-size", type=int, default=32)
+    d.set_defaults(func=_predict)
     r = sub.add_parser("run-notebooks", help="execute every notebook in order into RUNS_DIR/executed")
     r.add_argument("--runs", help="output folder (default: RUNS_DIR or ./runs)")
     r.add_argument("--only", nargs="*", help="notebook number prefixes to run, e.g. 00 01")
@@ -186,13 +246,14 @@ def main(argv: list[str] | None = None) -> int:
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Errors whose message already says what was found and what to do."""
     from .data import DatasetLayoutError
+    from .deploy import ModelFolderError
     from .download import ChecksumError, DownloadError
     from .files import RunsDirError
     from .prepare import PreparedStateError
     from .split import LeakageError, SplitMismatchError
     from .train import NonFiniteLossError, OutOfMemoryError
 
-    return (DatasetLayoutError, DownloadError, ChecksumError, RunsDirError, PreparedStateError, LeakageError,
+    return (DatasetLayoutError, ModelFolderError, DownloadError, ChecksumError, RunsDirError, PreparedStateError, LeakageError,
             SplitMismatchError, NonFiniteLossError, OutOfMemoryError)
 
 

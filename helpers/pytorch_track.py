@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from . import distributed, files
+from . import deploy, distributed, files
 from . import metrics as M
 from . import runs
 from .env import torch_device
@@ -167,6 +167,7 @@ def run_supervised(prepared: Prepared, recipe: SupervisedRecipe | None = None, p
     if do_write:
         save_model(model, out_dir / runs.MODEL_FILES[runs.SUPERVISED], "supervised_resnet50", recipe.image_size,
                    weights=weights)
+        deploy.write_model_card(run, runs.MODEL_FILES[runs.SUPERVISED], "supervised_resnet50", recipe.image_size)
         files.write_csv(result.history, out_dir / runs.HISTORY)
     return run
 
@@ -381,6 +382,7 @@ def run_probe(prepared: Prepared, encoder: nn.Module, recipe: ProbeRecipe | None
     if do_write:
         save_model(probe, out_dir / runs.MODEL_FILES[runs.PROBE], "linear_probe", recipe.image_size,
                    encoder=encoder_info or {})
+        deploy.write_model_card(run, runs.MODEL_FILES[runs.PROBE], "linear_probe", recipe.image_size)
         files.write_csv(result.history, out_dir / runs.HISTORY)
         for k, v in knn.items():
             files.write_csv(v["scores"], out_dir / f"scores_knn{k}.csv")

@@ -21,7 +21,7 @@ from . import files
 from . import metrics as M
 
 __all__ = ["fingerprint", "labels_used",
-    "DATA", "SUPERVISED", "SIMCLR", "PROBE", "KERAS", "EXPLAIN", "PATCHCORE", "REPORT", "NOTEBOOKS",
+    "DATA", "SUPERVISED", "SIMCLR", "PROBE", "KERAS", "EXPLAIN", "PATCHCORE", "REPORT", "DEPLOY", "NOTEBOOKS",
     "REPORT_DIR", "EXECUTED_DIR", "SCORES", "METRICS", "HISTORY", "SCORE_COLUMNS", "MODEL_FILES",
     "ScoredRun", "notebook_dir", "artefact", "missing_message", "require", "write_scored", "read_record",
     "read_scores", "test_predictions",
@@ -36,7 +36,8 @@ KERAS = "04_keras_multitask_cnn"
 EXPLAIN = "05_tsne_gradcam"
 PATCHCORE = "06_patchcore_one_class"
 REPORT = "07_results_report"
-NOTEBOOKS: tuple[str, ...] = (DATA, SUPERVISED, SIMCLR, PROBE, KERAS, EXPLAIN, PATCHCORE, REPORT)
+DEPLOY = "08_deploy"
+NOTEBOOKS: tuple[str, ...] = (DATA, SUPERVISED, SIMCLR, PROBE, KERAS, EXPLAIN, PATCHCORE, REPORT, DEPLOY)
 
 #: Folders of ``RUNS_DIR`` that are not one notebook's: the exported report, the executed notebooks.
 REPORT_DIR = "report"

@@ -78,6 +78,9 @@ def test_train_runs_a_notebooks_training_in_one_process_and_under_torchrun(synth
         assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
         record = json.loads((runs_dir / runs.SUPERVISED / "metrics.json").read_text())
         assert record["labels_used"]["defect_labels_for_training"] > 0
+        card = json.loads((runs_dir / runs.SUPERVISED / "model_card.json").read_text())
+        assert card["threshold"]["value"] == record["threshold"]["value"] and card["input"]["image_size"] == 64
+        assert card["data"]["split_hash"] == record["data"]["split_hash"]
         processes = "2 processes" if name == "two" else "1 process"
         assert res.stdout.count("Supervised ResNet-50: test AUROC") == 1 and processes in res.stdout
     res = _run("train", "keras", "--runs", str(tmp_path / "missing"), "--profile", "smoke", "--data", str(tmp_path))

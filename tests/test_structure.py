@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import helpers
+from helpers import runs
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "helpers"
@@ -58,7 +59,7 @@ def test_notebooks_are_paired_stripped_and_carry_the_setup_cell():
         import notebooks as nbtool
     finally:
         sys.path.pop(0)
-    assert len(nbtool.pairs()) == 8
+    assert len(nbtool.pairs()) == len(runs.NOTEBOOKS)
     assert nbtool.problems() == []
 
 

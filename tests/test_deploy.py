@@ -1,0 +1,164 @@
+"""Deployment (helpers/deploy.py, ``python -m helpers export|predict``): the model card, ONNX parity with the
+framework, and ``predict`` on folders holding bad files — generated images and the real MVTec sample."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from helpers import deploy, runs
+from helpers.synthetic import render_image
+from helpers.torch_models import save_model, supervised_resnet50
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZE = 32
+
+
+def _fake_run(out_dir: Path, threshold: float) -> runs.ScoredRun:
+    """What a model notebook passes to write_model_card, without training (parity needs no trained weights)."""
+    record = {"metrics": {"roc_auc": 0.9, "f1": 0.8}, "data": {"root": "/nowhere", "split_hash": "abc"},
+              "code": {"package": "test"}, "device": {"kind": "cpu"}, "profile": "smoke"}
+    return runs.ScoredRun(runs.SUPERVISED, "Supervised ResNet-50", pd.DataFrame(), threshold, "f1", {},
+                          pd.DataFrame(), record, out_dir)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    """A model folder as notebook 01 leaves it (random weights: parity does not need a trained model), exported."""
+    import torch
+
+    folder = tmp_path_factory.mktemp("model")
+    torch.manual_seed(0)
+    model, _ = supervised_resnet50(pretrained=False)
+    save_model(model.eval(), folder / "model.pt", "supervised_resnet50", SIZE)
+    images = [render_image("bottle", np.random.default_rng(i), 64)[0] for i in range(6)]
+    probs = deploy._probability_model(folder, {"model_file": "model.pt"})(torch.from_numpy(
+        deploy.preprocess(images, SIZE))).detach().numpy()
+    deploy.write_model_card(_fake_run(folder, float(np.median(probs))), "model.pt", "supervised_resnet50", SIZE)
+    deploy.export_onnx(folder)
+    return folder
+
+
+def _image_folder(base: Path, n: int = 5) -> Path:
+    folder = base / "bottle" / "test" / "good"
+    folder.mkdir(parents=True)
+    for i in range(n):
+        img, _ = render_image("bottle", np.random.default_rng(100 + i), 64)
+        Image.fromarray(img).save(folder / f"{i:03d}.png")
+    return base
+
+
+def test_card_records_what_scoring_needs(model_dir):
+    card = deploy.read_model_card(model_dir)
+    assert card["input"]["image_size"] == SIZE and card["input"]["mean"] == [0.485, 0.456, 0.406]
+    assert card["threshold"]["chosen_on"] == "val" and card["output"]["labels"] == {"0": "good", "1": "defective"}
+    assert card["onnx"]["file"] == "model.onnx" and len(card["onnx"]["sha256"]) == 64
+    assert card["data"]["split_hash"] == "abc" and card["limits"]
+
+
+def test_onnx_matches_the_framework(model_dir):
+    images = [render_image(c, np.random.default_rng(i), 64)[0] for i, c in enumerate(["bottle", "carpet", "grid"] * 4)]
+    images = [np.stack([x] * 3, -1) if x.ndim == 2 else x for x in images]
+    check = deploy.parity(model_dir, images, batch_size=5)    # ragged last batch: dynamic batch axis
+    assert check["n"] == 12 and check["max_abs_diff"] <= 1e-4 and check["same_decisions"]
+    assert np.std(check["torch"]) > 0                          # the scores differ between images: a real check
+
+
+def test_predict_scores_good_files_and_lists_bad_ones(model_dir, tmp_path):
+    data = _image_folder(tmp_path / "imgs")
+    folder = data / "bottle" / "test" / "good"
+    (folder / "corrupt.png").write_bytes((folder / "000.png").read_bytes()[:300])
+    (folder / "notes.txt").write_text("not an image")
+    os.symlink(folder / "001.png", folder / "link.png")
+    table = deploy.predict(model_dir, [data, tmp_path / "missing.png"], backend="onnx", progress=False)
+    scored = table[table["problem"] == ""]
+    assert sorted(Path(p).name for p in scored["path"]) == [f"{i:03d}.png" for i in range(5)]
+    assert set(scored["category"]) == {"bottle"} and scored["score"].between(0, 1).all()
+    assert set(scored["decision"]) <= {"good", "defective"}
+    problems = dict(zip(table.loc[table["problem"] != "", "path"].map(lambda p: Path(p).name),
+                        table.loc[table["problem"] != "", "problem"]))
+    assert "corrupt or truncated" in problems["corrupt.png"] and "not an image" in problems["notes.txt"]
+    assert "not followed" in problems["link.png"] and problems["missing.png"] == "no such file or folder"
+    other = deploy.predict(model_dir, [data], backend="torch", progress=False)
+    merged = scored.merge(other[other["problem"] == ""], on="path")
+    assert np.abs(merged["score_x"] - merged["score_y"]).max() <= 1e-4
+
+
+def test_model_folder_problems_say_what_to_do(model_dir, tmp_path):
+    with pytest.raises(deploy.ModelFolderError, match="not a folder"):
+        deploy.read_model_card(tmp_path / "none")
+    with pytest.raises(deploy.ModelFolderError, match="no model_card.json"):
+        deploy.read_model_card(tmp_path)
+    copy = tmp_path / "copy"
+    shutil.copytree(model_dir, copy)
+    (copy / "model.onnx").write_bytes(b"tampered")
+    with pytest.raises(deploy.ModelFolderError, match="sha256 differs"):
+        deploy.predict(copy, [tmp_path], progress=False)
+    (copy / "model.onnx").unlink()
+    with pytest.raises(deploy.ModelFolderError, match="Make it first"):
+        deploy.predict(copy, [tmp_path], progress=False)
+
+
+def test_predict_cli_on_real_mvtec_images(model_dir, real_sample, tmp_path):
+    """The real sample (40 MVTec images) with a planted corrupt file: every image scored, the file listed."""
+    data = tmp_path / "mvtec"
+    shutil.copytree(real_sample, data, ignore=shutil.ignore_patterns("ground_truth", "*.txt", "*.md"))
+    first = next(data.rglob("*.png"))
+    (first.parent / "planted.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 200)
+    out = tmp_path / "predictions.csv"
+    res = subprocess.run([sys.executable, "-m", "helpers", "predict", "--model", str(model_dir), str(data),
+                          "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    table = pd.read_csv(out, keep_default_na=False)
+    n_images = sum(1 for p in real_sample.rglob("*.png") if "ground_truth" not in p.parts)
+    assert (table["problem"] == "").sum() == n_images and "planted.png" in res.stderr
+    assert set(table.loc[table["problem"] == "", "category"]) == {p.name for p in real_sample.iterdir() if p.is_dir()}
+    nothing = subprocess.run([sys.executable, "-m", "helpers", "predict", "--model", str(model_dir),
+                              str(first.parent / "planted.png"), "--out", str(tmp_path / "none.csv")],
+                             cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert nothing.returncode == 1 and "scored 0 image(s)" in nothing.stdout
+    wrong = subprocess.run([sys.executable, "-m", "helpers", "predict", "--model", str(tmp_path), str(data)],
+                           cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert wrong.returncode == 2 and "no model_card.json" in wrong.stderr and "Traceback" not in wrong.stderr
+
+
+def test_int8_is_smaller_and_scores_like_fp32(model_dir, tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(model_dir, folder)
+    calibration = [render_image("bottle", np.random.default_rng(200 + i), 64)[0] for i in range(8)]
+    path = deploy.quantize_int8(folder, calibration)
+    card = deploy.read_model_card(folder)
+    assert card["int8"]["calibrated_on"] == "the images given" and card["int8"]["sha256"] == deploy._sha256(path)
+    assert path.stat().st_size < 0.35 * (folder / deploy.ONNX_FILE).stat().st_size
+    data = _image_folder(tmp_path / "imgs")
+    fp32 = deploy.predict(folder, [data], backend="onnx", progress=False)
+    int8 = deploy.predict(folder, [data], backend="onnx-int8", progress=False)
+    assert (int8["problem"] == "").all() and int8["score"].between(0, 1).all()
+    assert np.abs(fp32["score"] - int8["score"]).max() < 0.25   # random weights; trained models: notebook 08
+
+
+def test_export_cli_checks_parity_and_quantises_on_the_runs_images(model_dir, tmp_path):
+    """``export --int8`` re-exports, compares the backends on the test images scores.csv names, calibrates on
+    its val good images and reports the AUROC change."""
+    folder = tmp_path / "model"
+    shutil.copytree(model_dir, folder)
+    data = _image_folder(tmp_path / "data", n=9)
+    paths = sorted(p.relative_to(data).as_posix() for p in data.rglob("*.png"))
+    pd.DataFrame({"path": paths, "category": "bottle", "label": [0, 0, 0, 0, 0, 1, 0, 1, 1],
+                  "split": ["val"] * 4 + ["test"] * 5, "score": 0.5}).to_csv(folder / "scores.csv", index=False)
+    card = json.loads((folder / deploy.CARD).read_text())
+    card["data"]["root"] = str(data)
+    (folder / deploy.CARD).write_text(json.dumps(card))
+    res = subprocess.run([sys.executable, "-m", "helpers", "export", "--model", str(folder), "--int8"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "parity on 5 test images" in res.stdout and "same decisions: True" in res.stdout
+    assert "test AUROC fp32" in res.stdout and deploy.read_model_card(folder)["int8"]["calibrated_on"] == "4 good val images"
