@@ -109,8 +109,8 @@ parity
 # %% [markdown]
 # ## 3 · INT8: static quantisation calibrated on `val` good images
 #
-# onnxruntime's static quantisation (int8 weights per channel, uint8 activations) needs the range of every
-# activation: it runs the `val` good images through the model — never `test`. The question is what it costs in
+# onnxruntime's static quantisation of the convolutions (int8 weights per channel, uint8 activations; the head and
+# the softmax stay fp32, so scores are not rounded) needs the range of every activation: it runs the `val` good images through the model — never `test`. The question is what it costs in
 # detection: the test AUROC of each backend, and how many test decisions change.
 
 # %%
