@@ -2,7 +2,7 @@
 
     python benchmarks/deploy_latency.py --runs runs [--repeats 30] [--threads 2]
 
-For each model folder under RUNS_DIR that has a model card (notebooks 01 and 03; run ``make run`` first), it
+For each model folder under RUNS_DIR that has a model card (notebooks 01, 03 and 04; run ``make run`` first), it
 exports ONNX and INT8 when they are missing, scores the folder's own test images on each backend (test AUROC,
 decisions changed), and times scoring one preprocessed batch at batch 1 and 32 — each backend in its own
 process, so that its peak memory (max RSS) is its own. Everything is measured in one run, so the ratios hold;
@@ -23,11 +23,17 @@ sys.path.insert(0, str(ROOT))
 
 def one(folder: str, backend: str, repeats: int, threads: int) -> None:
     """Child process: time one backend, print its rows and its peak memory as JSON."""
-    import torch
-
     from helpers import deploy
 
-    torch.set_num_threads(threads)
+    if deploy.read_model_card(folder)["framework"] == "keras":
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    else:
+        import torch
+
+        torch.set_num_threads(threads)
     images, _ = deploy.run_images(folder, "test")
     rows = deploy.latency(folder, backend, images[:32], batch_sizes=(1, 32), repeats=repeats, warmup=3,
                           threads=threads)
@@ -41,7 +47,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", default="runs", help="RUNS_DIR of a finished run (default: runs)")
     parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--threads", type=int, default=2, help="torch and onnxruntime threads (default 2)")
+    parser.add_argument("--threads", type=int, default=2, help="torch, TensorFlow and onnxruntime threads (default 2)")
     parser.add_argument("--one", nargs=2, metavar=("FOLDER", "BACKEND"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -65,14 +71,14 @@ def main() -> None:
             deploy.quantize_int8(folder)
         quality = {b: deploy.evaluate(folder, b) for b in deploy.BACKENDS}
         sizes = deploy.file_sizes(folder)
-        for backend in ("torch", "onnx", "onnx-int8"):
+        for backend in ("framework", "onnx", "onnx-int8"):
             out = subprocess.run([sys.executable, __file__, "--one", str(folder), backend, "--repeats",
                                   str(args.repeats), "--threads", str(args.threads)],
                                  capture_output=True, text=True, check=True)
             result = json.loads(out.stdout.strip().splitlines()[-1])
             b1, b32 = result["rows"]
-            q, eager = quality[backend], quality["torch"]
-            name = "eager (torch)" if backend == "torch" else backend
+            q, eager = quality[backend], quality["framework"]
+            name = f"eager ({card['framework']})" if backend == "framework" else backend
             print(f"| {stem} | {name} | {q['roc_auc']:.4f} | {q['roc_auc'] - eager['roc_auc']:+.4f} | "
                   f"{int((q['decisions'] != eager['decisions']).sum())} / {q['n']} | {sizes[backend]:.1f} | "
                   f"{b1['p50_ms']:.1f} / {b1['p95_ms']:.1f} | {b1['images_per_s']:.1f} | "

@@ -9,10 +9,10 @@
   what the notebook writes. The torch ones also run under ``torchrun --nproc_per_node N`` (one process per
   GPU: DistributedDataParallel, each global batch split over the processes, rank 0 writes); ``keras --mirrored``
   uses tf.distribute.MirroredStrategy over every GPU of the machine.
-- ``export --model DIR [--int8]``: writes ``model.onnx`` into a model folder (01 or 03) and checks it against the
+- ``export --model DIR [--int8]``: writes ``model.onnx`` into a model folder (01, 03 or 04) and checks it against the
   framework on the folder's own test images (max |Δ| and decisions at the card's threshold); ``--int8`` adds
   ``model.int8.onnx`` (calibrated on val good images) and prints the test AUROC change.
-- ``predict --model DIR IMAGES_OR_FOLDERS... --out predictions.csv [--backend onnx|onnx-int8|torch]``: one row per file
+- ``predict --model DIR IMAGES_OR_FOLDERS... --out predictions.csv [--backend onnx|onnx-int8|framework]``: one row per file
   (path, category when the path names one, score, decision at the stored threshold, and why a file was not
   scored). Exits 1 only when nothing could be scored.
 - ``run-notebooks``: executes every notebook in ``notebooks/`` in order (papermill) into
@@ -164,7 +164,7 @@ def _export(args: argparse.Namespace) -> int:
         print(f"parity not checked: {err}")
         return 0
     check = parity(folder, images[: args.check])
-    print(f"parity on {check['n']} test images: max |onnx - torch| = {check['max_abs_diff']:.2e}, "
+    print(f"parity on {check['n']} test images: max |onnx - framework| = {check['max_abs_diff']:.2e}, "
           f"same decisions: {check['same_decisions']}")
     ok = check["max_abs_diff"] <= 1e-4 and check["same_decisions"]
     if args.int8:
@@ -217,18 +217,18 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--mirrored", action="store_true",
                    help="keras: tf.distribute.MirroredStrategy over every GPU (each batch split over them)")
     t.set_defaults(func=_train)
-    e = sub.add_parser("export", help="ONNX export of a model folder (01 or 03) with a parity check")
-    e.add_argument("--model", required=True, help=f"a model notebook's folder (01 or 03), e.g. runs/{SUPERVISED}")
+    e = sub.add_parser("export", help="ONNX export of a model folder (01, 03 or 04) with a parity check")
+    e.add_argument("--model", required=True, help=f"a model notebook's folder (01, 03 or 04), e.g. runs/{SUPERVISED}")
     e.add_argument("--check", type=int, default=64, help="test images for the parity check (default 64)")
     e.add_argument("--int8", action="store_true",
                    help="also write model.int8.onnx (static quantisation calibrated on the val good images)")
     e.set_defaults(func=_export)
     d = sub.add_parser("predict", help="score image files and folders with a model folder")
-    d.add_argument("--model", required=True, help=f"a model notebook's folder (01 or 03), e.g. runs/{SUPERVISED}")
+    d.add_argument("--model", required=True, help=f"a model notebook's folder (01, 03 or 04), e.g. runs/{SUPERVISED}")
     d.add_argument("inputs", nargs="+", help="image files and/or folders (searched recursively)")
     d.add_argument("--out", default="predictions.csv", help="CSV to write (default predictions.csv)")
-    d.add_argument("--backend", choices=["onnx", "onnx-int8", "torch"], default="onnx",
-                   help="onnx (needs `export` first; default), onnx-int8 (`export --int8`) or torch (the framework)")
+    d.add_argument("--backend", choices=["onnx", "onnx-int8", "framework"], default="onnx",
+                   help="onnx (needs `export` first; default), onnx-int8 (`export --int8`) or framework (torch/Keras)")
     d.add_argument("--batch-size", type=int, default=32)
     d.set_defaults(func=_predict)
     r = sub.add_parser("run-notebooks", help="execute every notebook in order into RUNS_DIR/executed")

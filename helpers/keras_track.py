@@ -275,6 +275,10 @@ def run_multitask(prepared: Prepared, recipe: KerasRecipe | None = None, shuffle
         model=model, history=log,
         info={"categories": categories, "category_metrics": cat_m, "epochs_run": len(log), "resumed": resumed})
     save_meta(out, categories, recipe.image_size, run.threshold)
+    if write_metrics and not shuffled_defect:
+        from .deploy import KERAS_ARCH, write_model_card
+
+        write_model_card(run, runs.MODEL_FILES[runs.KERAS], KERAS_ARCH, recipe.image_size, categories=categories)
     return run
 
 

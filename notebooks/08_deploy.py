@@ -19,13 +19,14 @@
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/mvtec-defects/mvtec-defect-toolkit/blob/main/notebooks/08_deploy.ipynb)
 #
 # Both studies stop at "model quantization for edge deployment". This notebook does it for the models of
-# notebooks 01 (supervised ResNet-50) and 03 (SimCLR encoder + linear probe): each model notebook leaves a
+# notebooks 01 (supervised ResNet-50), 03 (SimCLR encoder + linear probe) and 04 (Keras multi-task CNN, both
+# heads): each model notebook leaves a
 # **model folder** (`RUNS_DIR/<notebook>/`) holding the model and `model_card.json` — the preprocessing, image
 # size, labels, the threshold chosen on `val`, the test metrics and the data/code provenance. Here each folder
 # is exported to ONNX, checked against the framework on the `test` images, quantised to INT8 (calibrated on
 # `val` good images only), timed, and used by `python -m helpers predict` on a folder with a broken file in it.
 #
-# Not yet here (issue 14, open): the Keras model (04), PatchCore (06), and heatmap overlays in `predict`.
+# Not yet here (issue 14, open): PatchCore (06), and heatmap overlays in `predict`.
 
 # %% tags=["parameters"]
 # Settings: a form on Colab (change them, then Runtime > Run all); `papermill -p NAME VALUE` sets them too.
@@ -91,9 +92,10 @@ print(json.dumps({k: card[k] for k in ("approach", "input", "output", "threshold
 # %% [markdown]
 # ## 2 · Export to ONNX and check it against the framework
 #
-# The ONNX graph takes the preprocessed batch (the card's `input`) and returns the defect probability, so the
-# card's threshold applies unchanged. Parity: the largest score difference on the `test` images (goal ≤ 1e-4)
-# and whether any decision at the threshold changes.
+# The ONNX graph takes the preprocessed batch (the card's `input`: NCHW with ImageNet normalisation for the
+# PyTorch models, NHWC in [0, 1] for Keras) and returns the defect probability (and, for Keras, the category
+# probabilities), so the card's threshold applies unchanged. Parity: the largest difference of any output on the
+# `test` images (goal ≤ 1e-4) and whether any decision at the threshold changes.
 
 # %%
 rows = []
@@ -101,7 +103,7 @@ for stem, folder in folders.items():
     deploy.export_onnx(folder)
     images, labels = deploy.run_images(folder, "test", root=prep.root)
     check = deploy.parity(folder, images)
-    rows.append({"model": stem, "test images": check["n"], "max |onnx - torch|": check["max_abs_diff"],
+    rows.append({"model": stem, "test images": check["n"], "max |onnx - framework|": check["max_abs_diff"],
                  "same decisions": check["same_decisions"]})
 parity = pd.DataFrame(rows)
 parity
@@ -121,8 +123,8 @@ for stem, folder in folders.items():
     sizes = deploy.file_sizes(folder)
     for backend, res in results.items():
         rows.append({"model": stem, "backend": backend, "test AUROC": res["roc_auc"],
-                     "AUROC change vs torch": res["roc_auc"] - results["torch"]["roc_auc"],
-                     "decisions changed vs torch": int((res["decisions"] != results["torch"]["decisions"]).sum()),
+                     "AUROC change vs framework": res["roc_auc"] - results["framework"]["roc_auc"],
+                     "decisions changed vs framework": int((res["decisions"] != results["framework"]["decisions"]).sum()),
                      "size MiB": sizes.get(backend)})
 quality = pd.DataFrame(rows)
 quality.round(4)
