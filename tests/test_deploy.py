@@ -188,3 +188,7 @@ def test_export_cli_checks_parity_and_quantises_on_the_runs_images(model_dir, tm
     assert res.returncode == 0, res.stderr[-2000:]
     assert "parity on 5 test images" in res.stdout and "same decisions: True" in res.stdout
     assert "test AUROC fp32" in res.stdout and deploy.read_model_card(folder)["int8"]["calibrated_on"] == "4 good val images"
+    (folder / "scores.csv").unlink()                            # the run's images unknown: no silent skip
+    res = subprocess.run([sys.executable, "-m", "helpers", "export", "--model", str(folder), "--int8"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 1 and "parity not checked" in res.stdout and "INT8 not made" in res.stderr
