@@ -2,7 +2,7 @@
 
     python benchmarks/deploy_latency.py --runs runs [--repeats 30] [--threads 2]
 
-For each model folder under RUNS_DIR that has a model card (notebooks 01, 03 and 04; run ``make run`` first), it
+For each model folder under RUNS_DIR that has a model card (notebooks 01, 03, 04 and 06; run ``make run`` first), it
 exports ONNX and INT8 when they are missing, scores the folder's own test images on each backend (test AUROC,
 decisions changed), and times scoring one preprocessed batch at batch 1 and 32 — each backend in its own
 process, so that its peak memory (max RSS) is its own. Everything is measured in one run, so the ratios hold;

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 from collections.abc import Sequence
 
@@ -29,8 +29,8 @@ from .patchcore import PatchCore, TwoLevelFeatures, load_backbone, preprocess_ma
 from .recipes import PatchCoreRecipe, scaled
 from .studies import PUBLISHED_WRN50
 
-__all__ = ["localisation_table", "APPROACH", "OneClassResult", "run_protocol", "compare_with_published", "write_shared",
-           "plot_examples", "plot_score_histograms"]
+__all__ = ["localisation_table", "APPROACH", "MODEL_FILE", "save_banks", "load_banks", "OneClassResult",
+           "run_protocol", "compare_with_published", "write_shared", "plot_examples", "plot_score_histograms"]
 
 APPROACH = "PatchCore (one-class, good images only)"
 
@@ -68,6 +68,8 @@ class OneClassResult:
     per_category: pd.DataFrame
     examples: dict[str, dict[str, Any]]
     recipe: PatchCoreRecipe
+    #: each category's memory bank (on the CPU): what :func:`write_shared` saves for deployment
+    banks: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 def _protocol_frame(prepared, protocol: str) -> tuple[pd.DataFrame, str, tuple[str, ...]]:
@@ -92,8 +94,9 @@ def _localisation(masks: list[np.ndarray | None], maps: np.ndarray, rows: np.nda
 
 
 def _run_category(prepared, good: pd.DataFrame, scored: pd.DataFrame, eval_split: str, recipe: PatchCoreRecipe,
-                  backbone: TwoLevelFeatures, keep_examples: int) -> tuple[pd.DataFrame, dict, dict]:
-    """Fit on ``good``, score ``scored`` and evaluate its ``eval_split`` rows: scores, table row, example maps."""
+                  backbone: TwoLevelFeatures, keep_examples: int) -> tuple[pd.DataFrame, dict, dict, torch.Tensor]:
+    """Fit on ``good``, score ``scored`` and evaluate its ``eval_split`` rows: scores, table row, example maps and
+    the memory bank."""
     device = torch_device()
     model = PatchCore(backbone, recipe.coreset_fraction, recipe.num_neighbors, recipe.blur_sigma)
     model.fit(_images(prepared, good, recipe).to(device), progress=False)
@@ -113,7 +116,7 @@ def _run_category(prepared, good: pd.DataFrame, scored: pd.DataFrame, eval_split
     example = {"images": _images(prepared, scored.iloc[pick], recipe).permute(0, 2, 3, 1).numpy(),
                "maps": maps[pick], "masks": [masks[i] for i in pick],
                "labels": scored["label"].to_numpy()[pick], "scores": s[pick]}
-    return scored[["path", "category", "label", "split"]].assign(score=s), row, example
+    return scored[["path", "category", "label", "split"]].assign(score=s), row, example, model.bank.cpu()
 
 
 def run_protocol(prepared, protocol: str = "shared-split", recipe: PatchCoreRecipe | None = None,
@@ -134,7 +137,7 @@ def run_protocol(prepared, protocol: str = "shared-split", recipe: PatchCoreReci
     unknown = sorted(set(cats) - set(frame["category"]))
     if unknown:
         raise ValueError(f"categories not in the data: {unknown}; available: {sorted(frame['category'].unique())}")
-    rows, table, examples = [], [], {}
+    rows, table, examples, banks = [], [], {}, {}
     for cat in tqdm(cats, desc=f"PatchCore ({protocol})", disable=not progress):
         f = frame[frame["category"] == cat]
         good = f[(f["split"] == fit_split) & (f["label"] == 0)]
@@ -143,12 +146,12 @@ def run_protocol(prepared, protocol: str = "shared-split", recipe: PatchCoreReci
             table.append({"category": cat, "n_fit": len(good), "n_scored": len(scored),
                           "note": "skipped: no good training image" if len(good) == 0 else "skipped: nothing to score"})
             continue
-        scores, row, examples[cat] = _run_category(prepared, good, scored, score_splits[-1], recipe, backbone,
+        scores, row, examples[cat], banks[cat] = _run_category(prepared, good, scored, score_splits[-1], recipe, backbone,
                                                    keep_examples)
         rows.append(scores)
         table.append(row)
     scores = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["path", "category", "label", "split", "score"])
-    return OneClassResult(protocol, backbone.name, scores, pd.DataFrame(table), examples, recipe)
+    return OneClassResult(protocol, backbone.name, scores, pd.DataFrame(table), examples, recipe, banks)
 
 
 def compare_with_published(per_category: pd.DataFrame) -> pd.DataFrame:
@@ -183,7 +186,10 @@ def _mean_of(table: pd.DataFrame, col: str) -> float:
 def write_shared(prepared, shared: OneClassResult, standard: OneClassResult | None, started: float,
                  threshold_method: str = "f1") -> runs.ScoredRun:
     """Notebook 06's outputs: the shared-split run through :func:`helpers.runs.write_scored` (metrics.json,
-    scores.csv) plus ``per_category_*.csv``; the MVTec-standard results go into metrics.json's ``extra``."""
+    scores.csv) plus ``per_category_*.csv``; the MVTec-standard results go into metrics.json's ``extra``.
+
+    The shared-split banks are saved as ``model.pt`` with a model card (:func:`save_banks`,
+    :func:`helpers.deploy.write_model_card`), so that ``python -m helpers export|predict`` deploy PatchCore too."""
     out = runs.notebook_dir(prepared.cfg.runs_dir, runs.PATCHCORE)
     files.write_csv(shared.per_category, out / "per_category_shared_split.csv")
     if standard is not None:
@@ -200,11 +206,40 @@ def write_shared(prepared, shared: OneClassResult, standard: OneClassResult | No
                                                    "val_labels": 0, "val_labels_for": "not used (AUROC only)"},
                                    "image_auroc_mean": _mean_of(standard.per_category, "image_auroc"),
                                    "pixel_auroc_mean": _mean_of(standard.per_category, "pixel_auroc")}
-    return runs.write_scored(prepared, runs.PATCHCORE, APPROACH, shared.scores, started=started,
-                             labels=runs.labels_used(prepared, 0, True, "per-category thresholds"),
-                             threshold_method=threshold_method, per_category_threshold=True, extra=extra,
-                             per_category_extra=shared.per_category[loc_cols] if len(loc_cols) > 1 else None,
-                             info={"shared": shared, "standard": standard})
+    run = runs.write_scored(prepared, runs.PATCHCORE, APPROACH, shared.scores, started=started,
+                            labels=runs.labels_used(prepared, 0, True, "per-category thresholds"),
+                            threshold_method=threshold_method, per_category_threshold=True, extra=extra,
+                            per_category_extra=shared.per_category[loc_cols] if len(loc_cols) > 1 else None,
+                            info={"shared": shared, "standard": standard})
+    if shared.banks:
+        from .deploy import write_model_card
+
+        save_banks(out / MODEL_FILE, shared)
+        write_model_card(run, MODEL_FILE, "patchcore", shared.recipe.crop, categories=sorted(shared.banks),
+                         resize=shared.recipe.resize, per_category=run.record["threshold"]["per_category"])
+    return run
+
+
+#: The saved PatchCore model of notebook 06 (:func:`save_banks`).
+MODEL_FILE = "model.pt"
+
+
+def save_banks(path, result: OneClassResult) -> None:
+    """A fitted per-category PatchCore as one file: the backbone's key (rebuilt exactly, never a fallback), the
+    recipe and every category's memory bank."""
+    from .patchcore import backbone_key
+
+    with files.atomic_path(path) as tmp:
+        torch.save({"arch": "patchcore", "backbone": backbone_key(result.backbone), "backbone_name": result.backbone,
+                    "recipe": asdict(result.recipe), "banks": {c: b.float().contiguous() for c, b in result.banks.items()}},
+                   tmp)
+
+
+def load_banks(path) -> dict[str, Any]:
+    """What :func:`save_banks` wrote (tensors and plain values only: loaded with ``weights_only``)."""
+    from .train import safe_load
+
+    return safe_load(path, "PatchCore model file", "Load only models you trust; re-create it with notebook 06.")
 
 
 def plot_examples(result: OneClassResult, categories: Sequence[str] | None = None, per_category: int = 4):

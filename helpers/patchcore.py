@@ -29,8 +29,8 @@ from .config import IMAGENET_MEAN, IMAGENET_STD
 from .env import loud_warning
 from .sampling import greedy_coreset, nearest
 
-__all__ = ["TwoLevelFeatures", "wide_resnet_levels", "efficientnet_lite0_levels", "load_backbone", "patch_features",
-           "PatchCore", "gaussian_blur", "preprocess", "preprocess_masks"]
+__all__ = ["TwoLevelFeatures", "wide_resnet_levels", "efficientnet_lite0_levels", "load_backbone", "backbone_key",
+           "backbone_by_key", "patch_features", "PatchCore", "BankScorer", "gaussian_blur", "preprocess", "preprocess_masks"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -110,6 +110,23 @@ def load_backbone(prefer: str = "wide_resnet50_2") -> TwoLevelFeatures:
                        "Numbers are not the paper's backbone's.")
             loud_warning(message)
     return efficientnet_lite0_levels()
+
+
+#: The backbones a saved PatchCore model can name (``backbone_key``), and how to build each again.
+BACKBONES = {"wide_resnet50_2": wide_resnet_levels, "efficientnet_lite0": efficientnet_lite0_levels}
+
+
+def backbone_key(backbone: TwoLevelFeatures | str) -> str:
+    """The :data:`BACKBONES` key of a loaded backbone or of its ``.name`` (what a saved model records)."""
+    name = backbone if isinstance(backbone, str) else backbone.name
+    return "wide_resnet50_2" if name.startswith("wide_resnet50_2") else "efficientnet_lite0"
+
+
+def backbone_by_key(key: str) -> TwoLevelFeatures:
+    """Exactly the backbone a model was fitted with — no fallback: a bank is meaningless with another backbone."""
+    if key not in BACKBONES:
+        raise ValueError(f"unknown PatchCore backbone {key!r}; known: {sorted(BACKBONES)}")
+    return BACKBONES[key]()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -203,6 +220,55 @@ class PatchCore:
         dists = torch.linalg.norm(m_test.unsqueeze(1) - self.bank[support], dim=2)   # N×b, first = m*
         weight = 1 - torch.softmax(dists, dim=1)[:, 0]
         return weight * s_star
+
+
+class BankScorer(nn.Module):
+    """PatchCore's whole scoring of one category in one graph, for ONNX export: image (N×3×H×W in [0, 1]) and
+    category index (a 1-element int64 tensor) → normalised image score (N) and anomaly map (N×H×W).
+
+    The same computation as :meth:`PatchCore.score` (nearest bank patch per test patch, the reweighted maximum,
+    the upsampled and blurred map), written with operators every exporter knows: the squared distances as
+    ``|q|² − 2 q·b + |b|²`` and one ``TopK``. Every category's bank is one padded tensor (C×M×D; padding rows
+    lie far from any feature, so they are never a nearest neighbour) and the category input selects one.
+    Scores and maps are normalised per category as notebook 06 normalised its scores
+    (:func:`helpers.metrics.normalise_per_category`): ``(s − t_c) / span_c + 0.5``, so 0.5 is every category's
+    threshold. A batch holds images of one category.
+    """
+
+    def __init__(self, backbone: TwoLevelFeatures, banks: Sequence[torch.Tensor], thresholds: Sequence[float],
+                 spans: Sequence[float], num_neighbors: int = 9, blur_sigma: float = 4.0):
+        super().__init__()
+        self.backbone, self.blur_sigma = backbone, float(blur_sigma)
+        self.k = int(min(num_neighbors, min(len(b) for b in banks)))
+        rows, dim = max(len(b) for b in banks), banks[0].shape[1]
+        far = 10.0 * (1.0 + max(float(b.abs().max()) for b in banks))        # beyond every real feature
+        padded = torch.full((len(banks), rows, dim), far)
+        for i, bank in enumerate(banks):
+            padded[i, :len(bank)] = bank.detach().float().cpu()
+        self.register_buffer("banks", padded)
+        self.register_buffer("thresholds", torch.tensor(list(thresholds), dtype=torch.float32))
+        self.register_buffer("spans", torch.tensor(list(spans), dtype=torch.float32))
+
+    @torch.no_grad()
+    def forward(self, image: torch.Tensor, category: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feats, (h, w) = patch_features(self.backbone(image))
+        n = image.shape[0]
+        bank = self.banks.index_select(0, category)[0]
+        sq = (feats * feats).sum(1, keepdim=True) - 2 * feats @ bank.T + (bank * bank).sum(1)[None]
+        d, idx = sq.clamp_min(0).min(1)
+        patch = d.sqrt().view(n, h * w)
+        top = patch.argmax(1)
+        rows = torch.arange(n)
+        s_star = patch[rows, top]
+        m_test = feats.view(n, h * w, -1)[rows, top]
+        m_star = bank[idx.view(n, h * w)[rows, top]]
+        to_bank = (m_star * m_star).sum(1, keepdim=True) - 2 * m_star @ bank.T + (bank * bank).sum(1)[None]
+        _, support = to_bank.topk(self.k, dim=1, largest=False)
+        dists = torch.linalg.norm(m_test.unsqueeze(1) - bank[support], dim=2)
+        score = (1 - torch.softmax(dists, dim=1)[:, 0]) * s_star
+        up = F.interpolate(patch.view(n, 1, h, w), size=image.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+        t, span = self.thresholds.index_select(0, category), self.spans.index_select(0, category)
+        return (score - t) / span + 0.5, (gaussian_blur(up, self.blur_sigma) - t) / span + 0.5
 
 
 def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:

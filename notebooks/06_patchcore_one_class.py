@@ -111,6 +111,9 @@ if prep.source.builtin:
 
 # %% [markdown]
 # ## 3 · The shared split (enters the comparison report)
+#
+# This run's memory banks are also saved as the **model folder** (`model.pt` + `model_card.json`, with each
+# category's threshold and score range), which notebook 08 and `python -m helpers export|predict` deploy.
 
 # %%
 shared = oneclass.run_protocol(prep, "shared-split", recipe, backbone=backbone)

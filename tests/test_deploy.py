@@ -87,9 +87,12 @@ def test_predict_scores_good_files_and_lists_bad_ones(model_dir, tmp_path):
                         table.loc[table["problem"] != "", "problem"]))
     assert "corrupt or truncated" in problems["corrupt.png"] and "not an image" in problems["notes.txt"]
     assert "not followed" in problems["link.png"] and problems["missing.png"] == "no such file or folder"
-    other = deploy.predict(model_dir, [data], backend="framework", progress=False)
+    other = deploy.predict(model_dir, [data], backend="framework", progress=False, heatmaps=tmp_path / "cams")
     merged = scored.merge(other[other["problem"] == ""], on="path")
     assert np.abs(merged["score_x"] - merged["score_y"]).max() <= 1e-4
+    overlays = [np.asarray(Image.open(p)) for p in other.loc[other["problem"] == "", "heatmap"]]   # Grad-CAM
+    assert len(overlays) == 5 and all(o.shape == (SIZE, 2 * SIZE + 4, 3) for o in overlays)
+    assert (other.loc[other["problem"] != "", "heatmap"] == "").all()
 
 
 def test_model_folder_problems_say_what_to_do(model_dir, tmp_path):
@@ -167,8 +170,9 @@ def test_keras_model_exports_both_heads_and_predicts_categories(tmp_path):
     deploy.quantize_int8(folder, images)
     data = _image_folder(tmp_path / "imgs", n=3)
     for backend in deploy.BACKENDS:
-        table = deploy.predict(folder, [data], backend=backend, progress=False)
+        table = deploy.predict(folder, [data], backend=backend, progress=False, heatmaps=tmp_path / backend)
         assert (table["problem"] == "").all() and set(table["predicted_category"]) <= set(names)
+        assert all(Path(p).exists() for p in table["heatmap"])     # Grad-CAM of the Keras model
 
 
 def test_export_cli_checks_parity_and_quantises_on_the_runs_images(model_dir, tmp_path):
@@ -192,3 +196,87 @@ def test_export_cli_checks_parity_and_quantises_on_the_runs_images(model_dir, tm
     res = subprocess.run([sys.executable, "-m", "helpers", "export", "--model", str(folder), "--int8"], cwd=ROOT,
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 1 and "parity not checked" in res.stdout and "INT8 not made" in res.stderr
+
+
+@pytest.mark.slow
+def test_patchcore_from_notebook_06_exports_reproduces_its_scores_and_draws_maps(synthetic_root, real_sample, tmp_path):
+    """Notebook 06's command saves the banks and a card; ``export --int8`` puts backbone, banks and the
+    nearest-neighbour scoring in one ONNX graph whose scores are the ones 06 wrote; ``predict --heatmaps`` draws
+    the anomaly maps, needs each image's category, and lists what it cannot score (real MVTec images included)."""
+    from PIL import Image as PILImage
+
+    runs_dir = tmp_path / "runs"
+    res = subprocess.run([sys.executable, "-m", "helpers", "oneclass", "--data", str(synthetic_root), "--runs",
+                          str(runs_dir), "--profile", "smoke", "--categories", "bottle", "carpet"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-2000:]
+    folder = runs_dir / runs.PATCHCORE
+    card = deploy.read_model_card(folder)
+    assert card["arch"] == "patchcore" and card["output"]["category"]["names"] == ["bottle", "carpet"]
+    assert set(card["threshold"]["per_category"]) == {"bottle", "carpet"} and card["threshold"]["value"] == 0.5
+    res = subprocess.run([sys.executable, "-m", "helpers", "export", "--model", str(folder), "--int8"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert "same decisions: True" in res.stdout and "test AUROC fp32" in res.stdout
+    written = pd.read_csv(folder / "scores.csv").query("split == 'test'")
+    onnx = deploy.evaluate(folder, "onnx")
+    # the smoke data's val range is under 1 distance unit, so normalised scores magnify fp32 noise: 1e-3 here
+    assert len(written) == onnx["n"] and np.abs(onnx["scores"] - written["score"].to_numpy()).max() <= 1e-3
+
+    data = tmp_path / "incoming"
+    shutil.copytree(synthetic_root / "bottle" / "test", data / "bottle")
+    loose = next((data / "bottle").rglob("*.png"))
+    shutil.copy(loose, data / "no_category.png")
+    (data / "bottle" / "corrupt.png").write_bytes(loose.read_bytes()[:100])
+    shutil.copytree(real_sample / "screw", data / "screw", ignore=shutil.ignore_patterns("ground_truth"))
+    heat, out = tmp_path / "heat", tmp_path / "predictions.csv"
+    res = subprocess.run([sys.executable, "-m", "helpers", "predict", "--model", str(folder), str(data), "--out",
+                          str(out), "--backend", "onnx-int8", "--heatmaps", str(heat)], cwd=ROOT, capture_output=True,
+                         text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-2000:]
+    table = pd.read_csv(out, keep_default_na=False)
+    scored = table[table["problem"] == ""]
+    n_bottle = sum(1 for _ in (synthetic_root / "bottle" / "test").rglob("*.png"))
+    assert len(scored) == n_bottle and set(scored["category"]) == {"bottle"}
+    problems = dict(zip(table["path"].map(lambda p: Path(p).name), table["problem"]))
+    assert "corrupt or truncated" in problems["corrupt.png"] and "no category" in problems["no_category.png"]
+    assert all("no memory bank for category 'screw'" in p for p in table.loc[table["category"] == "screw", "problem"])
+    crop = card["input"]["image_size"]
+    overlay = np.asarray(PILImage.open(scored["heatmap"].iloc[0]))
+    assert overlay.shape == (crop, 2 * crop + 4, 3) and len(list(heat.glob("*.png"))) == n_bottle
+    left, right = overlay[:, :crop].astype(int), overlay[:, crop + 4:].astype(int)
+    assert np.abs(left - right).mean() > 5                           # the map is drawn over the image
+    forced = deploy.predict(folder, [data / "no_category.png"], category="bottle", progress=False)
+    assert forced["problem"].tolist() == [""] and forced["category"].tolist() == ["bottle"]
+
+
+def test_large_banks_go_to_an_external_data_file(synthetic_root, tmp_path, monkeypatch):
+    """Beyond protobuf's 2 GB (the full profile's banks can be) the export keeps the weights in model.onnx.data,
+    written with the model and read back by onnxruntime — here forced with a limit of 0 bytes."""
+    import torch
+
+    from helpers import oneclass
+    from helpers.patchcore import efficientnet_lite0_levels
+    from helpers.recipes import PatchCoreRecipe
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    backbone = efficientnet_lite0_levels()
+    paths = sorted((synthetic_root / "bottle" / "train" / "good").glob("*.png"))
+    x = torch.from_numpy(deploy.preprocess(paths, 56, "NCHW float32 [0, 1]", 64))
+    from helpers.patchcore import PatchCore
+
+    bank = PatchCore(backbone).fit(x).bank
+    oneclass.save_banks(folder / "model.pt", oneclass.OneClassResult(
+        "shared-split", backbone.name, pd.DataFrame(), pd.DataFrame(), {}, PatchCoreRecipe(64, 56), {"bottle": bank}))
+    params = {"bottle": {"threshold": 10.0, "min": 5.0, "max": 15.0, "note": ""}}
+    deploy.write_model_card(_fake_run(folder, 0.5), "model.pt", "patchcore", 56, ["bottle"], resize=64,
+                            per_category=params)
+    monkeypatch.setattr(deploy, "EXTERNAL_DATA_BYTES", 0)
+    deploy.export_onnx(folder)
+    assert deploy.read_model_card(folder)["onnx"]["data_file"] == "model.onnx.data"
+    assert (folder / "model.onnx.data").stat().st_size > bank.numel() * 4 and not list(folder.glob(".model*"))
+    images = [synthetic_root / "bottle" / "test" / "good" / p.name for p in
+              sorted((synthetic_root / "bottle" / "test" / "good").glob("*.png"))]
+    check = deploy.parity(folder, images)
+    assert check["n"] == len(images) and check["ok"] and check["map_scale"] > 0
