@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -127,13 +128,17 @@ def _card_io(arch: str, image_size: int, categories: Sequence[str] | None, resiz
 
 
 def write_model_card(run, model_file: str, arch: str, image_size: int, categories: Sequence[str] | None = None,
-                     resize: int | None = None, per_category: dict[str, dict] | None = None) -> Path:
+                     resize: int | None = None, per_category: dict[str, dict] | None = None,
+                     bank_rows: dict[str, int] | None = None) -> Path:
     """``model_card.json`` beside a notebook's saved model, from its :class:`helpers.runs.ScoredRun`.
 
     ``resize`` (PatchCore): the size before the centre crop to ``image_size``; ``per_category``: each category's
-    threshold and val range (``metrics.json``'s ``threshold.per_category``), for per-category models."""
+    threshold and val range (``metrics.json``'s ``threshold.per_category``), for per-category models;
+    ``bank_rows``: PatchCore's memory-bank size per category (it bounds the batch, :func:`_batch_limit`)."""
     record = run.record
     inputs, outputs = _card_io(arch, image_size, categories, resize)
+    if bank_rows is not None:
+        outputs["category"]["bank_rows"] = {c: int(n) for c, n in bank_rows.items()}
     card = {
         "schema": CARD_SCHEMA, "approach": run.approach, "notebook": run.stem,
         "framework": "keras" if arch == KERAS_ARCH else "pytorch", "arch": arch, "model_file": model_file,
@@ -390,10 +395,23 @@ def _groups(card: dict, paths: Sequence, batch_size: int, categories: Sequence[s
         return
     names = card["output"]["category"]["names"]
     cats = list(categories) if categories is not None else [category_of(p, names) for p in paths]
+    batch_size = min(batch_size, _batch_limit(card))
     for name in names:
         members = [p for p, c in zip(paths, cats) if c == name]
         for i in range(0, len(members), batch_size):
             yield members[i:i + batch_size], {"category": np.array([names.index(name)], np.int64)}
+
+
+#: PatchCore's distance matrix per batch (patches × bank rows, float32) stays under this many floats (512 MiB).
+DISTANCE_FLOATS = 2**27
+
+
+def _batch_limit(card: dict) -> int:
+    """The largest PatchCore batch whose patch-to-bank distances fit :data:`DISTANCE_FLOATS` (the full profile's
+    banks hold tens of thousands of rows: a batch of 32 would need GBs)."""
+    rows = max((card["output"]["category"].get("bank_rows") or {"": 1}).values())
+    patches = math.ceil(card["input"]["image_size"] / 8) ** 2           # the stride-8 patch grid
+    return max(1, DISTANCE_FLOATS // (patches * rows))
 
 
 def _score_all(scorer: _Scorer, card: dict, paths: Sequence, batch_size: int, categories: Sequence[str] | None = None,

@@ -216,7 +216,8 @@ def write_shared(prepared, shared: OneClassResult, standard: OneClassResult | No
 
         save_banks(out / MODEL_FILE, shared)
         write_model_card(run, MODEL_FILE, "patchcore", shared.recipe.crop, categories=sorted(shared.banks),
-                         resize=shared.recipe.resize, per_category=run.record["threshold"]["per_category"])
+                         resize=shared.recipe.resize, per_category=run.record["threshold"]["per_category"],
+                         bank_rows={c: len(b) for c, b in shared.banks.items()})
     return run
 
 

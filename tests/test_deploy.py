@@ -229,6 +229,8 @@ def test_patchcore_from_notebook_06_exports_reproduces_its_scores_and_draws_maps
     shutil.copy(loose, data / "no_category.png")
     (data / "bottle" / "corrupt.png").write_bytes(loose.read_bytes()[:100])
     shutil.copytree(real_sample / "screw", data / "screw", ignore=shutil.ignore_patterns("ground_truth"))
+    shutil.copytree(real_sample / "bottle", data / "real" / "bottle", ignore=shutil.ignore_patterns("ground_truth"))
+    n_real = sum(1 for _ in (data / "real" / "bottle").rglob("*.png"))    # real MVTec bottles: the bottle bank
     heat, out = tmp_path / "heat", tmp_path / "predictions.csv"
     res = subprocess.run([sys.executable, "-m", "helpers", "predict", "--model", str(folder), str(data), "--out",
                           str(out), "--backend", "onnx-int8", "--heatmaps", str(heat)], cwd=ROOT, capture_output=True,
@@ -236,8 +238,9 @@ def test_patchcore_from_notebook_06_exports_reproduces_its_scores_and_draws_maps
     assert res.returncode == 0, res.stderr[-2000:]
     table = pd.read_csv(out, keep_default_na=False)
     scored = table[table["problem"] == ""]
-    n_bottle = sum(1 for _ in (synthetic_root / "bottle" / "test").rglob("*.png"))
-    assert len(scored) == n_bottle and set(scored["category"]) == {"bottle"}
+    n_bottle = sum(1 for _ in (synthetic_root / "bottle" / "test").rglob("*.png")) + n_real
+    assert n_real > 0 and len(scored) == n_bottle and set(scored["category"]) == {"bottle"}
+    assert card["output"]["category"]["bank_rows"]["bottle"] > 0
     problems = dict(zip(table["path"].map(lambda p: Path(p).name), table["problem"]))
     assert "corrupt or truncated" in problems["corrupt.png"] and "no category" in problems["no_category.png"]
     assert all("no memory bank for category 'screw'" in p for p in table.loc[table["category"] == "screw", "problem"])
@@ -271,7 +274,7 @@ def test_large_banks_go_to_an_external_data_file(synthetic_root, tmp_path, monke
         "shared-split", backbone.name, pd.DataFrame(), pd.DataFrame(), {}, PatchCoreRecipe(64, 56), {"bottle": bank}))
     params = {"bottle": {"threshold": 10.0, "min": 5.0, "max": 15.0, "note": ""}}
     deploy.write_model_card(_fake_run(folder, 0.5), "model.pt", "patchcore", 56, ["bottle"], resize=64,
-                            per_category=params)
+                            per_category=params, bank_rows={"bottle": len(bank)})
     monkeypatch.setattr(deploy, "EXTERNAL_DATA_BYTES", 0)
     deploy.export_onnx(folder)
     assert deploy.read_model_card(folder)["onnx"]["data_file"] == "model.onnx.data"
@@ -280,3 +283,6 @@ def test_large_banks_go_to_an_external_data_file(synthetic_root, tmp_path, monke
               sorted((synthetic_root / "bottle" / "test" / "good").glob("*.png"))]
     check = deploy.parity(folder, images)
     assert check["n"] == len(images) and check["ok"] and check["map_scale"] > 0
+    monkeypatch.setattr(deploy, "DISTANCE_FLOATS", 1)                  # huge banks: one image per batch
+    card = deploy.read_model_card(folder)
+    assert deploy._batch_limit(card) == 1 and [len(c) for c, _ in deploy._groups(card, images, 32)] == [1] * len(images)
