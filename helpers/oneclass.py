@@ -222,7 +222,7 @@ def write_shared(prepared, shared: OneClassResult, standard: OneClassResult | No
 
 
 #: The saved PatchCore model of notebook 06 (:func:`save_banks`).
-MODEL_FILE = "model.pt"
+MODEL_FILE = runs.MODEL_FILES[runs.PATCHCORE]
 
 
 def save_banks(path, result: OneClassResult) -> None:

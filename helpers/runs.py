@@ -51,7 +51,7 @@ HISTORY = "history.csv"
 SCORE_COLUMNS = ["path", "category", "label", "split", "score"]
 #: The saved model of each model notebook (Keras: plus ``model_meta.json`` beside it).
 MODEL_FILES: dict[str, str] = {SUPERVISED: "model.pt", SIMCLR: "simclr.pt", PROBE: "model.pt",
-                               KERAS: "model.keras"}
+                               KERAS: "model.keras", PATCHCORE: "model.pt"}
 
 
 def notebook_dir(runs_dir: str | os.PathLike, stem: str, create: bool = True) -> Path:
