@@ -184,9 +184,7 @@ def preprocess(images: Iterable, image_size: int, layout: str = "NCHW", resize: 
     from .cache import load_resized
 
     if layout.endswith("[0, 1]"):
-        size = int(resize or image_size)
-        off = (size - image_size) // 2
-        batch = [load_resized(x, size)[off:off + image_size, off:off + image_size].transpose(2, 0, 1) for x in images]
+        batch = [_resized_crop(x, int(resize or image_size), image_size).transpose(2, 0, 1) for x in images]
         return (np.stack(batch).astype(np.float32) / 255.0 if batch
                 else np.zeros((0, 3, image_size, image_size), np.float32))
     if layout.startswith("NHWC"):
@@ -197,6 +195,14 @@ def preprocess(images: Iterable, image_size: int, layout: str = "NCHW", resize: 
     transform = eval_transform(image_size)
     batch = [transform(image=load_resized(x, image_size))["image"].numpy() for x in images]
     return np.stack(batch).astype(np.float32) if batch else np.zeros((0, 3, image_size, image_size), np.float32)
+
+
+def _resized_crop(image, resize: int, crop: int) -> np.ndarray:
+    """:func:`helpers.cache.load_resized` to ``resize``, then the centre ``crop`` (notebook 06's geometry)."""
+    from .cache import load_resized
+
+    off = (resize - crop) // 2
+    return load_resized(image, resize)[off:off + crop, off:off + crop]
 
 
 def _batch(card: dict, images: Sequence) -> np.ndarray:
@@ -414,25 +420,15 @@ def _batch_limit(card: dict) -> int:
     return max(1, DISTANCE_FLOATS // (patches * rows))
 
 
-def _score_all(scorer: _Scorer, card: dict, paths: Sequence, batch_size: int, categories: Sequence[str] | None = None,
-               keep_maps: bool = False) -> tuple[np.ndarray, np.ndarray | None, list | None]:
-    """Scores of ``paths`` in their order (category probabilities and maps when asked and given)."""
+def _scores(scorer: _Scorer, card: dict, paths: Sequence, batch_size: int) -> np.ndarray:
+    """Defect scores of ``paths``, in their order (PatchCore scores them grouped by category)."""
     index = {str(p): i for i, p in enumerate(paths)}
     scores = np.full(len(paths), np.nan)
-    probs, maps = None, ([None] * len(paths) if keep_maps else None)
     names = card["output"].get("category", {}).get("names") or []
-    for chunk, extra in _groups(card, paths, batch_size, categories):
+    for chunk, extra in _groups(card, paths, batch_size):
         category = names[int(extra["category"][0])] if extra else None
-        s, c, m = scorer(_batch(card, chunk), category)
-        rows = [index[str(p)] for p in chunk]
-        scores[rows] = s
-        if c is not None:
-            probs = np.zeros((len(paths), c.shape[1])) if probs is None else probs
-            probs[rows] = c
-        if keep_maps and m is not None:
-            for r, one in zip(rows, m):
-                maps[r] = one
-    return scores, probs, maps
+        scores[[index[str(p)] for p in chunk]] = scorer(_batch(card, chunk), category)[0]
+    return scores
 
 
 def run_images(model_dir: str | os.PathLike, split: str, label: int | None = None,
@@ -533,7 +529,7 @@ def evaluate(model_dir: str | os.PathLike, backend: str, batch_size: int = 32,
     card = read_model_card(folder)
     paths, labels = run_images(folder, "test", root=root)
     scorer = _Scorer(folder, card, backend)
-    scores = _score_all(scorer, card, paths, batch_size)[0]
+    scores = _scores(scorer, card, paths, batch_size)
     auroc = float(roc_auc_score(labels, scores)) if len(set(labels)) == 2 else float("nan")
     return {"backend": backend, "n": len(paths), "roc_auc": auroc, "scores": scores,
             "decisions": scores >= card["threshold"]["value"]}
@@ -637,7 +633,7 @@ def predict(model_dir: str | os.PathLike, inputs: Sequence[str | os.PathLike], b
     names = card["output"].get("category", {}).get("names") or []
     patchcore = card["arch"] == PATCHCORE_ARCH
     good, cats = _vet(paths, problems, names if patchcore else None, category)
-    category_of_path = {str(p): c if patchcore else category_of(p) for p, c in zip(good, cats)}
+    category_of_path = dict(zip(map(str, good), cats))
     cams = _GradCam(folder, card) if heatmaps is not None and not patchcore else None
     out_dir = Path(heatmaps) if heatmaps is not None else None
     if out_dir is not None:
@@ -717,12 +713,8 @@ class _GradCam:
 
 def _display(card: dict, path) -> np.ndarray:
     """The image as the model saw it (resized, and cropped for PatchCore), H×W×3 uint8."""
-    from .cache import load_resized
-
     size = card["input"]["image_size"]
-    resize = card["input"].get("resize_size") or size
-    off = (resize - size) // 2
-    return load_resized(path, resize)[off:off + size, off:off + size]
+    return _resized_crop(path, card["input"].get("resize_size") or size, size)
 
 
 def save_overlay(image: np.ndarray, heat: np.ndarray, path: str | os.PathLike, alpha: float = 0.45) -> Path:
