@@ -223,10 +223,15 @@ def _bank_scorer(model_dir: Path, card: dict):
     from .patchcore import BankScorer
 
     backbone, banks, recipe = _patchcore(model_dir, card)
-    names, params = card["output"]["category"]["names"], card["threshold"]["per_category"]
-    spans = [(params[c]["max"] - params[c]["min"]) or 1.0 for c in names]
-    return BankScorer(backbone, [banks[c] for c in names], [params[c]["threshold"] for c in names], spans,
+    names, norm = card["output"]["category"]["names"], _normalisation(card)
+    return BankScorer(backbone, [banks[c] for c in names], [norm[c][0] for c in names], [norm[c][1] for c in names],
                       recipe["num_neighbors"], recipe["blur_sigma"]).eval()
+
+
+def _normalisation(card: dict) -> dict[str, tuple[float, float]]:
+    """Each category's (threshold, span) from the card: PatchCore's scores become ``(s − threshold) / span + 0.5``
+    (:func:`helpers.metrics.normalise_per_category`, which notebook 06 applied)."""
+    return {c: (p["threshold"], (p["max"] - p["min"]) or 1.0) for c, p in card["threshold"]["per_category"].items()}
 
 
 def _probability_model(model_dir: Path, card: dict):
@@ -379,7 +384,7 @@ class _FrameworkPatchCore:
         from .patchcore import PatchCore
 
         backbone, banks, recipe = _patchcore(model_dir, card)
-        self.params = card["threshold"]["per_category"]
+        self.norm = _normalisation(card)
         self.models = {c: PatchCore(backbone, recipe["coreset_fraction"], recipe["num_neighbors"], recipe["blur_sigma"],
                                     bank=bank) for c, bank in banks.items()}
 
@@ -387,9 +392,8 @@ class _FrameworkPatchCore:
         import torch
 
         scores, maps = self.models[category].score(torch.from_numpy(batch))
-        p = self.params[category]
-        span = (p["max"] - p["min"]) or 1.0
-        return ((scores - p["threshold"]) / span + 0.5).astype(np.float64), None, (maps - p["threshold"]) / span + 0.5
+        t, span = self.norm[category]
+        return ((scores - t) / span + 0.5).astype(np.float64), None, (maps - t) / span + 0.5
 
 
 def _groups(card: dict, paths: Sequence, batch_size: int, categories: Sequence[str] | None = None):

@@ -222,6 +222,11 @@ class PatchCore:
         return weight * s_star
 
 
+def _squared_distances(queries: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:
+    """Q×M squared Euclidean distances as ``|q|² − 2 q·b + |b|²`` (plain MatMul/ReduceSum: every exporter knows them)."""
+    return (queries * queries).sum(1, keepdim=True) - 2 * queries @ bank.T + (bank * bank).sum(1)[None]
+
+
 class BankScorer(nn.Module):
     """PatchCore's whole scoring of one category in one graph, for ONNX export: image (N×3×H×W in [0, 1]) and
     category index (a 1-element int64 tensor) → normalised image score (N) and anomaly map (N×H×W).
@@ -254,16 +259,14 @@ class BankScorer(nn.Module):
         feats, (h, w) = patch_features(self.backbone(image))
         n = image.shape[0]
         bank = self.banks.index_select(0, category)[0]
-        sq = (feats * feats).sum(1, keepdim=True) - 2 * feats @ bank.T + (bank * bank).sum(1)[None]
-        d, idx = sq.clamp_min(0).min(1)
+        d, idx = _squared_distances(feats, bank).clamp_min(0).min(1)
         patch = d.sqrt().view(n, h * w)
         top = patch.argmax(1)
         rows = torch.arange(n)
         s_star = patch[rows, top]
         m_test = feats.view(n, h * w, -1)[rows, top]
         m_star = bank[idx.view(n, h * w)[rows, top]]
-        to_bank = (m_star * m_star).sum(1, keepdim=True) - 2 * m_star @ bank.T + (bank * bank).sum(1)[None]
-        _, support = to_bank.topk(self.k, dim=1, largest=False)
+        _, support = _squared_distances(m_star, bank).topk(self.k, dim=1, largest=False)
         dists = torch.linalg.norm(m_test.unsqueeze(1) - bank[support], dim=2)
         score = (1 - torch.softmax(dists, dim=1)[:, 0]) * s_star
         up = F.interpolate(patch.view(n, 1, h, w), size=image.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
