@@ -33,7 +33,8 @@ def one(coreset: float, category: str, n_train: int, n_good: int, n_bad: int) ->
     kinds = list(DEFECTS[category])
     train = [render_image(category, np.random.default_rng([1, i]), 256)[0] for i in range(n_train)]
     test = [render_image(category, np.random.default_rng([2, i]), 256)[0] for i in range(n_good)]
-    bad = [render_image(category, np.random.default_rng([3, i]), 256, defect=kinds[i % len(kinds)]) for i in range(n_bad)]
+    bad = [render_image(category, np.random.default_rng([3, i]), 256, defect=kinds[i % len(kinds)], difficulty="uniform")
+           for i in range(n_bad)]
     rgb = lambda a: np.repeat(a[..., None], 3, 2) if a.ndim == 2 else a  # noqa: E731
     backbone = pc.efficientnet_lite0_levels()
     t0 = time.time()

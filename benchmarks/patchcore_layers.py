@@ -88,7 +88,8 @@ def generated() -> list[tuple[str, list, list, list, list]]:
         fit = [rgb(render_image(cat, np.random.default_rng([1, i]), 128)[0]) for i in range(20)]
         good = [rgb(render_image(cat, np.random.default_rng([2, i]), 128)[0]) for i in range(10)]
         kinds = list(DEFECTS[cat])
-        bad = [render_image(cat, np.random.default_rng([3, i]), 128, defect=kinds[i % len(kinds)], defect_scale=2.0)
+        bad = [render_image(cat, np.random.default_rng([3, i]), 128, defect=kinds[i % len(kinds)], defect_scale=2.0,
+                           difficulty="uniform")
                for i in range(12)]
         out.append((f"generated {cat} (fit 20, score 22)", fit, good + [rgb(b[0]) for b in bad],
                     [np.zeros((128, 128), bool)] * 10 + [b[1].astype(bool) for b in bad], [0] * 10 + [1] * 12))

@@ -147,6 +147,7 @@ def prepare(cfg: Config | None = None, cache_sizes: tuple[int, ...] | None = Non
     if scan.manifest.empty:
         raise DatasetLayoutError(f"No usable image under {source.root}: all {len(scan.quarantine)} files "
                                  f"were quarantined (see the quarantine table). {scan.summary()}")
+    _check_generator_version(cfg, source)
     split = ensure_split(scan.manifest, cfg.runs_dir / "split.csv", seed=cfg.seed)
     check_leakage(split, scan.manifest)
     write_outputs(cfg, source, scan, split)
@@ -160,6 +161,20 @@ def prepare(cfg: Config | None = None, cache_sizes: tuple[int, ...] | None = Non
 
 class PreparedStateError(ValueError):
     """What notebook 00 wrote is damaged or inconsistent (the message names the file and the way out)."""
+
+
+def _check_generator_version(cfg: Config, source: DataSource) -> None:
+    """A ``RUNS_DIR`` prepared from another version of the built-in data generator cannot be reused: its split and
+    results belong to other images. Raised before the split is checked, so the message names the real cause."""
+    try:
+        old = json.loads((cfg.runs_dir / "dataset.json").read_text()).get("builtin_spec") or {}
+    except (OSError, ValueError, AttributeError):
+        return                                  # no (readable) record: the split check decides
+    if old and source.builtin and (cfg.runs_dir / "split.csv").exists() and old.get("version", 1) != synthetic.GENERATOR_VERSION:
+        raise PreparedStateError(
+            f"{cfg.runs_dir} was prepared from version {old.get('version', 1)} of the built-in data generator; this code "
+            f"draws version {synthetic.GENERATOR_VERSION}, whose defects differ, so that folder's split.csv and results "
+            "belong to other images. Use a new RUNS_DIR (or move the old one aside) and run notebook 00 again.")
 
 
 def _read_state(runs_dir: Path) -> tuple[dict, pd.DataFrame]:
@@ -193,8 +208,11 @@ def _source_on_this_runtime(cfg: Config, info: dict, manifest: pd.DataFrame) -> 
     source = DataSource(recorded, info["builtin"], info["how"], archive=archive, spec=info.get("builtin_spec"))
     if not _images_present(source.root, manifest):
         if source.builtin and source.spec:
-            root = synthetic.generate_dataset(synthetic.builtin_root(cfg.local_dir), synthetic.SyntheticSpec(**source.spec),
-                                              progress=False)
+            try:
+                root = synthetic.generate_dataset(synthetic.builtin_root(cfg.local_dir),
+                                                  synthetic.SyntheticSpec(**source.spec), progress=False)
+            except ValueError as err:           # settings of another generator version
+                raise PreparedStateError(str(err)) from None
             print(f"The built-in data was not on this runtime: regenerated at {root} from its recorded settings.")
             source.root = _same_contents(root, manifest)
         elif not source.builtin and cfg.data_dir is not None and looks_like_mvtec_root(cfg.data_dir):

@@ -2,12 +2,22 @@
 
 Every one of the 15 MVTec AD category names gets its own look: a texture for carpet, grid, leather,
 tile and wood, a centred object for the rest; grid, screw and zipper are grayscale (mode L) as in
-MVTec. Each category has 2–4 defect types drawn from five primitives (scratch, hole, crack, stain,
-missing part), named like MVTec's own, with pixel masks in ``ground_truth/``. Defects cover about
-0.1–2% of the image, so finding them is a real task, not a colour lookup.
+MVTec. Each category has 2–3 defect types drawn from five primitives (scratch, hole, crack, stain,
+missing part), named like MVTec's own, with pixel masks in ``ground_truth/``.
 
-It is deterministic in ``seed`` and every size/count is configurable. It is *not* MVTec AD: numbers
-measured on it say that code runs and learns, never how a method does on real parts.
+**What makes a defect easy or hard** is its size and its contrast with the surface around it. Each defect
+type is drawn at one of three levels (:data:`LEVELS`, assigned in :data:`DIFFICULTY`), as on MVTec AD:
+
+- ``obvious``: 4× the base size and 1.6× the contrast, about 2–15% of the image (like bottle ``broken_large``);
+- ``moderate``: 2× the size and 1.25× the contrast, about 0.5–2.5%;
+- ``subtle``: the base, about 0.1–1% and low contrast (like screw ``scratch_head``).
+
+hazelnut and toothbrush have only obvious defects, screw only subtle ones; capsule, grid and zipper are
+mostly subtle. So per-category results differ the way they do on MVTec: easy categories near perfect, hard
+ones lower. ``SyntheticSpec(difficulty="uniform")`` draws every defect at the base level (generator version 1).
+
+It is deterministic in ``seed`` and every size/count is configurable. It is *not* MVTec AD: it is for seeing
+each method and tool work offline, never a benchmark of how a method does on real parts.
 """
 from __future__ import annotations
 
@@ -25,10 +35,10 @@ from tqdm.auto import tqdm
 
 from .data import GRAYSCALE_CATEGORIES, MVTEC_CATEGORIES
 
-__all__ = ["GENERATOR_VERSION", "DEFECTS", "SyntheticSpec", "Render", "RENDERERS", "add_defect", "render_image",
-           "generate_dataset", "builtin_root"]
+__all__ = ["GENERATOR_VERSION", "DEFECTS", "Level", "LEVELS", "DIFFICULTY", "defect_level", "SyntheticSpec", "Render",
+           "RENDERERS", "add_defect", "render_image", "generate_dataset", "builtin_root", "difficulty_table"]
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 #: category -> {MVTec-style defect name: primitive}
 DEFECTS: dict[str, dict[str, str]] = {
@@ -51,6 +61,45 @@ DEFECTS: dict[str, dict[str, str]] = {
 
 
 @dataclass(frozen=True)
+class Level:
+    """How hard a defect is to see: its size and its contrast, each a multiplier on the primitive's base."""
+
+    #: Multiplier on length, radius and line width (1.0: the base sizes, about 0.1–1% of the image).
+    scale: float
+    #: Multiplier on the change of intensity or colour a scratch, crack or stain makes.
+    contrast: float
+
+
+#: The three difficulty levels of the built-in data (see :data:`DIFFICULTY`).
+LEVELS: dict[str, Level] = {
+    "obvious": Level(scale=4.0, contrast=1.6),    # ~2–15% of the image, high contrast: like bottle broken_large
+    "moderate": Level(scale=2.0, contrast=1.25),  # ~0.5–2.5%
+    "subtle": Level(scale=1.0, contrast=1.0),     # ~0.1–1%, the base: like screw scratch_head
+}
+
+#: category -> {defect name: level}. A spread like MVTec's: categories whose defects are mostly obvious
+#: (bottle, hazelnut, carpet, ...) and hard ones whose defects are all or mostly subtle (screw, capsule,
+#: grid, zipper), as on MVTec AD itself, where those are the categories methods find hardest.
+DIFFICULTY: dict[str, dict[str, str]] = {
+    "bottle": {"broken_large": "obvious", "broken_small": "moderate", "contamination": "obvious"},
+    "cable": {"cut_outer_insulation": "moderate", "missing_cable": "obvious", "poke_insulation": "moderate"},
+    "capsule": {"crack": "subtle", "scratch": "subtle", "poke": "moderate"},
+    "carpet": {"color": "obvious", "hole": "obvious", "cut": "moderate"},
+    "grid": {"broken": "moderate", "glue": "subtle", "bent": "subtle"},
+    "hazelnut": {"crack": "obvious", "hole": "obvious", "print": "obvious"},
+    "leather": {"color": "obvious", "cut": "moderate", "poke": "obvious"},
+    "metal_nut": {"scratch": "moderate", "color": "obvious", "bent": "obvious"},
+    "pill": {"crack": "moderate", "contamination": "obvious", "scratch": "subtle"},
+    "screw": {"scratch_head": "subtle", "thread_side": "subtle", "manipulated_front": "subtle"},
+    "tile": {"crack": "obvious", "oil": "obvious", "gray_stroke": "moderate"},
+    "toothbrush": {"defective": "obvious", "contamination": "obvious"},
+    "transistor": {"damaged_case": "moderate", "cut_lead": "obvious"},
+    "wood": {"scratch": "moderate", "hole": "obvious", "color": "obvious"},
+    "zipper": {"broken_teeth": "moderate", "rough": "subtle", "fabric_interior": "subtle"},
+}
+
+
+@dataclass(frozen=True)
 class SyntheticSpec:
     """Parameters of a built-in dataset; stored beside it as ``builtin_dataset.json``."""
 
@@ -60,9 +109,12 @@ class SyntheticSpec:
     n_per_defect: int = 3
     seed: int = 42
     categories: tuple[str, ...] = MVTEC_CATEGORIES
-    #: Multiplier on every defect's size (1.0: 0.1–2% of the image). Learning tests use larger defects
-    #: so that a small model trained from scratch on a CPU can find them in seconds.
+    #: Multiplier on every defect's size, on top of its level. Learning tests use larger defects so that
+    #: a model trained from scratch on a CPU can find them in seconds.
     defect_scale: float = 1.0
+    #: ``"mixed"``: each defect type at its level in :data:`DIFFICULTY` (obvious, moderate or subtle);
+    #: ``"uniform"``: every defect at the base level (subtle), the only behaviour of generator version 1.
+    difficulty: str = "mixed"
     version: int = GENERATOR_VERSION
 
 
@@ -267,7 +319,8 @@ RENDERERS: dict[str, Render] = {
     "transistor": _object(_draw_transistor, (0.86, 0.86, 0.86), rotate=0.05),
     "zipper": _object(_draw_zipper, (0.32, 0.32, 0.32), rotate=0.0),
 }
-assert set(RENDERERS) == set(MVTEC_CATEGORIES) == set(DEFECTS)
+assert set(RENDERERS) == set(MVTEC_CATEGORIES) == set(DEFECTS) == set(DIFFICULTY)
+assert all(set(DEFECTS[c]) == set(DIFFICULTY[c]) for c in DEFECTS)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -282,10 +335,11 @@ def _anchor(region: np.ndarray, rng: np.random.Generator, margin: int) -> tuple[
 
 
 def add_defect(img: np.ndarray, region: np.ndarray, kind: str, rng: np.random.Generator,
-               scale: float = 1.0) -> np.ndarray:
+               scale: float = 1.0, contrast: float = 1.0) -> np.ndarray:
     """Draw one defect of primitive ``kind`` inside ``region``; return its boolean pixel mask.
 
-    ``scale`` multiplies the defect's length, radius and line width.
+    ``scale`` multiplies the defect's length, radius and line width; ``contrast`` the change of intensity or
+    colour of a scratch, crack or stain (a hole is always dark and a missing part always background).
     """
     s = img.shape[0]
     width = max(1, round(scale * s / 96))
@@ -303,7 +357,7 @@ def add_defect(img: np.ndarray, region: np.ndarray, kind: str, rng: np.random.Ge
         draw.line(points, fill=255, width=width + (kind == "crack"))
         mask = np.asarray(canvas) > 0
         shade = rng.choice([-1.0, 1.0]) if kind == "scratch" else -1.0
-        img[mask] = np.clip(img[mask] + shade * 0.28, 0, 1)
+        img[mask] = np.clip(img[mask] + shade * 0.28 * contrast, 0, 1)
     elif kind == "hole":
         r = rng.uniform(0.025, 0.045) * s * scale
         draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=255)
@@ -314,7 +368,7 @@ def add_defect(img: np.ndarray, region: np.ndarray, kind: str, rng: np.random.Ge
         draw.ellipse([cx - r, cy - r * rng.uniform(0.5, 1), cx + r, cy + r], fill=255)
         soft = np.asarray(canvas.filter(ImageFilter.GaussianBlur(r / 3)), np.float32) / 255
         tint = rng.uniform(-1, 1, 3).astype(np.float32)
-        tint = 0.22 * tint / (np.linalg.norm(tint) + 1e-6) * np.sqrt(3)
+        tint = 0.22 * contrast * tint / (np.linalg.norm(tint) + 1e-6) * np.sqrt(3)
         img += soft[..., None] * tint
         mask = soft > 0.5
     elif kind == "missing":
@@ -330,16 +384,29 @@ def add_defect(img: np.ndarray, region: np.ndarray, kind: str, rng: np.random.Ge
     return mask
 
 
+def defect_level(category: str, defect: str, difficulty: str = "mixed") -> Level:
+    """The :class:`Level` a defect type is drawn at (``difficulty``: ``"mixed"`` or ``"uniform"``)."""
+    if difficulty == "uniform":
+        return LEVELS["subtle"]
+    if difficulty != "mixed":
+        raise ValueError(f"unknown difficulty {difficulty!r}: expected 'mixed' or 'uniform'")
+    return LEVELS[DIFFICULTY[category][defect]]
+
+
 def render_image(category: str, rng: np.random.Generator, size: int,
-                 defect: str | None = None, defect_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray | None]:
+                 defect: str | None = None, defect_scale: float = 1.0,
+                 difficulty: str = "mixed") -> tuple[np.ndarray, np.ndarray | None]:
     """One uint8 image of ``category`` (H×W for grayscale categories, else H×W×3) and its mask.
 
-    ``defect`` is one of ``DEFECTS[category]`` or None for a good image (mask None).
+    ``defect`` is one of ``DEFECTS[category]`` or None for a good image (mask None). With ``difficulty``
+    ``"mixed"`` the defect is drawn at its level in :data:`DIFFICULTY`, with ``"uniform"`` at the base level;
+    ``defect_scale`` multiplies its size either way.
     """
     img, region = RENDERERS[category](rng, size)
     mask = None
     if defect is not None:
-        mask = add_defect(img, region, DEFECTS[category][defect], rng, defect_scale)
+        level = defect_level(category, defect, difficulty)
+        mask = add_defect(img, region, DEFECTS[category][defect], rng, defect_scale * level.scale, level.contrast)
     out = (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
     if category in GRAYSCALE_CATEGORIES:
         out = out.mean(axis=2).astype(np.uint8)
@@ -354,6 +421,10 @@ def generate_dataset(root: str | os.PathLike, spec: SyntheticSpec | None = None,
     ``<cat>/ground_truth/<defect>/NNN_mask.png`` (0/255, mode L).
     """
     spec = spec or SyntheticSpec(**overrides)
+    if spec.version != GENERATOR_VERSION:
+        raise ValueError(f"These settings were recorded by version {spec.version} of the built-in data generator; this "
+                         f"code draws version {GENERATOR_VERSION}, whose images differ, so it cannot regenerate that data. "
+                         "Prepare the data again in a new RUNS_DIR (notebook 00 or `python -m helpers prepare`).")
     root = Path(root)
     info_path = root / "builtin_dataset.json"
     wanted = json.loads(json.dumps(asdict(spec)))
@@ -372,7 +443,7 @@ def generate_dataset(root: str | os.PathLike, spec: SyntheticSpec | None = None,
         # one independent stream per image: any subset regenerates identically
         rng = np.random.default_rng([spec.seed, MVTEC_CATEGORIES.index(cat), int(split == "test"),
                                      sum(map(ord, defect or "good")), i])
-        img, mask = render_image(cat, rng, spec.size, defect, spec.defect_scale)
+        img, mask = render_image(cat, rng, spec.size, defect, spec.defect_scale, spec.difficulty)
         folder = root / cat / split / (defect or "good")
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(img).save(folder / f"{i:03d}.png")
@@ -407,3 +478,19 @@ def _move_into_place(built: Path, final: Path, wanted: dict) -> Path:
 def builtin_root(runs_dir: str | os.PathLike) -> Path:
     """Where the built-in dataset lives: ``RUNS_DIR/builtin_mvtec``."""
     return Path(runs_dir) / "builtin_mvtec"
+
+
+def difficulty_table(manifest, root: str | os.PathLike):
+    """One row per defect type of the built-in data: its primitive, its level and the share of the image its
+    masks cover (mean over the images), hardest last within each category. ``manifest``: notebook 00's scan."""
+
+    bad = manifest[(manifest["label"] == 1) & (manifest["mask_path"].fillna("") != "")]
+    area = bad.assign(area=[float(np.mean(np.asarray(Image.open(Path(root) / m)) > 0)) for m in bad["mask_path"]])
+    table = area.groupby(["category", "defect_type"], sort=True).agg(images=("area", "size"), area=("area", "mean"))
+    table = table.reset_index()
+    table["primitive"] = [DEFECTS.get(c, {}).get(d, "?") for c, d in zip(table["category"], table["defect_type"])]
+    table["level"] = [DIFFICULTY.get(c, {}).get(d, "?") for c, d in zip(table["category"], table["defect_type"])]
+    table["defect area (% of image)"] = (100 * table.pop("area")).round(2)
+    order = {name: i for i, name in enumerate(LEVELS)}
+    table = table.sort_values(["category", "level"], key=lambda s: s.map(order) if s.name == "level" else s)
+    return table.reset_index(drop=True)

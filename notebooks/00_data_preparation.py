@@ -29,8 +29,11 @@
 # | `cache/` | decoded, resized images as memory-mapped arrays |
 #
 # Without MVTec AD (no `MVTEC_DIR`, nothing at the usual places) the notebook generates the **built-in
-# sample dataset**: procedural images in MVTec's layout, so everything runs offline. Numbers measured on
-# it show that the code works; they say nothing about real parts.
+# sample dataset**: procedural images in MVTec's layout, so everything runs offline. It is for **seeing
+# each method work and each tool behave**, not a benchmark: numbers measured on it say nothing about real
+# parts. Like MVTec AD it mixes easy and hard defects: each defect type is *obvious* (large, high contrast,
+# like bottle `broken_large`), *moderate* or *subtle* (a few pixels, low contrast, like screw
+# `scratch_head`); hazelnut's are all obvious, screw's all subtle. With MVTec AD nothing here changes.
 
 # %% tags=["parameters"]
 # Settings: a form on Colab (change them, then Runtime > Run all); `papermill -p NAME VALUE` sets them too.
@@ -132,6 +135,17 @@ viz.plot_counts(scan.manifest);
 
 # %%
 viz.show_samples(scan.manifest, source.root, per_row=5);
+
+# %% [markdown]
+# On the built-in data, each defect type's level — obvious, moderate or subtle — and the share of the image
+# its masks cover: the obvious ones are what every method should find, the subtle ones (screw, capsule,
+# grid, zipper) are where methods differ. (MVTec AD has no such labels; this table is only shown for the
+# built-in data.)
+
+# %%
+if source.builtin:
+    from helpers import synthetic
+    display(synthetic.difficulty_table(scan.manifest, source.root))
 
 # %% [markdown]
 # ## 5 · The split — one protocol for every model

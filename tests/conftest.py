@@ -61,6 +61,7 @@ def prepare_learnable(base: Path, categories: tuple[str, ...], size: int = 64):
     from helpers import config, prepare, synthetic
 
     spec = synthetic.SyntheticSpec(size=size, n_train_good=60, n_test_good=20, n_per_defect=15, defect_scale=4.0,
+                                   difficulty="uniform",
                                    categories=categories)
     root = synthetic.generate_dataset(base / "mvtec", spec, progress=False)
     cfg = config.with_profile(config.get_config("smoke", data_dir=root, runs_dir=base / "runs"),

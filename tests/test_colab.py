@@ -5,6 +5,7 @@ what notebook 00 wrote on another runtime. The whole series on simulated runtime
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import subprocess
 import sys
@@ -144,6 +145,21 @@ def test_a_fresh_runtime_extracts_the_archive_kept_on_drive(clean_env, synthetic
     shutil.rmtree(tmp_path / "runtime-2")
     with pytest.raises(PreparedStateError, match=r"names MVTec AD at .* not on this runtime.*Nothing falls back"):
         load_prepared(get_config("smoke", runs_dir=tmp_path / "drive" / "runs"), colab=True)
+
+
+def test_a_runs_dir_from_another_generator_version_is_named_not_reused(clean_env, tmp_path):
+    clean_env.setenv("DEFECTS_LOCAL_DIR", str(tmp_path / "runtime-1"))
+    prepare(get_config("smoke", runs_dir=tmp_path / "runs"), progress=False)
+    info_path = tmp_path / "runs" / "dataset.json"
+    info = json.loads(info_path.read_text())
+    info["builtin_spec"]["version"] = 1                                 # as written before generator version 2
+    info_path.write_text(json.dumps(info))
+    with pytest.raises(PreparedStateError, match=r"version 1 of the built-in data generator.*new RUNS_DIR"):
+        prepare(get_config("smoke", runs_dir=tmp_path / "runs"), progress=False)
+    shutil.rmtree(tmp_path / "runtime-1")                               # a fresh runtime cannot regenerate it either
+    clean_env.setenv("DEFECTS_LOCAL_DIR", str(tmp_path / "runtime-2"))
+    with pytest.raises(PreparedStateError, match=r"version 1 of the built-in data generator"):
+        load_prepared(get_config("smoke", runs_dir=tmp_path / "runs"), colab=True)
 
 
 def test_mvtec_dir_at_a_new_place_must_hold_the_same_bytes(clean_env, synthetic_root, tmp_path):

@@ -15,7 +15,8 @@ from helpers.synthetic import render_image
 @pytest.fixture(scope="module")
 def planted():
     """A built-in hazelnut with a planted hole: the image and its ground-truth mask."""
-    img, mask = render_image("hazelnut", np.random.default_rng(7), 128, defect="hole", defect_scale=1.5)
+    img, mask = render_image("hazelnut", np.random.default_rng(7), 128, defect="hole", defect_scale=1.5,
+                             difficulty="uniform")
     assert mask is not None and 20 < mask.sum() < 0.1 * mask.size
     return img, mask
 
@@ -77,7 +78,8 @@ def test_torch_gradcam_shape_range_and_input_dependence(planted):
     torch.manual_seed(0)
     model, _ = supervised_resnet50(pretrained=False)
     img, _ = planted
-    other, _ = render_image("hazelnut", np.random.default_rng(8), 128, defect="crack", defect_scale=1.5)
+    other, _ = render_image("hazelnut", np.random.default_rng(8), 128, defect="crack", defect_scale=1.5,
+                            difficulty="uniform")
     x = _normalised(np.stack([img, other]))
     maps = gradcam.torch_gradcam(model, x, model.layer4[-1])
     assert maps.shape == (2, 64, 64) and maps.min() >= 0 and maps.max() <= 1 and maps.max() == 1
@@ -94,7 +96,8 @@ def test_keras_gradcam_shape_range_and_input_dependence(planted):
     keras.utils.set_random_seed(0)
     model = build_multitask(3, 64)
     img, _ = planted
-    other, _ = render_image("carpet", np.random.default_rng(9), 128, defect="hole", defect_scale=1.5)
+    other, _ = render_image("carpet", np.random.default_rng(9), 128, defect="hole", defect_scale=1.5,
+                             difficulty="uniform")
     x = np.stack([img, other])[:, ::2, ::2].astype(np.float32) / 255.0
     maps = gradcam.keras_gradcam(model, x)
     assert maps.shape == (2, 64, 64) and maps.min() >= 0 and maps.max() <= 1 and maps.max() == 1

@@ -93,7 +93,8 @@ def test_planted_defect_scores_above_its_clean_twin_and_peaks_inside(backbone):
     model = pc.PatchCore(backbone, coreset_fraction=0.1).fit(pc.preprocess(goods, 128, 112))
     distances = {}
     for j, defect in enumerate(DEFECTS[cat]):
-        broken, mask = render_image(cat, np.random.default_rng([4, j]), size, defect=defect, defect_scale=1.5)
+        broken, mask = render_image(cat, np.random.default_rng([4, j]), size, defect=defect, defect_scale=1.5,
+                                     difficulty="uniform")   # the base sizes: a 1–2 px crack
         clean, _ = render_image(cat, np.random.default_rng([4, j]), size)      # same part, no defect
         assert (broken != clean).any() and mask.any()
         scores, maps = model.score(pc.preprocess([broken, clean], 128, 112))

@@ -1,4 +1,4 @@
-"""The built-in dataset: deterministic, MVTec-shaped, defects small but real."""
+"""The built-in dataset: deterministic, MVTec-shaped, defects at three levels of difficulty, all real."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,9 @@ import numpy as np
 from PIL import Image
 
 from helpers.data import MVTEC_CATEGORIES
-from helpers.synthetic import DEFECTS, SyntheticSpec, generate_dataset, render_image
+import pytest
+
+from helpers.synthetic import DEFECTS, DIFFICULTY, LEVELS, SyntheticSpec, generate_dataset, render_image
 
 
 def test_every_category_has_two_to_four_defect_types():
@@ -36,20 +38,40 @@ def test_layout_modes_and_counts(synthetic_root, small_spec):
         assert mode == ("L" if cat in ("grid", "screw", "zipper") else "RGB")
 
 
-def test_defects_are_small_visible_and_masked():
+#: Share of the image a defect of each level covers (at 128 px, seed 3): generous bounds around what it draws.
+AREA = {"subtle": (0.0003, 0.03), "moderate": (0.002, 0.06), "obvious": (0.01, 0.3)}
+
+
+@pytest.mark.parametrize("difficulty", ["mixed", "uniform"])
+def test_defects_are_visible_masked_and_sized_by_level(difficulty):
     rng_seed = 3
     for cat in MVTEC_CATEGORIES:
         for defect in DEFECTS[cat]:
-            img, mask = render_image(cat, np.random.default_rng(rng_seed), 128, defect)
+            img, mask = render_image(cat, np.random.default_rng(rng_seed), 128, defect, difficulty=difficulty)
             clean, none = render_image(cat, np.random.default_rng(rng_seed), 128, None)
             assert none is None
-            frac = mask.mean()
-            assert 0.0003 < frac < 0.03, (cat, defect, frac)   # a real, small target
+            level = DIFFICULTY[cat][defect] if difficulty == "mixed" else "subtle"
+            low, high = AREA[level]
+            assert low < mask.mean() < high, (cat, defect, level, mask.mean())
             diff = np.abs(img.astype(int) - clean.astype(int))
             if diff.ndim == 3:
                 diff = diff.max(axis=2)
             # the change is concentrated in the mask: the defect is where the mask says
             assert diff[mask].mean() > 4 * max(diff[~mask].mean(), 0.5), (cat, defect)
+
+
+def test_difficulty_spreads_like_mvtec():
+    """Some categories have only obvious defects, some only subtle ones; every level is used; an obvious
+    defect covers several times the area of the same primitive drawn subtle."""
+    levels = {cat: set(d.values()) for cat, d in DIFFICULTY.items()}
+    assert levels["hazelnut"] == {"obvious"} and levels["screw"] == {"subtle"}
+    assert set().union(*levels.values()) == set(LEVELS)
+    assert LEVELS["obvious"].scale > LEVELS["moderate"].scale > LEVELS["subtle"].scale == 1.0
+    areas = {d: [render_image("bottle", np.random.default_rng(i), 128, "broken_large", difficulty=d)[1].mean()
+                 for i in range(5)] for d in ("mixed", "uniform")}
+    assert np.mean(areas["mixed"]) > 5 * np.mean(areas["uniform"])
+    with pytest.raises(ValueError, match="unknown difficulty"):
+        render_image("bottle", np.random.default_rng(0), 64, "broken_large", difficulty="hard")
 
 
 def test_spec_changes_regenerate(tmp_path):
@@ -59,3 +81,10 @@ def test_spec_changes_regenerate(tmp_path):
     generate_dataset(root, SyntheticSpec(size=40, n_train_good=1, n_test_good=1, n_per_defect=1,
                                          categories=("wood",)), progress=False)
     assert Image.open(root / "wood/train/good/000.png").size == (40, 40)
+
+
+def test_settings_of_another_generator_version_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="version 1 of the built-in data generator.*new RUNS_DIR"):
+        generate_dataset(tmp_path / "d", SyntheticSpec(size=32, n_train_good=1, n_test_good=1, n_per_defect=1,
+                                                       categories=("wood",), version=1), progress=False)
+    assert not (tmp_path / "d").exists()
