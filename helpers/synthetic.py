@@ -40,24 +40,34 @@ __all__ = ["GENERATOR_VERSION", "DEFECTS", "Level", "LEVELS", "DIFFICULTY", "def
 
 GENERATOR_VERSION = 2
 
-#: category -> {MVTec-style defect name: primitive}
-DEFECTS: dict[str, dict[str, str]] = {
-    "bottle": {"broken_large": "missing", "broken_small": "hole", "contamination": "stain"},
-    "cable": {"cut_outer_insulation": "scratch", "missing_cable": "missing", "poke_insulation": "hole"},
-    "capsule": {"crack": "crack", "scratch": "scratch", "poke": "hole"},
-    "carpet": {"color": "stain", "hole": "hole", "cut": "scratch"},
-    "grid": {"broken": "missing", "glue": "stain", "bent": "crack"},
-    "hazelnut": {"crack": "crack", "hole": "hole", "print": "stain"},
-    "leather": {"color": "stain", "cut": "scratch", "poke": "hole"},
-    "metal_nut": {"scratch": "scratch", "color": "stain", "bent": "missing"},
-    "pill": {"crack": "crack", "contamination": "stain", "scratch": "scratch"},
-    "screw": {"scratch_head": "scratch", "thread_side": "missing", "manipulated_front": "crack"},
-    "tile": {"crack": "crack", "oil": "stain", "gray_stroke": "scratch"},
-    "toothbrush": {"defective": "missing", "contamination": "stain"},
-    "transistor": {"damaged_case": "scratch", "cut_lead": "missing"},
-    "wood": {"scratch": "scratch", "hole": "hole", "color": "stain"},
-    "zipper": {"broken_teeth": "missing", "rough": "crack", "fabric_interior": "stain"},
+#: category -> {MVTec-style defect name: (primitive, level)}: the one table of the built-in defects. The levels
+#: spread like MVTec's: categories whose defects are mostly obvious (bottle, hazelnut, carpet, ...) and hard ones
+#: whose defects are all or mostly subtle (screw, capsule, grid, zipper), the categories methods find hardest on
+#: MVTec AD too.
+_DEFECT_TABLE: dict[str, dict[str, tuple[str, str]]] = {
+    "bottle": {"broken_large": ("missing", "obvious"), "broken_small": ("hole", "moderate"),
+               "contamination": ("stain", "obvious")},
+    "cable": {"cut_outer_insulation": ("scratch", "moderate"), "missing_cable": ("missing", "obvious"),
+              "poke_insulation": ("hole", "moderate")},
+    "capsule": {"crack": ("crack", "subtle"), "scratch": ("scratch", "subtle"), "poke": ("hole", "moderate")},
+    "carpet": {"color": ("stain", "obvious"), "hole": ("hole", "obvious"), "cut": ("scratch", "moderate")},
+    "grid": {"broken": ("missing", "moderate"), "glue": ("stain", "subtle"), "bent": ("crack", "subtle")},
+    "hazelnut": {"crack": ("crack", "obvious"), "hole": ("hole", "obvious"), "print": ("stain", "obvious")},
+    "leather": {"color": ("stain", "obvious"), "cut": ("scratch", "moderate"), "poke": ("hole", "obvious")},
+    "metal_nut": {"scratch": ("scratch", "moderate"), "color": ("stain", "obvious"), "bent": ("missing", "obvious")},
+    "pill": {"crack": ("crack", "moderate"), "contamination": ("stain", "obvious"), "scratch": ("scratch", "subtle")},
+    "screw": {"scratch_head": ("scratch", "subtle"), "thread_side": ("missing", "subtle"),
+              "manipulated_front": ("crack", "subtle")},
+    "tile": {"crack": ("crack", "obvious"), "oil": ("stain", "obvious"), "gray_stroke": ("scratch", "moderate")},
+    "toothbrush": {"defective": ("missing", "obvious"), "contamination": ("stain", "obvious")},
+    "transistor": {"damaged_case": ("scratch", "moderate"), "cut_lead": ("missing", "obvious")},
+    "wood": {"scratch": ("scratch", "moderate"), "hole": ("hole", "obvious"), "color": ("stain", "obvious")},
+    "zipper": {"broken_teeth": ("missing", "moderate"), "rough": ("crack", "subtle"),
+               "fabric_interior": ("stain", "subtle")},
 }
+
+#: category -> {MVTec-style defect name: primitive}
+DEFECTS: dict[str, dict[str, str]] = {c: {d: prim for d, (prim, _) in v.items()} for c, v in _DEFECT_TABLE.items()}
 
 
 @dataclass(frozen=True)
@@ -77,26 +87,8 @@ LEVELS: dict[str, Level] = {
     "subtle": Level(scale=1.0, contrast=1.0),     # ~0.1–1%, the base: like screw scratch_head
 }
 
-#: category -> {defect name: level}. A spread like MVTec's: categories whose defects are mostly obvious
-#: (bottle, hazelnut, carpet, ...) and hard ones whose defects are all or mostly subtle (screw, capsule,
-#: grid, zipper), as on MVTec AD itself, where those are the categories methods find hardest.
-DIFFICULTY: dict[str, dict[str, str]] = {
-    "bottle": {"broken_large": "obvious", "broken_small": "moderate", "contamination": "obvious"},
-    "cable": {"cut_outer_insulation": "moderate", "missing_cable": "obvious", "poke_insulation": "moderate"},
-    "capsule": {"crack": "subtle", "scratch": "subtle", "poke": "moderate"},
-    "carpet": {"color": "obvious", "hole": "obvious", "cut": "moderate"},
-    "grid": {"broken": "moderate", "glue": "subtle", "bent": "subtle"},
-    "hazelnut": {"crack": "obvious", "hole": "obvious", "print": "obvious"},
-    "leather": {"color": "obvious", "cut": "moderate", "poke": "obvious"},
-    "metal_nut": {"scratch": "moderate", "color": "obvious", "bent": "obvious"},
-    "pill": {"crack": "moderate", "contamination": "obvious", "scratch": "subtle"},
-    "screw": {"scratch_head": "subtle", "thread_side": "subtle", "manipulated_front": "subtle"},
-    "tile": {"crack": "obvious", "oil": "obvious", "gray_stroke": "moderate"},
-    "toothbrush": {"defective": "obvious", "contamination": "obvious"},
-    "transistor": {"damaged_case": "moderate", "cut_lead": "obvious"},
-    "wood": {"scratch": "moderate", "hole": "obvious", "color": "obvious"},
-    "zipper": {"broken_teeth": "moderate", "rough": "subtle", "fabric_interior": "subtle"},
-}
+#: category -> {defect name: level} (see :data:`LEVELS`).
+DIFFICULTY: dict[str, dict[str, str]] = {c: {d: level for d, (_, level) in v.items()} for c, v in _DEFECT_TABLE.items()}
 
 
 @dataclass(frozen=True)
@@ -319,8 +311,7 @@ RENDERERS: dict[str, Render] = {
     "transistor": _object(_draw_transistor, (0.86, 0.86, 0.86), rotate=0.05),
     "zipper": _object(_draw_zipper, (0.32, 0.32, 0.32), rotate=0.0),
 }
-assert set(RENDERERS) == set(MVTEC_CATEGORIES) == set(DEFECTS) == set(DIFFICULTY)
-assert all(set(DEFECTS[c]) == set(DIFFICULTY[c]) for c in DEFECTS)
+assert set(RENDERERS) == set(MVTEC_CATEGORIES) == set(DEFECTS)
 
 
 # --------------------------------------------------------------------------------------------------
