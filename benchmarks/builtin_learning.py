@@ -56,7 +56,8 @@ def main() -> None:
         recipe = scaled(type(base)(), cfg.profile)
         recipe = replace(recipe, **{k: v for k, v in (("epochs", a.epochs), ("batch_size", a.batch),
                                                       ("max_lr", a.max_lr)) if v is not None})
-        deviations = {k: (asdict(base)[k], v) for k, v in asdict(recipe).items() if asdict(base)[k] != v}
+        quick_values = asdict(base)
+        deviations = {k: (quick_values[k], v) for k, v in asdict(recipe).items() if quick_values[k] != v}
         print(f"recipe: {recipe}\nchanged from the quick profile's recipe (quick -> here): {deviations or 'none'}")
         t0 = time.time()
         if a.model == "supervised":

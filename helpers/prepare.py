@@ -170,11 +170,11 @@ def _check_generator_version(cfg: Config, source: DataSource) -> None:
         old = json.loads((cfg.runs_dir / "dataset.json").read_text()).get("builtin_spec") or {}
     except (OSError, ValueError, AttributeError):
         return                                  # no (readable) record: the split check decides
-    if old and source.builtin and (cfg.runs_dir / "split.csv").exists() and old.get("version", 1) != synthetic.GENERATOR_VERSION:
-        raise PreparedStateError(
-            f"{cfg.runs_dir} was prepared from version {old.get('version', 1)} of the built-in data generator; this code "
-            f"draws version {synthetic.GENERATOR_VERSION}, whose defects differ, so that folder's split.csv and results "
-            "belong to other images. Use a new RUNS_DIR (or move the old one aside) and run notebook 00 again.")
+    if old and source.builtin and (cfg.runs_dir / "split.csv").exists():
+        try:
+            synthetic.check_version(old.get("version", 1))
+        except ValueError as err:
+            raise PreparedStateError(f"{cfg.runs_dir}: {err}") from None
 
 
 def _read_state(runs_dir: Path) -> tuple[dict, pd.DataFrame]:

@@ -28,6 +28,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -35,8 +36,12 @@ from tqdm.auto import tqdm
 
 from .data import GRAYSCALE_CATEGORIES, MVTEC_CATEGORIES
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 __all__ = ["GENERATOR_VERSION", "DEFECTS", "Level", "LEVELS", "DIFFICULTY", "defect_level", "SyntheticSpec", "Render",
-           "RENDERERS", "add_defect", "render_image", "generate_dataset", "builtin_root", "difficulty_table"]
+           "RENDERERS", "add_defect", "render_image", "check_version", "generate_dataset", "builtin_root",
+           "difficulty_table"]
 
 GENERATOR_VERSION = 2
 
@@ -404,6 +409,16 @@ def render_image(category: str, rng: np.random.Generator, size: int,
     return out, mask
 
 
+def check_version(version: int) -> None:
+    """Refuse settings recorded by another version of this generator (its images differ): a ValueError that says
+    what to do."""
+    if version != GENERATOR_VERSION:
+        raise ValueError(f"Settings recorded by version {version} of the built-in data generator; this code draws "
+                         f"version {GENERATOR_VERSION}, whose images differ, so that data (and any split.csv or results "
+                         "made from it) cannot be regenerated or reused. Use a new RUNS_DIR (or move the old one aside) "
+                         "and prepare the data again (notebook 00 or `python -m helpers prepare`).")
+
+
 def generate_dataset(root: str | os.PathLike, spec: SyntheticSpec | None = None, progress: bool = True,
                      **overrides) -> Path:
     """Write an MVTec-layout tree to ``root`` (skipped when one with the same spec is there).
@@ -412,10 +427,7 @@ def generate_dataset(root: str | os.PathLike, spec: SyntheticSpec | None = None,
     ``<cat>/ground_truth/<defect>/NNN_mask.png`` (0/255, mode L).
     """
     spec = spec or SyntheticSpec(**overrides)
-    if spec.version != GENERATOR_VERSION:
-        raise ValueError(f"These settings were recorded by version {spec.version} of the built-in data generator; this "
-                         f"code draws version {GENERATOR_VERSION}, whose images differ, so it cannot regenerate that data. "
-                         "Prepare the data again in a new RUNS_DIR (notebook 00 or `python -m helpers prepare`).")
+    check_version(spec.version)
     root = Path(root)
     info_path = root / "builtin_dataset.json"
     wanted = json.loads(json.dumps(asdict(spec)))
@@ -471,10 +483,9 @@ def builtin_root(runs_dir: str | os.PathLike) -> Path:
     return Path(runs_dir) / "builtin_mvtec"
 
 
-def difficulty_table(manifest, root: str | os.PathLike):
+def difficulty_table(manifest: pd.DataFrame, root: str | os.PathLike) -> pd.DataFrame:
     """One row per defect type of the built-in data: its primitive, its level and the share of the image its
     masks cover (mean over the images), hardest last within each category. ``manifest``: notebook 00's scan."""
-
     bad = manifest[(manifest["label"] == 1) & (manifest["mask_path"].fillna("") != "")]
     area = bad.assign(area=[float(np.mean(np.asarray(Image.open(Path(root) / m)) > 0)) for m in bad["mask_path"]])
     table = area.groupby(["category", "defect_type"], sort=True).agg(images=("area", "size"), area=("area", "mean"))
