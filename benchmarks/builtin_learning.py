@@ -21,8 +21,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from helpers import config, prepare, synthetic
-from helpers.recipes import KerasRecipe, SupervisedRecipe, scaled
+from helpers.core import config
+from helpers.data import prepare
+from helpers.data import synthetic
+from helpers.training.recipes import KerasRecipe, SupervisedRecipe, scaled
 
 
 def main() -> None:
@@ -61,10 +63,10 @@ def main() -> None:
         print(f"recipe: {recipe}\nchanged from the quick profile's recipe (quick -> here): {deviations or 'none'}")
         t0 = time.time()
         if a.model == "supervised":
-            from helpers.pytorch_track import run_supervised
+            from helpers.workflows.pytorch_track import run_supervised
             run = run_supervised(prep, recipe, pretrained=False, write=False, progress=False)
         else:
-            from helpers.keras_track import run_multitask
+            from helpers.workflows.keras_track import run_multitask
             run = run_multitask(prep, recipe, out_dir=Path(tmp) / "keras", write_metrics=False, verbose=0)
         print(run.history.round(3).to_string())
         print(f"\ntest AUROC {run.test_metrics['roc_auc']:.3f}, F1 {run.test_metrics['f1']:.3f} "

@@ -20,9 +20,9 @@ import sys
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from helpers.cache import build_cache
-from helpers.data import scan_mvtec
-from helpers.synthetic import SyntheticSpec, generate_dataset
+from helpers.data.cache import build_cache
+from helpers.data.scan import scan_mvtec
+from helpers.data.synthetic import SyntheticSpec, generate_dataset
 
 
 def _epoch(iterable) -> tuple[int, float]:
@@ -66,7 +66,7 @@ def main() -> None:
 
     import torch
 
-    from helpers.torch_data import MVTecDataset, category_names, make_loader, train_transform
+    from helpers.data.torch_data import MVTecDataset, category_names, make_loader, train_transform
 
     torch.set_num_threads(1)
     rows = []
@@ -79,7 +79,7 @@ def main() -> None:
 
     import tensorflow as tf  # noqa: F401
 
-    from helpers.tf_data import make_dataset
+    from helpers.data.tf_data import make_dataset
 
     cats = category_names(manifest)
     for name, kw in (("raw PNG", {"root": root}), ("cache", {"cache": cache})):

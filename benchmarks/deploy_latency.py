@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 def one(folder: str, backend: str, repeats: int, threads: int) -> None:
     """Child process: time one backend, print its rows and its peak memory as JSON."""
-    from helpers import deploy
+    from helpers.deploy import models as deploy
 
     if deploy.read_model_card(folder)["framework"] == "keras":
         import tensorflow as tf
@@ -53,7 +53,7 @@ def main() -> None:
     if args.one:
         return one(*args.one, args.repeats, args.threads)
 
-    from helpers import deploy
+    from helpers.deploy import models as deploy
 
     folders, missing = deploy.model_folders(args.runs)
     if not folders:

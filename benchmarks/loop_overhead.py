@@ -22,8 +22,8 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from helpers.torch_models import supervised_resnet50  # noqa: E402
-from helpers.train import fit, onecycle  # noqa: E402
+from helpers.models.classifiers import supervised_resnet50  # noqa: E402
+from helpers.training.loop import fit, onecycle  # noqa: E402
 
 
 def setup(size: int, batch: int, steps: int, device: torch.device, channels_last: bool):

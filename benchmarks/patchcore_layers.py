@@ -25,9 +25,9 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from helpers import patchcore as pc  # noqa: E402
-from helpers.data import load_mask, load_rgb  # noqa: E402
-from helpers.localisation import au_pro, pixel_auroc  # noqa: E402
+from helpers.models import patchcore as pc  # noqa: E402
+from helpers.data.scan import load_mask, load_rgb  # noqa: E402
+from helpers.evaluation.localisation import au_pro, pixel_auroc  # noqa: E402
 
 SAMPLE = ROOT.parent / "shared" / "mvtec_sample"
 AFTER = pc.patch_features
@@ -80,7 +80,7 @@ def real_sample() -> list[tuple[str, list, list, list, list]]:
 
 
 def generated() -> list[tuple[str, list, list, list, list]]:
-    from helpers.synthetic import DEFECTS, render_image
+    from helpers.data.synthetic import DEFECTS, render_image
 
     out = []
     rgb = lambda a: np.repeat(a[..., None], 3, 2) if a.ndim == 2 else a  # noqa: E731

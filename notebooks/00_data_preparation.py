@@ -68,14 +68,14 @@ if IS_COLAB:
                                    "connection and that DEFECTS_REF (default: main) names a branch, tag or commit "
                                    "of the project; then run this cell again.")
     sys.path.insert(0, str(CHECKOUT.resolve()))
-    from helpers import colab
+    from helpers.core import colab
     print("installed:", colab.install(CHECKOUT) or "nothing new")
 else:
     ROOT = next((p for p in [Path.cwd(), *Path.cwd().parents] if (p / "helpers" / "__init__.py").exists()), None)
     if ROOT:  # running inside a checkout; otherwise the installed package is used
         sys.path.insert(0, str(ROOT))
 # %matplotlib inline
-from helpers import colab, config, env
+from helpers.core import colab, config, env
 SETTINGS = colab.apply_settings(USE_DRIVE, MVTEC_DIR, PROFILE)
 cfg = config.get_config()
 env.print_versions()
@@ -95,7 +95,11 @@ print(f"outputs: {cfg.runs_dir}")
 # point `MVTEC_DIR` there.
 
 # %%
-from helpers import prepare, data, split, viz, cache
+from helpers.data import prepare
+from helpers.data import scan as data
+from helpers.data import split
+from helpers.viz import data as viz
+from helpers.data import cache
 source = prepare.locate_data(cfg, download=DOWNLOAD_MVTEC)
 print(prepare.describe_source(source))
 
@@ -144,7 +148,7 @@ viz.show_samples(scan.manifest, source.root, per_row=5);
 
 # %%
 if source.builtin:
-    from helpers import synthetic
+    from helpers.data import synthetic
     display(synthetic.difficulty_table(scan.manifest, source.root))
 
 # %% [markdown]

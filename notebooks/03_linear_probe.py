@@ -72,14 +72,14 @@ if IS_COLAB:
                                    "connection and that DEFECTS_REF (default: main) names a branch, tag or commit "
                                    "of the project; then run this cell again.")
     sys.path.insert(0, str(CHECKOUT.resolve()))
-    from helpers import colab
+    from helpers.core import colab
     print("installed:", colab.install(CHECKOUT) or "nothing new")
 else:
     ROOT = next((p for p in [Path.cwd(), *Path.cwd().parents] if (p / "helpers" / "__init__.py").exists()), None)
     if ROOT:  # running inside a checkout; otherwise the installed package is used
         sys.path.insert(0, str(ROOT))
 # %matplotlib inline
-from helpers import colab, config, env
+from helpers.core import colab, config, env
 SETTINGS = colab.apply_settings(USE_DRIVE, MVTEC_DIR, PROFILE)
 cfg = config.get_config()
 env.print_versions()
@@ -92,8 +92,12 @@ print(f"outputs: {cfg.runs_dir}")
 # ## 1 · Data, recipe and the frozen encoder from notebook 02
 
 # %%
-from helpers import prepare, metrics, viz, recipes, studies
-from helpers import pytorch_track as pt
+from helpers.data import prepare
+from helpers.evaluation import metrics
+from helpers.viz import data as viz
+from helpers.training import recipes
+from helpers.evaluation import studies
+from helpers.workflows import pytorch_track as pt
 import pandas as pd, matplotlib.pyplot as plt
 prep = prepare.start_notebook(cfg)   # thread caps, TF32 on GPU, seeds; the split notebook 00 wrote
 recipe = recipes.scaled(recipes.ProbeRecipe(), cfg.profile)

@@ -68,14 +68,14 @@ if IS_COLAB:
                                    "connection and that DEFECTS_REF (default: main) names a branch, tag or commit "
                                    "of the project; then run this cell again.")
     sys.path.insert(0, str(CHECKOUT.resolve()))
-    from helpers import colab
+    from helpers.core import colab
     print("installed:", colab.install(CHECKOUT) or "nothing new")
 else:
     ROOT = next((p for p in [Path.cwd(), *Path.cwd().parents] if (p / "helpers" / "__init__.py").exists()), None)
     if ROOT:  # running inside a checkout; otherwise the installed package is used
         sys.path.insert(0, str(ROOT))
 # %matplotlib inline
-from helpers import colab, config, env
+from helpers.core import colab, config, env
 SETTINGS = colab.apply_settings(USE_DRIVE, MVTEC_DIR, PROFILE)
 cfg = config.get_config()
 env.print_versions()
@@ -88,8 +88,12 @@ print(f"outputs: {cfg.runs_dir}")
 # ## 1 · Data, recipe, determinism
 
 # %%
-from helpers import prepare, metrics, viz, recipes, studies
-from helpers import keras_track as kt
+from helpers.data import prepare
+from helpers.evaluation import metrics
+from helpers.viz import data as viz
+from helpers.training import recipes
+from helpers.evaluation import studies
+from helpers.workflows import keras_track as kt
 import pandas as pd, matplotlib.pyplot as plt
 prep = prepare.start_notebook(cfg)   # thread caps, TF GPU memory growth, seeds; the split notebook 00 wrote
 kt.set_determinism(cfg.seed)         # keras.utils.set_random_seed + TF op determinism
@@ -153,7 +157,7 @@ display(pd.DataFrame({"ours (held-out test)": ours, "study (as reported, on trai
 # %%
 print(*sorted(p.name for p in run.out_dir.iterdir()), sep="\n")
 reloaded, meta = kt.load_multitask(run.out_dir)
-from helpers.tf_data import make_dataset
+from helpers.data.tf_data import make_dataset
 ds = make_dataset(prep.frame("test"), meta["categories"], meta["image_size"], recipe.batch_size,
                   cache=prep.cache(meta["image_size"], progress=False))
 _, again = kt.predict_multitask(reloaded, ds)

@@ -62,14 +62,14 @@ if IS_COLAB:
                                    "connection and that DEFECTS_REF (default: main) names a branch, tag or commit "
                                    "of the project; then run this cell again.")
     sys.path.insert(0, str(CHECKOUT.resolve()))
-    from helpers import colab
+    from helpers.core import colab
     print("installed:", colab.install(CHECKOUT) or "nothing new")
 else:
     ROOT = next((p for p in [Path.cwd(), *Path.cwd().parents] if (p / "helpers" / "__init__.py").exists()), None)
     if ROOT:  # running inside a checkout; otherwise the installed package is used
         sys.path.insert(0, str(ROOT))
 # %matplotlib inline
-from helpers import colab, config, env
+from helpers.core import colab, config, env
 SETTINGS = colab.apply_settings(USE_DRIVE, MVTEC_DIR, PROFILE)
 cfg = config.get_config()
 env.print_versions()
@@ -84,7 +84,11 @@ print(f"outputs: {cfg.runs_dir}")
 # %%
 import time
 import numpy as np, pandas as pd, matplotlib.pyplot as plt
-from helpers import prepare, explain, features, gradcam, runs
+from helpers.data import prepare
+from helpers.workflows import explain
+from helpers.explain import features
+from helpers.explain import gradcam
+from helpers.artefacts import runs
 started = time.time()
 prep = prepare.start_notebook(cfg)
 models, missing = explain.load_trained_models(cfg.runs_dir)

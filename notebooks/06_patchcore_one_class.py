@@ -65,14 +65,14 @@ if IS_COLAB:
                                    "connection and that DEFECTS_REF (default: main) names a branch, tag or commit "
                                    "of the project; then run this cell again.")
     sys.path.insert(0, str(CHECKOUT.resolve()))
-    from helpers import colab
+    from helpers.core import colab
     print("installed:", colab.install(CHECKOUT) or "nothing new")
 else:
     ROOT = next((p for p in [Path.cwd(), *Path.cwd().parents] if (p / "helpers" / "__init__.py").exists()), None)
     if ROOT:  # running inside a checkout; otherwise the installed package is used
         sys.path.insert(0, str(ROOT))
 # %matplotlib inline
-from helpers import colab, config, env
+from helpers.core import colab, config, env
 SETTINGS = colab.apply_settings(USE_DRIVE, MVTEC_DIR, PROFILE)
 cfg = config.get_config()
 env.print_versions()
@@ -87,8 +87,11 @@ print(f"outputs: {cfg.runs_dir}")
 # %%
 import time
 import pandas as pd, matplotlib.pyplot as plt
-from helpers import prepare, viz, recipes, oneclass
-from helpers.patchcore import load_backbone
+from helpers.data import prepare
+from helpers.viz import data as viz
+from helpers.training import recipes
+from helpers.workflows import oneclass
+from helpers.models.patchcore import load_backbone
 started = time.time()
 prep = prepare.start_notebook(cfg)
 CORESET = 0.1          # the paper's 10%; try 0.01 for a 10× smaller bank

@@ -54,14 +54,14 @@ if IS_COLAB:
                                    "connection and that DEFECTS_REF (default: main) names a branch, tag or commit "
                                    "of the project; then run this cell again.")
     sys.path.insert(0, str(CHECKOUT.resolve()))
-    from helpers import colab
+    from helpers.core import colab
     print("installed:", colab.install(CHECKOUT) or "nothing new")
 else:
     ROOT = next((p for p in [Path.cwd(), *Path.cwd().parents] if (p / "helpers" / "__init__.py").exists()), None)
     if ROOT:  # running inside a checkout; otherwise the installed package is used
         sys.path.insert(0, str(ROOT))
 # %matplotlib inline
-from helpers import colab, config, env
+from helpers.core import colab, config, env
 SETTINGS = colab.apply_settings(USE_DRIVE, MVTEC_DIR, PROFILE)
 cfg = config.get_config()
 env.print_versions()
@@ -75,7 +75,9 @@ print(f"outputs: {cfg.runs_dir}")
 
 # %%
 import matplotlib.pyplot as plt
-from helpers import prepare, report, studies
+from helpers.data import prepare
+from helpers.workflows import report
+from helpers.evaluation import studies
 prep = prepare.start_notebook(cfg, frameworks=False)
 approaches, missing = report.load_approaches(cfg.runs_dir)
 for line in missing:

@@ -58,14 +58,14 @@ if IS_COLAB:
                                    "connection and that DEFECTS_REF (default: main) names a branch, tag or commit "
                                    "of the project; then run this cell again.")
     sys.path.insert(0, str(CHECKOUT.resolve()))
-    from helpers import colab
+    from helpers.core import colab
     print("installed:", colab.install(CHECKOUT) or "nothing new")
 else:
     ROOT = next((p for p in [Path.cwd(), *Path.cwd().parents] if (p / "helpers" / "__init__.py").exists()), None)
     if ROOT:  # running inside a checkout; otherwise the installed package is used
         sys.path.insert(0, str(ROOT))
 # %matplotlib inline
-from helpers import colab, config, env
+from helpers.core import colab, config, env
 SETTINGS = colab.apply_settings(USE_DRIVE, MVTEC_DIR, PROFILE)
 cfg = config.get_config()
 env.print_versions()
@@ -80,7 +80,9 @@ print(f"outputs: {cfg.runs_dir}")
 # %%
 import json, shutil
 import pandas as pd, matplotlib.pyplot as plt
-from helpers import deploy, prepare, runs
+from helpers.deploy import models as deploy
+from helpers.data import prepare
+from helpers.artefacts import runs
 prep = prepare.start_notebook(cfg, frameworks=False)
 folders, missing = deploy.model_folders(cfg.runs_dir)
 print("model folders:", *[f"{stem}: {path}" for stem, path in folders.items()], sep="\n  ")

@@ -22,10 +22,10 @@ from torch.utils.data.distributed import DistributedSampler
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from helpers import distributed
-from helpers.torch_data import make_loader
-from helpers.torch_models import nt_xent
-from helpers.train import fit
+from helpers.core import distributed
+from helpers.data.torch_data import make_loader
+from helpers.models.classifiers import nt_xent
+from helpers.training.loop import fit
 
 GLOBAL_BATCH = 16
 

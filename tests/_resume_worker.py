@@ -15,12 +15,12 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from helpers.cache import build_cache
-from helpers.data import scan_mvtec
-from helpers.metrics import binary_metrics
-from helpers.split import make_split
-from helpers.torch_data import MVTecDataset, eval_transform, make_loader, train_transform
-from helpers.train import fit, predict_scores
+from helpers.data.cache import build_cache
+from helpers.data.scan import scan_mvtec
+from helpers.evaluation.metrics import binary_metrics
+from helpers.data.split import make_split
+from helpers.data.torch_data import MVTecDataset, eval_transform, make_loader, train_transform
+from helpers.training.loop import fit, predict_scores
 
 
 def tiny_cnn() -> nn.Module:

@@ -9,7 +9,7 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from helpers.env import load_torch_before_tensorflow
+from helpers.core.env import load_torch_before_tensorflow
 
 load_torch_before_tensorflow()  # test modules import TensorFlow at collection (see the docstring)
 
@@ -25,7 +25,7 @@ REAL_SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "mvtec_sam
 
 @pytest.fixture(scope="session")
 def small_spec():
-    from helpers.synthetic import SyntheticSpec
+    from helpers.data.synthetic import SyntheticSpec
 
     return SyntheticSpec(size=64, n_train_good=6, n_test_good=3, n_per_defect=2,
                          categories=("bottle", "grid", "screw", "carpet"))
@@ -34,7 +34,7 @@ def small_spec():
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory, small_spec) -> Path:
     """A small built-in dataset (4 categories, 64 px), generated once per session. Do not modify."""
-    from helpers.synthetic import generate_dataset
+    from helpers.data.synthetic import generate_dataset
 
     return generate_dataset(tmp_path_factory.mktemp("synth") / "mvtec", small_spec, progress=False)
 
@@ -58,7 +58,9 @@ def prepare_learnable(base: Path, categories: tuple[str, ...], size: int = 64):
     """Generated data the learning tests can learn from offline: defects 4× the built-in size, 60 good
     training images, 20 good test images and 15 per defect type per category; prepared at ``size`` px
     (split + cache) in the smoke profile with no cap on images per epoch."""
-    from helpers import config, prepare, synthetic
+    from helpers.core import config
+    from helpers.data import prepare
+    from helpers.data import synthetic
 
     spec = synthetic.SyntheticSpec(size=size, n_train_good=60, n_test_good=20, n_per_defect=15, defect_scale=4.0,
                                    difficulty="uniform",

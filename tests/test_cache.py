@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from helpers.cache import build_cache, manifest_hash
-from helpers.data import load_rgb, scan_mvtec
+from helpers.data.cache import build_cache, manifest_hash
+from helpers.data.scan import load_rgb, scan_mvtec
 
 
 def test_cache_matches_decode_and_is_reused(synthetic_root, tmp_path):

@@ -15,9 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from helpers import colab
-from helpers.config import get_config
-from helpers.prepare import PreparedStateError, load_prepared, prepare
+from helpers import errors
+from helpers.core import colab
+from helpers.core.config import get_config
+from helpers.data.prepare import load_prepared, prepare
+from helpers.errors import PreparedStateError
 
 ENV = ("RUNS_DIR", "MVTEC_DIR", "DEFECTS_PROFILE", "DEFECTS_LOCAL_DIR", "DEFECTS_ARCHIVE_DIR")
 
@@ -92,12 +94,12 @@ def test_install_pins_every_installed_package(monkeypatch, tmp_path):
 def test_install_failure_and_a_changed_package_are_refused(monkeypatch, tmp_path):
     monkeypatch.setattr(colab.subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(
         cmd, 1, "", "ERROR: Cannot install x because these package versions have conflicting dependencies."))
-    with pytest.raises(colab.InstallError, match=r"(?s)pip exit 1.*conflicting dependencies.*not allowed to upgrade"):
+    with pytest.raises(errors.InstallError, match=r"(?s)pip exit 1.*conflicting dependencies.*not allowed to upgrade"):
         colab.install(tmp_path)
     versions = iter([{"numpy": "2.1.3"}, {"numpy": "2.3.0"}])
     monkeypatch.setattr(colab, "installed_versions", lambda: next(versions))
     monkeypatch.setattr(colab.subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(cmd, 0, "", ""))
-    with pytest.raises(colab.InstallError, match=r"(?s)changed packages.*numpy.*2.1.3 -> 2.3.0"):
+    with pytest.raises(errors.InstallError, match=r"(?s)changed packages.*numpy.*2.1.3 -> 2.3.0"):
         colab.install(tmp_path)
 
 

@@ -70,7 +70,7 @@ def _fake_colab(base: Path) -> tuple[Path, Path]:
 
 def _archive(base: Path) -> Path:
     """An MVTec-layout archive (categories at its top level, as the official one)."""
-    from helpers.synthetic import SyntheticSpec, generate_dataset
+    from helpers.data.synthetic import SyntheticSpec, generate_dataset
 
     tree = generate_dataset(base / "tree", SyntheticSpec(size=96, n_train_good=10, n_test_good=4, n_per_defect=3,
                                                         categories=("bottle", "carpet", "screw")), progress=False)

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers.data import DatasetLayoutError, inspect_image, load_rgb, scan_mvtec
+from helpers.data.scan import inspect_image, load_rgb, scan_mvtec
+from helpers.errors import DatasetLayoutError
 
 
 def _reason(scan, rel: str) -> str:

@@ -14,9 +14,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from helpers import deploy, runs
-from helpers.synthetic import render_image
-from helpers.torch_models import save_model, supervised_resnet50
+from helpers import errors
+from helpers.deploy import models as deploy
+from helpers.artefacts import runs
+from helpers.data.synthetic import render_image
+from helpers.models.classifiers import save_model, supervised_resnet50
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 32
@@ -96,17 +98,17 @@ def test_predict_scores_good_files_and_lists_bad_ones(model_dir, tmp_path):
 
 
 def test_model_folder_problems_say_what_to_do(model_dir, tmp_path):
-    with pytest.raises(deploy.ModelFolderError, match="not a folder"):
+    with pytest.raises(errors.ModelFolderError, match="not a folder"):
         deploy.read_model_card(tmp_path / "none")
-    with pytest.raises(deploy.ModelFolderError, match="no model_card.json"):
+    with pytest.raises(errors.ModelFolderError, match="no model_card.json"):
         deploy.read_model_card(tmp_path)
     copy = tmp_path / "copy"
     shutil.copytree(model_dir, copy)
     (copy / "model.onnx").write_bytes(b"tampered")
-    with pytest.raises(deploy.ModelFolderError, match="sha256 differs"):
+    with pytest.raises(errors.ModelFolderError, match="sha256 differs"):
         deploy.predict(copy, [tmp_path], progress=False)
     (copy / "model.onnx").unlink()
-    with pytest.raises(deploy.ModelFolderError, match="Make it first"):
+    with pytest.raises(errors.ModelFolderError, match="Make it first"):
         deploy.predict(copy, [tmp_path], progress=False)
 
 
@@ -150,7 +152,7 @@ def test_int8_is_smaller_and_scores_like_fp32(model_dir, tmp_path):
 
 def test_keras_model_exports_both_heads_and_predicts_categories(tmp_path):
     """The Keras multi-task model: NHWC input scaled to [0, 1], ONNX with both heads, the category head named."""
-    from helpers.keras_track import build_multitask
+    from helpers.workflows.keras_track import build_multitask
 
     folder = tmp_path / "keras"
     folder.mkdir()
@@ -258,16 +260,16 @@ def test_large_banks_go_to_an_external_data_file(synthetic_root, tmp_path, monke
     written with the model and read back by onnxruntime — here forced with a limit of 0 bytes."""
     import torch
 
-    from helpers import oneclass
-    from helpers.patchcore import efficientnet_lite0_levels
-    from helpers.recipes import PatchCoreRecipe
+    from helpers.workflows import oneclass
+    from helpers.models.patchcore import efficientnet_lite0_levels
+    from helpers.training.recipes import PatchCoreRecipe
 
     folder = tmp_path / "model"
     folder.mkdir()
     backbone = efficientnet_lite0_levels()
     paths = sorted((synthetic_root / "bottle" / "train" / "good").glob("*.png"))
     x = torch.from_numpy(deploy.preprocess(paths, 56, "NCHW float32 [0, 1]", 64))
-    from helpers.patchcore import PatchCore
+    from helpers.models.patchcore import PatchCore
 
     bank = PatchCore(backbone).fit(x).bank
     oneclass.save_banks(folder / "model.pt", oneclass.OneClassResult(

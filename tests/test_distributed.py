@@ -56,7 +56,7 @@ def test_simclr_loss_sees_the_whole_global_batch_under_two_processes(tmp_path):
 
 
 def test_a_batch_that_does_not_split_is_refused(monkeypatch):
-    from helpers import distributed
+    from helpers.core import distributed
 
     monkeypatch.setattr(distributed, "world", lambda: (0, 3))
     with pytest.raises(ValueError, match="batch of 64 cannot be split over 3 processes"):

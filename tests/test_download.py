@@ -12,9 +12,11 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from helpers import download
-from helpers.data import looks_like_mvtec_root
-from helpers.download import ChecksumError, UnsafeArchiveError, download_file, safe_extract
+from helpers import errors
+from helpers.data import download
+from helpers.data.scan import looks_like_mvtec_root
+from helpers.data.download import download_file, safe_extract
+from helpers.errors import ChecksumError, UnsafeArchiveError
 
 
 class RangeHandler(SimpleHTTPRequestHandler):
@@ -92,7 +94,7 @@ def test_dropped_connection_keeps_the_part_and_resumes(server, tmp_path, sha):
     digest = hashlib.sha256(payload).hexdigest() if sha else None
     dest = tmp_path / "data.bin"
     server.httpd.drop_after = 400_000
-    with pytest.raises(download.IncompleteDownloadError, match=r"400,000 of 1,024,000 bytes.*run again to resume"):
+    with pytest.raises(errors.IncompleteDownloadError, match=r"400,000 of 1,024,000 bytes.*run again to resume"):
         download_file(f"{base}/data.bin", dest, sha256=digest, chunk=65536)
     part = tmp_path / "data.bin.part"
     assert not dest.exists() and part.stat().st_size == 400_000
@@ -193,7 +195,7 @@ def test_dead_address_falls_through_to_the_next(served_archive, tmp_path, monkey
 def test_every_address_failing_says_what_to_do(served_archive, tmp_path, monkeypatch):
     url, _, base = served_archive
     monkeypatch.setattr(download, "MVTEC_URLS", (f"{base}/moved/{download.ARCHIVE_NAME}", url))
-    with pytest.raises(download.DownloadError) as err:
+    with pytest.raises(errors.DownloadError) as err:
         download.download_mvtec(tmp_path / "mvtec", sha256="0" * 64, min_free=0)   # the right file, wrong sum
     message = str(err.value)
     assert f"{base}/moved/" in message and "HTTP Error 404" in message and "Checksum mismatch" in message

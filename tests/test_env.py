@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from helpers import env
+from helpers.core import env
 
 
 def test_colab_without_a_gpu_says_how_to_get_one():

@@ -8,8 +8,12 @@ import pytest
 import torch
 from scipy.ndimage import gaussian_filter
 
-from helpers import explain, features, gradcam, localisation, runs
-from helpers.synthetic import render_image
+from helpers.workflows import explain
+from helpers.explain import features
+from helpers.explain import gradcam
+from helpers.evaluation import localisation
+from helpers.artefacts import runs
+from helpers.data.synthetic import render_image
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +55,7 @@ def test_localisation_table_resizes_maps_to_masks(planted):
 
 def test_localise_scores_every_models_maps_with_good_images_included(planted):
     """explain.localise: masks resized to the maps; good images count as all-normal; no mask, no score."""
-    from helpers import explain
+    from helpers.workflows import explain
 
     _, mask = planted
     small = gaussian_filter(mask.astype(float), sigma=4)[::4, ::4]
@@ -66,14 +70,14 @@ def test_localise_scores_every_models_maps_with_good_images_included(planted):
 
 
 def _normalised(images: np.ndarray) -> torch.Tensor:
-    from helpers.torch_data import eval_transform
+    from helpers.data.torch_data import eval_transform
 
     tf = eval_transform(64)
     return torch.stack([tf(image=im)["image"] for im in images])
 
 
 def test_torch_gradcam_shape_range_and_input_dependence(planted):
-    from helpers.torch_models import supervised_resnet50
+    from helpers.models.classifiers import supervised_resnet50
 
     torch.manual_seed(0)
     model, _ = supervised_resnet50(pretrained=False)
@@ -91,7 +95,7 @@ def test_torch_gradcam_shape_range_and_input_dependence(planted):
 
 def test_keras_gradcam_shape_range_and_input_dependence(planted):
     keras = pytest.importorskip("keras")
-    from helpers.keras_track import build_multitask
+    from helpers.workflows.keras_track import build_multitask
 
     keras.utils.set_random_seed(0)
     model = build_multitask(3, 64)

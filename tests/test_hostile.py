@@ -17,8 +17,9 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import files
-from helpers.data import inspect_image, judge_mask, load_mask, scan_mvtec
+from helpers import errors
+from helpers.core import files
+from helpers.data.scan import inspect_image, judge_mask, load_mask, scan_mvtec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -150,8 +151,8 @@ def test_judge_mask(values, usable, note):
 # 5. Odd names and big images
 # --------------------------------------------------------------------------------------------------
 def test_a_name_that_is_not_utf8_is_quarantined_and_prepare_completes(synthetic_copy, tmp_path):
-    from helpers.config import get_config
-    from helpers.prepare import prepare
+    from helpers.core.config import get_config
+    from helpers.data.prepare import prepare
 
     good = synthetic_copy / "bottle" / "train" / "good"
     data = next(good.glob("*.png")).read_bytes()
@@ -202,7 +203,7 @@ def test_reasons_never_quote_file_bytes(tmp_path):
 # 6. Damaged state
 # --------------------------------------------------------------------------------------------------
 def _tiny_fit(ckpt: Path, epochs: int, nan_at_call: int | None = None):
-    from helpers.train import fit
+    from helpers.training.loop import fit
 
     torch.manual_seed(0)
     head = torch.nn.Linear(4, 2)
@@ -231,7 +232,7 @@ def test_a_checkpoint_with_corrupted_weights_is_refused(tmp_path):
 
 
 def test_a_non_finite_loss_stops_training_with_the_way_out(tmp_path):
-    from helpers.train import NonFiniteLossError
+    from helpers.errors import NonFiniteLossError
 
     with pytest.raises(NonFiniteLossError, match=r"loss is nan at batch 1 of epoch 3/5.*Lower the learning rate.*"
                                                  r"last good state is in checkpoint .*ckpt.pt"):
@@ -239,8 +240,8 @@ def test_a_non_finite_loss_stops_training_with_the_way_out(tmp_path):
 
 
 def test_keras_stops_on_a_non_finite_loss():
-    from helpers.keras_track import stop_on_non_finite_loss
-    from helpers.train import NonFiniteLossError
+    from helpers.workflows.keras_track import stop_on_non_finite_loss
+    from helpers.errors import NonFiniteLossError
 
     callback = stop_on_non_finite_loss()
     callback.on_train_batch_end(0, {"loss": 0.7})
@@ -249,8 +250,9 @@ def test_keras_stops_on_a_non_finite_loss():
 
 
 def test_a_damaged_manifest_is_blamed_on_itself(synthetic_root, tmp_path):
-    from helpers.config import get_config
-    from helpers.prepare import PreparedStateError, load_prepared, prepare
+    from helpers.core.config import get_config
+    from helpers.data.prepare import load_prepared, prepare
+    from helpers.errors import PreparedStateError
 
     cfg = get_config("smoke", data_dir=synthetic_root, runs_dir=tmp_path / "runs")
     prepare(cfg, progress=False)
@@ -288,7 +290,7 @@ def test_writes_are_atomic(tmp_path):
 # --------------------------------------------------------------------------------------------------
 def test_two_prepares_on_one_runs_folder(tmp_path):
     """Both complete, and agree: unique temporary names, atomic renames (the built-in data, the cache, the split)."""
-    code = ("from helpers.config import get_config; from helpers.prepare import prepare; "
+    code = ("from helpers.core.config import get_config; from helpers.data.prepare import prepare; "
             "prepare(get_config('smoke'), cache_sizes=(48, 64), progress=False)")
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("DEFECTS_")}, "RUNS_DIR": str(tmp_path / "runs"),
            "MVTEC_DIR": ""}
@@ -300,8 +302,8 @@ def test_two_prepares_on_one_runs_folder(tmp_path):
     caches = sorted(p.name for p in (runs / "cache").iterdir())
     assert len(caches) == 2 and not any(name.endswith(".tmp") for name in caches)
     assert not [p for p in runs.rglob("*.tmp")]
-    from helpers.config import get_config
-    from helpers.prepare import load_prepared
+    from helpers.core.config import get_config
+    from helpers.data.prepare import load_prepared
 
     assert len(load_prepared(get_config("smoke", runs_dir=runs)).split) > 0
 
@@ -310,24 +312,24 @@ def test_two_prepares_on_one_runs_folder(tmp_path):
 # 8. An unusable RUNS_DIR
 # --------------------------------------------------------------------------------------------------
 def test_runs_dir_that_is_a_file(tmp_path):
-    from helpers.config import get_config
+    from helpers.core.config import get_config
 
     (tmp_path / "runs").write_text("not a folder")
-    with pytest.raises(files.RunsDirError, match=r"RUNS_DIR=.*runs cannot be used: it is a file, not a folder"):
+    with pytest.raises(errors.RunsDirError, match=r"RUNS_DIR=.*runs cannot be used: it is a file, not a folder"):
         get_config("smoke", runs_dir=tmp_path / "runs")
-    with pytest.raises(files.RunsDirError, match=r"runs, on its way, is a file"):
+    with pytest.raises(errors.RunsDirError, match=r"runs, on its way, is a file"):
         get_config("smoke", runs_dir=tmp_path / "runs" / "sub")
 
 
 def test_runs_dir_that_cannot_be_written(tmp_path, monkeypatch):
     """Simulated (tests run as root, who can write anywhere): the first write is refused."""
-    from helpers.config import get_config
+    from helpers.core.config import get_config
 
     def refuse(*args, **kwargs):
         raise PermissionError(30, "Read-only file system")
 
     monkeypatch.setattr(files.tempfile, "mkstemp", refuse)
-    with pytest.raises(files.RunsDirError, match=r"cannot be written \(PermissionError: Read-only file system\)"):
+    with pytest.raises(errors.RunsDirError, match=r"cannot be written \(PermissionError: Read-only file system\)"):
         get_config("smoke", runs_dir=tmp_path / "ro")
 
 

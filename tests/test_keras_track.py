@@ -16,13 +16,14 @@ import pandas as pd
 import pytest
 
 from conftest import prepare_learnable
-from helpers import config, runs
+from helpers.core import config
+from helpers.artefacts import runs
 
 keras = pytest.importorskip("keras")
 
-from helpers.keras_track import (LAST_CONV, SHARED_DENSE, build_multitask, load_multitask,  # noqa: E402
+from helpers.workflows.keras_track import (LAST_CONV, SHARED_DENSE, build_multitask, load_multitask,  # noqa: E402
                                  predict_multitask, run_multitask)
-from helpers.recipes import KerasRecipe, scaled  # noqa: E402
+from helpers.training.recipes import KerasRecipe, scaled  # noqa: E402
 
 SIZE = 64
 
@@ -60,7 +61,7 @@ def test_learns_and_shuffled_defect_labels_do_not(three_cats, tmp_path):
     # the saved model reloads and gives identical predictions; the label encoding is saved with it
     model, meta = load_multitask(tmp_path / "real")
     assert meta["categories"] == ["bottle", "carpet", "hazelnut"] and meta["image_size"] == SIZE
-    from helpers.tf_data import make_dataset
+    from helpers.data.tf_data import make_dataset
     test = three_cats.frame("test")
     ds = make_dataset(test, meta["categories"], SIZE, 16, cache=three_cats.cache(SIZE, progress=False))
     _, again = predict_multitask(model, ds)
@@ -114,7 +115,7 @@ def test_torch_and_tensorflow_share_one_process():
     code = (
         "import helpers.keras_track, helpers.tf_data\n"
         "import torchvision.ops, torch, tensorflow as tf, json\n"
-        "from helpers.env import configure_frameworks\n"
+        "from helpers.core.env import configure_frameworks\n"
         "done = configure_frameworks(threads=1)\n"
         "x = torch.ones(64, 64) @ torch.ones(64, 64)\n"
         "y = tf.linalg.matmul(tf.ones((64, 64)), tf.ones((64, 64)))\n"
@@ -140,11 +141,11 @@ def test_mirrored_strategy_over_two_devices_trains_and_checkpoints(synthetic_roo
     root = Path(__file__).resolve().parents[1]
     code = f"""
 import sys; sys.path.insert(0, {str(root)!r})
-from helpers.keras_track import mirrored_strategy, run_multitask
+from helpers.workflows.keras_track import mirrored_strategy, run_multitask
 strategy = mirrored_strategy(cpu_devices=2)
-from helpers.config import get_config
-from helpers.prepare import prepare
-from helpers.recipes import KerasRecipe
+from helpers.core.config import get_config
+from helpers.data.prepare import prepare
+from helpers.training.recipes import KerasRecipe
 prep = prepare(get_config("smoke", data_dir={str(synthetic_root)!r}, runs_dir={str(tmp_path)!r}), progress=False)
 run = run_multitask(prep, KerasRecipe(image_size=32, epochs=2, batch_size=16), verbose=0, strategy=strategy)
 print("replicas", strategy.num_replicas_in_sync, "epochs", run.info["epochs_run"], "auroc", run.test_metrics["roc_auc"])

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from helpers.cache import build_cache
-from helpers.data import scan_mvtec
+from helpers.data.cache import build_cache
+from helpers.data.scan import scan_mvtec
 
 
 @pytest.fixture(scope="module")
@@ -18,8 +18,8 @@ def prepared(synthetic_root, tmp_path_factory):
 def test_torch_dataset_and_transforms(prepared, synthetic_root):
     import torch
 
-    from helpers.config import IMAGENET_MEAN, IMAGENET_STD
-    from helpers.torch_data import (MVTecDataset, TwoViews, eval_transform,
+    from helpers.core.config import IMAGENET_MEAN, IMAGENET_STD
+    from helpers.data.torch_data import (MVTecDataset, TwoViews, eval_transform,
                                     make_loader, simclr_transform, train_transform)
 
     manifest, cache = prepared
@@ -52,8 +52,8 @@ def test_torch_dataset_and_transforms(prepared, synthetic_root):
 def test_tf_dataset(prepared, synthetic_root):
     import tensorflow as tf
 
-    from helpers.tf_data import make_dataset
-    from helpers.torch_data import category_names
+    from helpers.data.tf_data import make_dataset
+    from helpers.data.torch_data import category_names
 
     manifest, cache = prepared
     cats = category_names(manifest)

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from helpers.localisation import MEAN_ROW, au_pro, pixel_auroc, pointing_game, pro_curve, score_maps
+from helpers.evaluation.localisation import MEAN_ROW, au_pro, pixel_auroc, pointing_game, pro_curve, score_maps
 
 
 def _img(rows: list[str]) -> np.ndarray:

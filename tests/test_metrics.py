@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from sklearn import metrics as skm
 
-from helpers.metrics import (binary_metrics, category_metrics, choose_threshold, metrics_record,
+from helpers.evaluation.metrics import (binary_metrics, category_metrics, choose_threshold, metrics_record,
                              per_category_table, read_metrics, write_metrics)
 
 
@@ -97,7 +97,7 @@ def test_per_category_table_and_schema(tmp_path):
 def test_score_on_test_thresholds_on_val_only():
     import pandas as pd
 
-    from helpers.metrics import binary_metrics, choose_threshold, score_on_test
+    from helpers.evaluation.metrics import binary_metrics, choose_threshold, score_on_test
 
     val = pd.DataFrame({"split": "val", "category": "a", "label": [0, 0, 1, 1], "score": [0.1, 0.2, 0.3, 0.9]})
     test = pd.DataFrame({"split": "test", "category": ["a", "a", "b", "b"], "label": [0, 1, 0, 1],
@@ -109,7 +109,7 @@ def test_score_on_test_thresholds_on_val_only():
 
 
 def test_per_category_normalisation_puts_every_threshold_on_one_half():
-    from helpers.metrics import NORMALISED_THRESHOLD, choose_threshold, normalise_per_category
+    from helpers.evaluation.metrics import NORMALISED_THRESHOLD, choose_threshold, normalise_per_category
 
     rng = np.random.default_rng(0)
     rows = []

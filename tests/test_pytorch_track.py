@@ -32,10 +32,12 @@ import torch
 from torch import nn
 
 from conftest import prepare_learnable
-from helpers import config, prepare, runs
-from helpers.pytorch_track import (knn_scores, labelled_fraction, load_simclr_encoder, run_probe, run_simclr,
+from helpers.core import config
+from helpers.data import prepare
+from helpers.artefacts import runs
+from helpers.workflows.pytorch_track import (knn_scores, labelled_fraction, load_simclr_encoder, run_probe, run_simclr,
                                    run_supervised, schedule_lrs)
-from helpers.recipes import ProbeRecipe, SimCLRRecipe, SupervisedRecipe, scaled
+from helpers.training.recipes import ProbeRecipe, SimCLRRecipe, SupervisedRecipe, scaled
 
 SIZE = 64
 
@@ -181,7 +183,7 @@ def test_runs_write_outputs_and_resume(learnable, tmp_path):
     pd.testing.assert_frame_equal(again.history, first.history)
     np.testing.assert_allclose(again.scores["score"], first.scores["score"], rtol=1e-5)
     # the deployed model scores each held-out file as scores.csv says it was evaluated (one preprocessing)
-    from helpers.torch_models import predict
+    from helpers.models.classifiers import predict
 
     test = scores[scores["split"] == "test"]
     deployed = predict(out / "model.pt", [prep.root / p for p in test["path"]])

@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from helpers.data import load_mask, load_rgb, scan_mvtec
-from helpers.split import check_leakage, make_split, standard_protocol
+from helpers.data.scan import load_mask, load_rgb, scan_mvtec
+from helpers.data.split import check_leakage, make_split, standard_protocol
 
 
 def test_counts_match_the_tree_without_false_quarantine(real_sample):

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import metrics as M
-from helpers import runs
-from helpers import report
+from helpers.evaluation import metrics as M
+from helpers.artefacts import runs
+from helpers.workflows import report
 
 
 DATA = {"builtin": True, "name": "built-in", "root": "/data", "manifest_hash": "m1", "split_hash": "s1"}
@@ -105,7 +105,7 @@ def test_runs_on_different_data_or_splits_are_refused(tmp_path):
 def test_localisation_reads_gradcam_and_patchcore(tmp_path):
     d = tmp_path / runs.EXPLAIN
     d.mkdir()
-    from helpers.localisation import MEAN_ROW, score_maps
+    from helpers.evaluation.localisation import MEAN_ROW, score_maps
 
     mask = np.zeros((4, 4), bool)
     mask[1:3, 1:3] = True
@@ -127,7 +127,7 @@ def test_recipes_say_where_each_value_comes_from():
     """Every recipe field has a source; what the studies do not give is marked "our choice" (with a reason)."""
     from dataclasses import fields
 
-    from helpers import recipes
+    from helpers.training import recipes
 
     for kind, sources in recipes.SOURCES.items():
         assert {f.name for f in fields(kind)} == set(sources), kind.__name__
@@ -140,7 +140,7 @@ def test_recipes_say_where_each_value_comes_from():
 
 
 def test_the_studies_figures_are_listed_once_each_with_how():
-    from helpers.studies import study_rows
+    from helpers.evaluation.studies import study_rows
 
     rows = study_rows()
     assert rows["approach"].is_unique and len(rows) == 3 and rows["how"].str.len().gt(0).all()

@@ -6,9 +6,9 @@ import json
 import pandas as pd
 import pytest
 
-from helpers.data import scan_mvtec
-from helpers.split import (LeakageError, SplitMismatchError, check_leakage, ensure_split, make_split, write_split,
-                           standard_protocol)
+from helpers.data.scan import scan_mvtec
+from helpers.data.split import check_leakage, ensure_split, make_split, write_split, standard_protocol
+from helpers.errors import LeakageError, SplitMismatchError
 
 
 @pytest.fixture(scope="module")

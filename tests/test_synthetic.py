@@ -6,10 +6,10 @@ import json
 import numpy as np
 from PIL import Image
 
-from helpers.data import MVTEC_CATEGORIES
+from helpers.data.scan import MVTEC_CATEGORIES
 import pytest
 
-from helpers.synthetic import DEFECTS, DIFFICULTY, LEVELS, SyntheticSpec, generate_dataset, render_image
+from helpers.data.synthetic import DEFECTS, DIFFICULTY, LEVELS, SyntheticSpec, generate_dataset, render_image
 
 
 def test_every_category_has_two_to_four_defect_types():

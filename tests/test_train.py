@@ -15,8 +15,8 @@ import pytest
 import torch
 from torch import nn
 
-from helpers.torch_models import LinearProbe, inverse_frequency_weights, nt_xent, supervised_head
-from helpers.train import fit
+from helpers.models.classifiers import LinearProbe, inverse_frequency_weights, nt_xent, supervised_head
+from helpers.training.loop import fit
 
 WORKER = Path(__file__).with_name("_resume_worker.py")
 
@@ -144,7 +144,7 @@ def test_resume_after_sigkill_matches_uninterrupted_run(synthetic_root, tmp_path
 
 
 def test_saved_model_reloads_and_predicts_the_same(tmp_path):
-    from helpers.torch_models import predict, save_model, supervised_resnet50
+    from helpers.models.classifiers import predict, save_model, supervised_resnet50
 
     torch.manual_seed(0)
     model, weights = supervised_resnet50(pretrained=False)
@@ -172,7 +172,7 @@ class _Payload:
 
 
 def test_no_code_runs_from_a_model_file_or_a_checkpoint(tmp_path):
-    from helpers.torch_models import load_model, save_model, supervised_resnet50
+    from helpers.models.classifiers import load_model, save_model, supervised_resnet50
 
     model, _ = supervised_resnet50(pretrained=False)
     good = save_model(model, tmp_path / "model.pt", "supervised_resnet50", 64, weights="none")
@@ -232,7 +232,7 @@ def test_a_damaged_checkpoint_is_named_with_the_way_out(tmp_path):
 
 def test_frozen_stages_keep_their_batchnorm_statistics():
     """01 freezes conv1/bn1/layer1/layer2: their running statistics must not move while the rest trains."""
-    from helpers.torch_models import supervised_resnet50
+    from helpers.models.classifiers import supervised_resnet50
 
     torch.manual_seed(0)
     model, _ = supervised_resnet50(pretrained=False)
@@ -253,7 +253,7 @@ def test_frozen_stages_keep_their_batchnorm_statistics():
 
 def test_out_of_gpu_memory_says_what_to_change(tmp_path):
     """Simulated (no GPU here): the step raises torch's CUDA out-of-memory error, as on a too-small GPU."""
-    from helpers.train import OutOfMemoryError
+    from helpers.errors import OutOfMemoryError
 
     def step(m, b):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")

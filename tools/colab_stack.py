@@ -41,7 +41,7 @@ def mismatches(expected: dict[str, str], installed: dict[str, str]) -> list[str]
 
 
 def main(argv: list[str]) -> int:
-    from helpers import colab
+    from helpers.core import colab
 
     if argv[:1] == ["constraints"] and len(argv) == 2:
         Path(argv[1]).write_text("\n".join(f"{n}=={v}" for n, v in colab_versions().items()) + "\n")

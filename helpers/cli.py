@@ -1,0 +1,260 @@
+"""Command line: ``python -m helpers prepare|oneclass|train|export|predict|run-notebooks``.
+
+- ``prepare --data DIR --runs DIR``: notebook 00's steps; writes manifest.csv, split.csv,
+  quarantine.csv, warnings.csv, dataset.json and the cache under RUNS_DIR; prints a summary.
+  Exits non-zero only when nothing usable was found.
+- ``oneclass --data DIR --runs DIR [--categories ...]``: PatchCore (notebook 06) under both protocols;
+  writes notebook 06's ``metrics.json``, ``scores.csv`` and the per-category tables.
+- ``train supervised|simclr|probe|keras``: a model notebook's training and scoring (01, 02, 03, 04), writing
+  what the notebook writes. The torch ones also run under ``torchrun --nproc_per_node N`` (one process per
+  GPU: DistributedDataParallel, each global batch split over the processes, rank 0 writes); ``keras --mirrored``
+  uses tf.distribute.MirroredStrategy over every GPU of the machine.
+- ``export --model DIR [--int8]``: writes ``model.onnx`` into a model folder (01, 03, 04 or 06) and checks it against the
+  framework on the folder's own test images (max |Δ| and decisions at the card's threshold); ``--int8`` adds
+  ``model.int8.onnx`` (calibrated on val good images) and prints the test AUROC change.
+- ``predict --model DIR IMAGES_OR_FOLDERS... --out predictions.csv [--backend onnx|onnx-int8|framework]
+  [--heatmaps DIR] [--category C]``: one row per file (path, category when the path names one, score, decision at
+  the stored threshold, the overlay written, and why a file was not scored). ``--heatmaps``: PatchCore's anomaly
+  map or the classifiers' Grad-CAM over each image. Exits 1 only when nothing could be scored.
+- ``run-notebooks``: executes every notebook in ``notebooks/`` in order (papermill) into
+  ``RUNS_DIR/executed/``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from .errors import UserError
+
+__all__ = ["NOTEBOOK_DIR", "main"]
+
+NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from .core.config import get_config
+    from .data.prepare import describe_source, prepare
+
+    cfg = get_config(profile=args.profile, data_dir=args.data, runs_dir=args.runs)
+    prepared = prepare(cfg, cache_sizes=tuple(args.size) if args.size else None)
+    print(describe_source(prepared.source))
+    print(f"manifest:   {len(prepared.manifest)} images -> {cfg.runs_dir / 'manifest.csv'}")
+    print(f"split:      {prepared.split['split'].value_counts().to_dict()} -> {cfg.runs_dir / 'split.csv'}")
+    print(f"quarantine: {len(prepared.quarantine)} files -> {cfg.runs_dir / 'quarantine.csv'}")
+    for _, row in prepared.quarantine.head(20).iterrows():
+        print(f"    {row['path']}: {row['reason']}")
+    print(f"warnings:   {len(prepared.warnings)} -> {cfg.runs_dir / 'warnings.csv'}")
+    return 0
+
+
+def _oneclass(args: argparse.Namespace) -> int:
+    from .workflows import oneclass
+    from .core.config import get_config
+    from .models.patchcore import load_backbone
+    from .data.prepare import describe_source, prepare
+    from .training.recipes import PatchCoreRecipe, scaled
+
+    started = time.time()
+    cfg = get_config(profile=args.profile, data_dir=args.data, runs_dir=args.runs)
+    prepared = prepare(cfg, progress=False)
+    print(describe_source(prepared.source))
+    recipe = scaled(PatchCoreRecipe(coreset_fraction=args.coreset), cfg.profile)
+    backbone = load_backbone(recipe.backbone)
+    print(f"backbone: {backbone.name}\nrecipe: {recipe}")
+    try:
+        standard = oneclass.run_protocol(prepared, "mvtec-standard", recipe, args.categories, backbone)
+        shared = oneclass.run_protocol(prepared, "shared-split", recipe, args.categories, backbone)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    run = oneclass.write_shared(prepared, shared, standard, started)
+    cols = ["category", "n_fit", "n_scored", "image_auroc", "pixel_auroc", "bank", "fit_s", "score_s"]
+    for title, result in (("MVTec standard protocol", standard), ("Shared split (test)", shared)):
+        table = result.per_category[[c for c in cols if c in result.per_category]]
+        print(f"\n{title}:\n" + table.round(3).to_string(index=False))
+    print(f"\nshared split, all categories: ROC-AUC {run.test_metrics['roc_auc']:.3f}, F1 {run.test_metrics['f1']:.3f} "
+          f"at threshold {run.threshold:.3f} (chosen on val)\nwritten: {run.out_dir / 'metrics.json'}")
+    return 0
+
+
+def _run_notebooks(args: argparse.Namespace) -> int:
+    import papermill as pm
+
+    from .artefacts.runs import EXECUTED_DIR, REPORT_DIR
+
+    runs = Path(args.runs or os.environ.get("RUNS_DIR") or "runs").resolve()
+    out_dir = runs / EXECUTED_DIR
+    out_dir.mkdir(parents=True, exist_ok=True)
+    notebooks = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+    if args.only:
+        notebooks = [nb for nb in notebooks if any(nb.name.startswith(o) for o in args.only)]
+    env_note = (f"profile={os.environ.get('DEFECTS_PROFILE') or 'default'}, "
+                f"MVTEC_DIR={os.environ.get('MVTEC_DIR') or '(built-in sample data)'}, RUNS_DIR={runs}")
+    print(f"Running {len(notebooks)} notebooks ({env_note})")
+    os.environ["RUNS_DIR"] = str(runs)
+    os.environ["DEFECTS_HEADLESS"] = "1"  # widgets → static figures (see helpers.viz.widgets_wanted)
+    for nb in notebooks:
+        t0 = time.time()
+        print(f"==> {nb.name}", flush=True)
+        pm.execute_notebook(str(nb), str(out_dir / nb.name), cwd=str(NOTEBOOK_DIR), kernel_name="python3",
+                            progress_bar=False, log_output=False)
+        print(f"    done in {time.time() - t0:.0f}s -> {out_dir / nb.name}", flush=True)
+    report = runs / REPORT_DIR / "comparison.md"
+    if any(nb.name.startswith("07") for nb in notebooks) and report.exists():
+        print("\n" + report.read_text())
+    print(f"\nResults are under {runs}: executed notebooks in {out_dir}, "
+          "metrics.json per notebook, manifest.csv/split.csv/quarantine.csv at the top.")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .core import distributed
+    from .core.config import get_config
+    from .data.prepare import load_prepared
+
+    several = distributed.init_from_env()
+    if several and args.model == "keras":
+        raise SystemExit("error: the Keras model does not run under torchrun; run it as one process "
+                         "(`python -m helpers train keras`).")
+    try:
+        cfg = get_config(profile=args.profile, data_dir=args.data, runs_dir=args.runs)
+        prepared = load_prepared(cfg)
+        summary = _train_one(args.model, prepared, distributed.is_main(), mirrored=args.mirrored)
+        if distributed.is_main():
+            size = distributed.world()[1]
+            print(f"{summary} ({size} process{'es' if size > 1 else ''})")
+    finally:
+        distributed.cleanup()
+    return 0
+
+
+def _train_one(model: str, prepared, progress: bool, mirrored: bool = False) -> str:
+    """Run the notebook's training function for ``model`` (the probe needs notebook 02's encoder); a summary line."""
+    from .workflows import pytorch_track as pt
+
+    if model == "simclr":
+        sim = pt.run_simclr(prepared, progress=progress)
+        return f"SimCLR: last val loss {sim.fit.history['val_loss'].iloc[-1]:.4f}; encoder -> {sim.out_dir}"
+    if model == "keras":
+        from .workflows.keras_track import run_multitask
+
+        from .workflows.keras_track import mirrored_strategy
+
+        strategy = mirrored_strategy() if mirrored else None
+        run = run_multitask(prepared, verbose=2 if progress else 0, strategy=strategy)
+    elif model == "supervised":
+        run = pt.run_supervised(prepared, progress=progress)
+    else:
+        encoder, meta = pt.load_simclr_encoder(prepared.cfg.runs_dir)
+        run = pt.run_probe(prepared, encoder, progress=progress,
+                           encoder_info={"weights": meta.get("weights"), "simclr_recipe": meta.get("recipe")})
+    return (f"{run.approach}: test AUROC {run.test_metrics['roc_auc']:.3f}, F1 {run.test_metrics['f1']:.3f} "
+            f"-> {run.out_dir}")
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .deploy.models import export_onnx, parity, quantize_int8, record_int8_quality, run_images
+    from .errors import ModelFolderError
+
+    folder = Path(args.model)
+    path = export_onnx(folder)
+    print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
+    try:
+        images, _ = run_images(folder, "test")
+    except ModelFolderError as err:
+        print(f"parity not checked: {err}")
+        if args.int8:   # calibration needs the run's val images: say it was not done, and fail
+            print("INT8 not made: it is calibrated on the run's good val images, which are not here either.",
+                  file=sys.stderr)
+            return 1
+        return 0
+    check = parity(folder, images[:: max(1, len(images) // max(1, args.check))][: args.check])   # spread over categories
+    maps = (f", anomaly maps {check['map_max_abs_diff']:.2e} (largest |map| {check['map_scale']:.3g})"
+            if check["map_scale"] else "")
+    print(f"parity on {check['n']} test images: max |onnx - framework| = {check['max_abs_diff']:.2e}{maps}, "
+          f"same decisions: {check['same_decisions']}" + ("" if check["ok"] else " -- PARITY FAILED"))
+    ok = check["ok"]
+    if args.int8:
+        path = quantize_int8(folder)
+        q = record_int8_quality(folder)
+        print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB); test AUROC fp32 {q['test_roc_auc_fp32']:.4f} -> "
+              f"int8 {q['test_roc_auc_int8']:.4f} ({q['change']:+.4f}), decisions changed on "
+              f"{q['decisions_changed']} of {q['test_images']} test images")
+        if q["within_budget"] is False:
+            print(f"INT8 loses more than {q['budget']} test AUROC here: deploy model.onnx (--backend onnx) instead. "
+                  "(Recorded in the card's int8.quality.)", file=sys.stderr)
+    return 0 if ok else 1
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from .core import files
+    from .deploy.models import predict
+
+    table = predict(args.model, args.inputs, backend=args.backend, batch_size=args.batch_size, progress=True,
+                    heatmaps=args.heatmaps, category=args.category)
+    files.write_csv(table, args.out, index=False)
+    scored, skipped = table[table["problem"] == ""], table[table["problem"] != ""]
+    print(f"scored {len(scored)} image(s), {int((scored['decision'] == 'defective').sum())} defective at the "
+          f"stored threshold -> {args.out}" + (f"; overlays in {args.heatmaps}" if args.heatmaps else ""))
+    for row in skipped.itertuples():
+        print(f"not scored: {row.path}: {row.problem}", file=sys.stderr)
+    return 0 if len(scored) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .artefacts.runs import SUPERVISED
+
+    parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("prepare", help="scan, validate, split and cache the dataset")
+    p.add_argument("--data", help="MVTec AD root (default: MVTEC_DIR, known places, else built-in data)")
+    p.add_argument("--runs", help="output folder (default: RUNS_DIR or ./runs)")
+    p.add_argument("--profile", help="full | quick | smoke (default: DEFECTS_PROFILE)")
+    p.add_argument("--size", type=int, nargs="*", help="cache sizes in px (default: the profile's)")
+    p.set_defaults(func=_prepare)
+    o = sub.add_parser("oneclass", help="PatchCore one-class baseline under both protocols (notebook 06)")
+    o.add_argument("--data", help="MVTec AD root (default: MVTEC_DIR, known places, else built-in data)")
+    o.add_argument("--runs", help="output folder (default: RUNS_DIR or ./runs)")
+    o.add_argument("--profile", help="full | quick | smoke (default: DEFECTS_PROFILE)")
+    o.add_argument("--categories", nargs="*", help="categories to run (default: all)")
+    o.add_argument("--coreset", type=float, default=0.1, help="coreset fraction (default 0.1; the paper also uses 0.01)")
+    o.set_defaults(func=_oneclass)
+    t = sub.add_parser("train", help="a model notebook's training as a command (torch ones also under torchrun)")
+    t.add_argument("model", choices=["supervised", "simclr", "probe", "keras"])
+    t.add_argument("--data", help="MVTec AD root (default: what notebook 00 prepared under RUNS_DIR)")
+    t.add_argument("--runs", help="output folder (default: RUNS_DIR or ./runs)")
+    t.add_argument("--profile", help="full | quick | smoke (default: DEFECTS_PROFILE)")
+    t.add_argument("--mirrored", action="store_true",
+                   help="keras: tf.distribute.MirroredStrategy over every GPU (each batch split over them)")
+    t.set_defaults(func=_train)
+    e = sub.add_parser("export", help="ONNX export of a model folder (01, 03, 04 or 06) with a parity check")
+    e.add_argument("--model", required=True, help=f"a model notebook's folder (01, 03, 04 or 06), e.g. runs/{SUPERVISED}")
+    e.add_argument("--check", type=int, default=64, help="test images for the parity check (default 64)")
+    e.add_argument("--int8", action="store_true",
+                   help="also write model.int8.onnx (static quantisation calibrated on the val good images)")
+    e.set_defaults(func=_export)
+    d = sub.add_parser("predict", help="score image files and folders with a model folder")
+    d.add_argument("--model", required=True, help=f"a model notebook's folder (01, 03, 04 or 06), e.g. runs/{SUPERVISED}")
+    d.add_argument("inputs", nargs="+", help="image files and/or folders (searched recursively)")
+    d.add_argument("--out", default="predictions.csv", help="CSV to write (default predictions.csv)")
+    d.add_argument("--backend", choices=["onnx", "onnx-int8", "framework"], default="onnx",
+                   help="onnx (needs `export` first; default), onnx-int8 (`export --int8`) or framework (torch/Keras)")
+    d.add_argument("--batch-size", type=int, default=32)
+    d.add_argument("--heatmaps", metavar="DIR", help="write an overlay PNG per scored image into DIR: PatchCore's "
+                                                     "anomaly map, or Grad-CAM toward 'defective' for the classifiers")
+    d.add_argument("--category", help="PatchCore: the category of every input (default: from each path's folders)")
+    d.set_defaults(func=_predict)
+    r = sub.add_parser("run-notebooks", help="execute every notebook in order into RUNS_DIR/executed")
+    r.add_argument("--runs", help="output folder (default: RUNS_DIR or ./runs)")
+    r.add_argument("--only", nargs="*", help="notebook number prefixes to run, e.g. 00 01")
+    r.set_defaults(func=_run_notebooks)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except UserError as err:   # a message written for the user: no traceback
+        print(f"error: {err}", file=sys.stderr)
+        return 2

@@ -1,0 +1,537 @@
+"""Scan an MVTec-layout tree into a manifest, validating every file; nothing is dropped silently.
+
+Layout expected under the root::
+
+    <root>/<category>/train/good/NNN.png
+    <root>/<category>/test/<good|defect_type>/NNN.png
+    <root>/<category>/ground_truth/<defect_type>/NNN_mask.png
+
+:func:`scan_mvtec` returns three tables:
+
+- ``manifest``: one row per usable image (:data:`MANIFEST_COLUMNS`), paths relative to the root;
+- ``quarantine``: every excluded file with its reason (``path``, ``reason``);
+- ``warnings``: kept files that deserve a look (converted modes, defective images without a mask,
+  empty folders, a category without ``train/``, duplicate contents, orphan masks).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image, ImageFile, UnidentifiedImageError
+from tqdm.auto import tqdm
+
+from ..errors import DatasetLayoutError
+from ..core.env import io_workers
+from ..core.files import is_valid_utf8_name, printable_name
+
+__all__ = ["MVTEC_CATEGORIES", "TEXTURE_CATEGORIES", "GRAYSCALE_CATEGORIES", "IMAGE_EXTENSIONS", "SYSTEM_FILES",
+           "MIN_FILE_BYTES", "MAX_FILE_BYTES", "MIN_SIDE", "MAX_SIDE", "NATIVE_MODES", "CONVERTIBLE_MODES",
+           "MANIFEST_COLUMNS", "QUARANTINE_COLUMNS", "WARNING_COLUMNS", "ScanResult",
+           "load_rgb", "load_mask", "binarise_mask", "judge_mask", "content_hash", "inspect_image", "looks_like_mvtec_root",
+           "describe_layout_problem", "scan_mvtec", "read_manifest", "category_counts"]
+
+ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file must fail, not decode half-grey
+
+MVTEC_CATEGORIES: tuple[str, ...] = (
+    "bottle", "cable", "capsule", "carpet", "grid", "hazelnut", "leather", "metal_nut", "pill",
+    "screw", "tile", "toothbrush", "transistor", "wood", "zipper",
+)
+TEXTURE_CATEGORIES = frozenset({"carpet", "grid", "leather", "tile", "wood"})
+#: MVTec's grayscale categories: stored as mode L, converted to RGB at load.
+GRAYSCALE_CATEGORIES = frozenset({"grid", "screw", "zipper"})
+
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
+SYSTEM_FILES = frozenset({".ds_store", "thumbs.db", "desktop.ini", ".directory"})
+MIN_FILE_BYTES = 67           # the smallest valid PNG is 67 bytes
+MAX_FILE_BYTES = 64 << 20     # MVTec's largest PNG is ~1.5 MB; 64 MB is certainly not an MVTec image
+MIN_SIDE = 32
+MAX_SIDE = 8192
+#: Modes used as they are (L is converted to RGB at load, as MVTec's grayscale categories need).
+NATIVE_MODES = frozenset({"RGB", "L"})
+#: Modes converted to 8-bit RGB at load, kept and listed in the warnings.
+CONVERTIBLE_MODES = {
+    "RGBA": "RGBA converted to RGB (alpha channel dropped)",
+    "LA": "LA converted to RGB (alpha channel dropped)",
+    "P": "palette image converted to RGB",
+    "1": "1-bit image converted to RGB",
+    "I;16": "16-bit grayscale rescaled to 8 bits and converted to RGB",
+    "I;16B": "16-bit grayscale rescaled to 8 bits and converted to RGB",
+    "I;16L": "16-bit grayscale rescaled to 8 bits and converted to RGB",
+    "I": "32-bit integer image rescaled to 8 bits and converted to RGB",
+    "CMYK": "CMYK converted to RGB",
+}
+
+MANIFEST_COLUMNS = ["path", "category", "mvtec_split", "defect_type", "label", "mask_path",
+                    "width", "height", "mode", "content_hash"]
+QUARANTINE_COLUMNS = ["path", "reason"]
+WARNING_COLUMNS = ["path", "warning"]
+
+
+
+@dataclass
+class ScanResult:
+    """What :func:`scan_mvtec` found. Paths in all three tables are relative to ``root``."""
+
+    root: Path
+    manifest: pd.DataFrame
+    quarantine: pd.DataFrame
+    warnings: pd.DataFrame
+
+    def summary(self) -> str:
+        m = self.manifest
+        return (f"{len(m)} usable images in {m['category'].nunique() if len(m) else 0} categories "
+                f"({int((m['label'] == 0).sum()) if len(m) else 0} good, "
+                f"{int((m['label'] == 1).sum()) if len(m) else 0} defective); "
+                f"{len(self.quarantine)} quarantined; {len(self.warnings)} warnings")
+
+
+# --------------------------------------------------------------------------------------------------
+# Single files
+# --------------------------------------------------------------------------------------------------
+def _to_uint8_rgb(img: Image.Image) -> Image.Image:
+    """Convert any supported mode to 8-bit RGB (16/32-bit integer images are rescaled, not clipped)."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        peak = 65535.0 if img.mode.startswith("I;16") else max(float(arr.max()), 1.0)
+        arr = np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        img = Image.fromarray(arr)
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    return img
+
+
+def load_rgb(path: str | os.PathLike) -> np.ndarray:
+    """Decode an image as an ``H×W×3`` uint8 array, whatever its mode (grayscale → 3 channels)."""
+    with Image.open(path) as img:
+        img.load()
+        return np.asarray(_to_uint8_rgb(img))
+
+
+def load_mask(path: str | os.PathLike | None, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """A ground-truth mask as a ``H×W`` uint8 array of 0/1; zeros of ``shape`` when ``path`` is empty."""
+    if not path or (isinstance(path, float) and np.isnan(path)):
+        if shape is None:
+            raise ValueError("load_mask needs a shape when there is no mask path")
+        return np.zeros(shape, dtype=np.uint8)
+    with Image.open(path) as img:
+        return binarise_mask(np.asarray(img.convert("L")))
+
+
+def binarise_mask(values: np.ndarray) -> np.ndarray:
+    """0/1 uint8 from a mask's grey levels: ``> 127`` for 0/255 masks, ``> 0`` for masks stored as 0/1."""
+    return (values > (0 if values.max(initial=0) <= 1 else 127)).astype(np.uint8)
+
+
+def judge_mask(values: np.ndarray) -> tuple[bool, str]:
+    """Whether a defect mask's grey levels can be right: ``(usable, note)``; the note says what was seen.
+
+    Unusable: every pixel 0 (empty), or every pixel defective (constant). Usable with a note: 0/1 values
+    (a common export; read as binary) or more than two grey levels (thresholded at 128).
+    """
+    levels = np.unique(values)
+    binary = binarise_mask(values)
+    if levels.max(initial=0) == 0 or not binary.any():
+        return False, (f"its mask is empty (no pixel marked defective; grey levels {_levels(levels)}) although the "
+                       "image is in a defect folder: left out of pixel-level scores")
+    if binary.all():
+        return False, (f"its mask marks every pixel defective (constant, grey levels {_levels(levels)}): "
+                       "left out of pixel-level scores")
+    if set(levels.tolist()) <= {0, 1}:
+        return True, "its mask is stored as 0/1 (not 0/255): read as binary, 1 = defective"
+    if not set(levels.tolist()) <= {0, 255}:
+        return True, f"its mask has {len(levels)} grey levels, not 0/255: thresholded at 128"
+    return True, ""
+
+
+def _levels(levels: np.ndarray) -> str:
+    shown = ", ".join(map(str, levels[:6].tolist()))
+    return shown + (", ..." if len(levels) > 6 else "")
+
+
+def content_hash(path: str | os.PathLike) -> str:
+    """sha256 of the file's bytes (the leakage check compares these)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _size_problem(width: int, height: int) -> str:
+    if min(width, height) < MIN_SIDE:
+        return f"image too small ({width}×{height} px; minimum {MIN_SIDE} px per side)"
+    if max(width, height) > MAX_SIDE:
+        return f"image too large ({width}×{height} px; maximum {MAX_SIDE} px per side)"
+    return ""
+
+
+#: File signatures named in the reason for a file that is not an image (its bytes are never copied out).
+_SIGNATURES = ((b"PK\x03\x04", "a ZIP archive"), (b"\xfd7zXZ", "an XZ archive"), (b"\x1f\x8b", "a gzip file"),
+               (b"%PDF", "a PDF"), (b"<", "HTML/XML text"), (b"{", "JSON text"), (b"\x89PNG", "a damaged PNG"),
+               (b"\xff\xd8", "a damaged JPEG"), (b"\x7fELF", "an executable (ELF)"), (b"#!", "a script"))
+
+
+def _looks_like(head: bytes) -> str:
+    """What a file's first bytes suggest, in words (never the bytes themselves)."""
+    for magic, what in _SIGNATURES:
+        if head.lstrip()[:len(magic)] == magic:
+            return f"its content looks like {what}"
+    printable = head and all(32 <= b < 127 or b in (9, 10, 13) for b in head)
+    return "its content looks like plain text" if printable else "unrecognised binary content"
+
+
+def inspect_image(path: str | os.PathLike) -> dict:
+    """Validate one image file: extension, byte size, full decode, dimensions, mode.
+
+    Returns a dict with ``ok`` and either ``reason`` (why it is excluded) or ``width``, ``height``,
+    ``mode``, ``content_hash`` and ``note`` (non-empty when it is kept after a conversion).
+    """
+    path = Path(path)
+    name = path.name
+    if name.lower() in SYSTEM_FILES or name.startswith("._"):
+        return {"ok": False, "reason": f"system metadata file ({name}), not an image"}
+    ext = path.suffix.lower()
+    if ext not in IMAGE_EXTENSIONS:
+        return {"ok": False, "reason": f"unsupported extension {ext or '(none)'!r}; expected one of "
+                                       f"{', '.join(sorted(IMAGE_EXTENSIONS))}"}
+    size = path.lstat().st_size
+    if size == 0:
+        return {"ok": False, "reason": "empty file (0 bytes)"}
+    if size < MIN_FILE_BYTES:
+        return {"ok": False, "reason": f"file too small to be an image ({size} bytes < {MIN_FILE_BYTES})"}
+    if size > MAX_FILE_BYTES:
+        return {"ok": False, "reason": f"file too large ({size / 2**20:.0f} MiB > {MAX_FILE_BYTES >> 20} MiB)"}
+    try:
+        with Image.open(path) as img:     # reads the header only: the size is known before any pixel is decoded
+            fmt, width, height, mode = img.format, img.width, img.height, img.mode
+            if problem := _size_problem(width, height):
+                return {"ok": False, "reason": problem + " (from the header; not decoded)"}
+            img.verify()  # checksums and structure (PNG CRCs)
+        with Image.open(path) as img:
+            img.load()    # full decode of every pixel: catches truncated data the header hides
+    except PermissionError as err:
+        return {"ok": False, "reason": f"file cannot be read ({err.strerror or 'permission denied'})"}
+    except UnidentifiedImageError:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+        return {"ok": False, "reason": f"not a decodable image although named {ext} ({_looks_like(head)})"}
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        return {"ok": False, "reason": f"corrupt or truncated image data ({type(err).__name__}: {str(err)[:200]})"}
+    note = ""
+    if mode not in NATIVE_MODES:
+        if mode not in CONVERTIBLE_MODES:
+            return {"ok": False, "reason": f"unsupported image mode {mode!r} ({fmt})"}
+        note = f"mode {mode}: {CONVERTIBLE_MODES[mode]}"
+    return {"ok": True, "width": width, "height": height, "mode": mode,
+            "content_hash": content_hash(path), "note": note}
+
+
+# --------------------------------------------------------------------------------------------------
+# The tree
+# --------------------------------------------------------------------------------------------------
+def _rel(path: str | os.PathLike, root: Path) -> str:
+    """``path`` relative to ``root``, POSIX separators, any non-UTF-8 byte escaped (safe in a CSV)."""
+    return printable_name(Path(os.path.relpath(path, root)).as_posix())
+
+
+def _is_real_dir(path: Path) -> bool:
+    """A folder that is not a link (the scan never follows links)."""
+    return path.is_dir() and not path.is_symlink()
+
+
+def _category_dirs(root: Path) -> list[Path]:
+    try:
+        children = sorted(root.iterdir())
+    except OSError:
+        return []
+    return [p for p in children if _is_real_dir(p) and is_valid_utf8_name(p.name)
+            and (_is_real_dir(p / "train") or _is_real_dir(p / "test"))]
+
+
+def looks_like_mvtec_root(root: str | os.PathLike) -> bool:
+    """True when ``root`` holds at least one ``<category>/{train,test}/`` folder (links are not followed)."""
+    root = Path(root)
+    return root.is_dir() and bool(_category_dirs(root))
+
+
+def describe_layout_problem(root: Path) -> str:
+    """A message saying what an MVTec root should hold and what ``root`` holds instead."""
+    expected = ("Expected an MVTec AD root: <root>/<category>/train/good/*.png, "
+                "<root>/<category>/test/<good|defect_type>/*.png and "
+                "<root>/<category>/ground_truth/<defect_type>/*_mask.png, with categories such as "
+                f"{', '.join(MVTEC_CATEGORIES[:4])}, ...")
+    if not root.exists():
+        return f"Dataset root {root} does not exist. {expected}"
+    if not root.is_dir():
+        return f"Dataset root {root} is a file, not a folder. {expected}"
+    try:
+        entries = sorted(root.iterdir())
+    except OSError as err:
+        return f"Dataset root {root} cannot be read ({err.strerror or err}). {expected}"
+    shown = [printable_name(e.name) + ("/" if e.is_dir() else "") for e in entries[:20]]
+    found = ", ".join(shown) + (f", ... ({len(entries)} entries)" if len(entries) > 20 else "")
+    hints = []
+    if (root / "train").is_dir() or (root / "test").is_dir():
+        hints.append(f"{root} looks like a single category folder: point at its parent instead.")
+    for child in entries:
+        if child.is_dir() and looks_like_mvtec_root(child):
+            hints.append(f"{child} looks like an MVTec root: point there instead.")
+            break
+    links = [printable_name(e.name) for e in entries if e.is_symlink()]
+    if links:
+        hints.append(f"Links are not followed ({', '.join(links[:3])}): copy the folders in, or point at their targets.")
+    archives = [e.name for e in entries if e.name.endswith((".tar.xz", ".tar.gz", ".zip"))]
+    if archives:
+        hints.append(f"Archives found ({', '.join(archives[:3])}): extract them first "
+                     "(helpers.download.extract_archives).")
+    return f"{root} is not an MVTec AD root. {expected} Found: {found or 'an empty folder'}. " + " ".join(hints)
+
+
+@dataclass
+class _Findings:
+    """What a scan has to report besides the manifest: (path, reason) and (path, warning) rows."""
+
+    quarantine: list[tuple[str, str]]
+    warnings: list[tuple[str, str]]
+
+
+def _entries(folder: Path, root: Path, found: _Findings) -> list[os.DirEntry] | None:
+    """The entries of ``folder`` sorted by name; None, with a quarantine row, when it cannot be read."""
+    try:
+        with os.scandir(folder) as it:
+            return sorted(it, key=lambda e: e.name)
+    except OSError as err:
+        found.quarantine.append((_rel(folder, root) + "/", f"folder cannot be read ({err.strerror or err}): "
+                                                          "nothing in it was scanned"))
+        return None
+
+
+def _special_kind(entry: os.DirEntry) -> str:
+    mode = entry.stat(follow_symlinks=False).st_mode
+    for test, name in ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _kind(entry: os.DirEntry, root: Path, found: _Findings) -> str | None:
+    """``"dir"`` or ``"file"`` for what the scan reads; None (listed in the quarantine) for the rest:
+    links (never followed: the scan never leaves the root, and never reads one file twice), pipes,
+    devices, sockets, and names that are not valid UTF-8."""
+    rel = _rel(entry.path, root)
+    if entry.is_symlink():
+        target = printable_name(os.readlink(entry.path))
+        found.quarantine.append((rel, f"symbolic link (to {target}): not followed, so nothing outside the dataset "
+                                      "root is read and no image is counted twice; put the file or folder "
+                                      "itself here instead"))
+        return None
+    is_dir = entry.is_dir(follow_symlinks=False)
+    if not is_valid_utf8_name(entry.name):
+        found.quarantine.append((rel, "name is not valid UTF-8 (shown with \\x escapes): rename it; "
+                                      + ("nothing in the folder was scanned" if is_dir else "not read")))
+        return None
+    if is_dir:
+        return "dir"
+    if entry.is_file(follow_symlinks=False):
+        return "file"
+    found.quarantine.append((rel, f"{_special_kind(entry)}, not a regular file: not read"))
+    return None
+
+
+def _walk(folder: Path, root: Path, found: _Findings) -> list[Path]:
+    """Every regular file under ``folder`` (sorted); everything else under it is listed with its reason."""
+    out: list[Path] = []
+    for entry in _entries(folder, root, found) or []:
+        kind = _kind(entry, root, found)
+        if kind == "file":
+            out.append(Path(entry.path))
+        elif kind == "dir":
+            out.extend(_walk(Path(entry.path), root, found))
+    return out
+
+
+def _check_root_entries(root: Path, category_dirs: list[Path], found: _Findings) -> None:
+    """Entries at the root that are not categories: quarantined or warned about."""
+    for entry in _entries(root, root, found) or []:
+        kind = _kind(entry, root, found)
+        if kind == "file":
+            if entry.name.lower() in SYSTEM_FILES or entry.name.startswith("._"):
+                found.quarantine.append((entry.name, f"system metadata file ({entry.name}), not an image"))
+            elif Path(entry.name).suffix.lower() not in {".txt", ".md", ".json"}:  # LICENSE.txt, readme.txt
+                found.warnings.append((entry.name, "file at the dataset root ignored (not inside a category)"))
+        elif kind == "dir" and Path(entry.path) not in category_dirs:
+            inside = _entries(Path(entry.path), root, found)
+            if inside is not None:
+                found.warnings.append((entry.name + "/", "folder without train/ or test/ ignored (not a category)"
+                                       if inside else "empty category folder (no train/ or test/): nothing to use"))
+
+
+def _split_dirs(root: Path, cat_dir: Path, found: _Findings) -> dict[str, Path]:
+    """The category's ``train/`` and ``test/`` folders that can be scanned, with warnings for missing ones."""
+    category, out = cat_dir.name, {}
+    for entry in _entries(cat_dir, root, found) or []:
+        if entry.name in ("train", "test", "ground_truth") and _kind(entry, root, found) == "dir":
+            out[entry.name] = Path(entry.path)
+    if "train" not in out:
+        found.warnings.append((category + "/", "no train/ folder: test images only; the MVTec standard "
+                                               "protocol cannot fit a one-class model for this category"))
+    if "test" not in out:
+        found.warnings.append((category + "/", "no test/ folder: train images only"))
+    return out
+
+
+def _candidates(root: Path, cat_dir: Path, dirs: dict[str, Path], found: _Findings
+                ) -> list[tuple[Path, str, str, str]]:
+    """Every file of one category's ``train/`` and ``test/`` as (file, category, split, defect type)."""
+    category, out = cat_dir.name, []
+    if category not in MVTEC_CATEGORIES:
+        found.warnings.append((category + "/", "not one of the 15 MVTec AD category names; kept"))
+    for split in ("train", "test"):
+        if split not in dirs:
+            continue
+        children = _entries(dirs[split], root, found)
+        if children == []:
+            found.warnings.append((f"{category}/{split}/", "empty folder"))
+        for child in children or []:
+            kind = _kind(child, root, found)
+            if kind == "file":
+                found.quarantine.append((_rel(child.path, root),
+                                         f"file directly in {split}/, outside any good/ or <defect_type>/ folder"))
+            elif kind == "dir":
+                files = _walk(Path(child.path), root, found)
+                if not files:
+                    found.warnings.append((_rel(child.path, root) + "/", "empty folder"))
+                out.extend((f, category, split, child.name) for f in files)
+    return out
+
+
+def _paired_mask(root: Path, info: dict, rel: str, found: _Findings, masks: dict[Path, bool]) -> Path | None:
+    """The usable mask of a defective image (None, with a warning, when it is missing or unusable).
+
+    ``masks`` holds every regular file found under the categories' ``ground_truth/`` (value: used yet)."""
+    cat_dir = root / info["category"]
+    mask = cat_dir / "ground_truth" / info["defect_type"] / f"{info['file'].relative_to(cat_dir).stem}_mask.png"
+    if mask not in masks:
+        found.warnings.append((rel, "defective image without a ground-truth mask: kept for image-level "
+                                    "scores, left out of pixel-level scores"))
+        return None
+    masks[mask] = True
+    mask_info = inspect_image(mask)
+    if not mask_info["ok"]:
+        found.warnings.append((rel, f"its mask is unusable ({mask_info['reason']}): kept for "
+                                    "image-level scores, left out of pixel-level scores"))
+        found.quarantine.append((_rel(mask, root), mask_info["reason"]))
+        return None
+    with Image.open(mask) as img:
+        usable, note = judge_mask(np.asarray(img.convert("L")))
+    if note:
+        found.warnings.append((rel, note))
+    if not usable:
+        return None
+    if (mask_info["width"], mask_info["height"]) != (info["width"], info["height"]):
+        found.warnings.append((rel, f"mask size {mask_info['width']}×{mask_info['height']} differs "
+                                    f"from the image's {info['width']}×{info['height']}: it is "
+                                    "resized with the image"))
+    return mask
+
+
+def _manifest_row(root: Path, info: dict, found: _Findings, masks: dict[Path, bool]) -> dict | None:
+    """One manifest row for a checked file (None when it is quarantined)."""
+    rel = _rel(info["file"], root)
+    if not info["ok"]:
+        found.quarantine.append((rel, info["reason"]))
+        return None
+    if info["note"]:
+        found.warnings.append((rel, info["note"] + "; kept"))
+    label = 0 if info["defect_type"] == "good" else 1
+    mask = _paired_mask(root, info, rel, found, masks) if label == 1 else None
+    return {"path": rel, "category": info["category"], "mvtec_split": info["mvtec_split"],
+            "defect_type": info["defect_type"], "label": label,
+            "mask_path": _rel(mask, root) if mask is not None else "",
+            "width": info["width"], "height": info["height"], "mode": info["mode"],
+            "content_hash": info["content_hash"]}
+
+
+
+def _check_all(candidates: list[tuple[Path, str, str, str]], workers: int | None, progress: bool) -> list[dict]:
+    """:func:`inspect_image` of every candidate, in threads, in order."""
+    def check(item: tuple[Path, str, str, str]) -> dict:
+        f, category, split, defect = item
+        info = inspect_image(f)
+        info.update(file=f, category=category, mvtec_split=split, defect_type=defect)
+        return info
+
+    with ThreadPoolExecutor(max_workers=workers or io_workers()) as pool:
+        return list(tqdm(pool.map(check, candidates), total=len(candidates),
+                         desc="validating images", disable=not progress))
+
+
+def _duplicate_warnings(manifest: pd.DataFrame) -> list[tuple[str, str]]:
+    """A warning for every file whose bytes are identical to another's."""
+    out = []
+    for _, group in manifest[manifest.duplicated("content_hash", keep=False)].groupby("content_hash"):
+        others = ", ".join(group["path"])
+        out.extend((p, f"identical bytes to other files ({others}); the split keeps them together")
+                   for p in group["path"])
+    return out
+
+
+def scan_mvtec(root: str | os.PathLike, workers: int | None = None, progress: bool = True) -> ScanResult:
+    """Scan and validate an MVTec-layout tree.
+
+    Every entry under ``<category>/train``, ``<category>/test`` and ``<category>/ground_truth`` ends in the
+    manifest, the quarantine (with its reason) or the warnings; masks are paired by name
+    (``NNN.png`` ↔ ``ground_truth/<defect>/NNN_mask.png``) and their content is checked. Links are never
+    followed (listed with their target), nor are pipes, devices or unreadable folders read: nothing from
+    outside ``root`` enters the manifest, and no file's bytes are copied into the tables.
+
+    Raises:
+        DatasetLayoutError: ``root`` is not an MVTec root (the message lists what was found).
+    """
+    root = Path(root).expanduser().resolve()
+    if not looks_like_mvtec_root(root):
+        raise DatasetLayoutError(describe_layout_problem(root))
+    found = _Findings([], [])
+    category_dirs = _category_dirs(root)
+    _check_root_entries(root, category_dirs, found)
+    candidates, masks = [], {}
+    for cat_dir in category_dirs:
+        dirs = _split_dirs(root, cat_dir, found)
+        candidates += _candidates(root, cat_dir, dirs, found)
+        if "ground_truth" in dirs:
+            masks.update(dict.fromkeys(_walk(dirs["ground_truth"], root, found), False))
+    rows = [row for info in _check_all(candidates, workers, progress)
+            if (row := _manifest_row(root, info, found, masks)) is not None]
+    found.warnings.extend((_rel(mask, root), "mask without a matching image (unused)")
+                          for mask, used in sorted(masks.items()) if not used)
+    manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+    if len(manifest):
+        manifest = manifest.sort_values("path", ignore_index=True)
+        found.warnings.extend(_duplicate_warnings(manifest))
+    return ScanResult(root=root, manifest=manifest,
+                      quarantine=pd.DataFrame(found.quarantine, columns=QUARANTINE_COLUMNS),
+                      warnings=pd.DataFrame(found.warnings, columns=WARNING_COLUMNS))
+
+
+
+def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a ``manifest.csv`` written by :func:`helpers.prepare.prepare` (empty mask paths as "")."""
+    df = pd.read_csv(path, keep_default_na=False, dtype={"mask_path": str, "content_hash": str})
+    missing = set(MANIFEST_COLUMNS) - set(df.columns)
+    if missing:
+        raise ValueError(f"{path} is not a manifest: missing columns {sorted(missing)}")
+    return df
+
+
+def category_counts(manifest: pd.DataFrame) -> pd.DataFrame:
+    """Images per category: good/defective in MVTec's train and test folders, and defect types."""
+    table = (manifest.assign(kind=manifest["mvtec_split"] + "/" + manifest["label"].map({0: "good", 1: "defective"}))
+             .pivot_table(index="category", columns="kind", values="path", aggfunc="count", fill_value=0))
+    table["total"] = table.sum(axis=1)
+    table["defect_types"] = manifest[manifest["label"] == 1].groupby("category")["defect_type"].nunique()
+    table["with_mask"] = manifest[manifest["mask_path"] != ""].groupby("category")["path"].count()
+    return table.fillna(0).astype(int)

@@ -1,0 +1,95 @@
+"""Learned features and how to look at them: pooled torch features, a Keras layer's outputs, t-SNE, silhouettes.
+
+- :func:`torch_features` (pooled 2048-d ResNet-50 features of the supervised model or the SimCLR encoder)
+  and :func:`keras_features` (the multi-task model's shared Dense(512)).
+- :func:`tsne_2d` (scikit-learn, perplexity 30, PCA init, random_state 42) and :func:`silhouettes`
+  (in the original feature space, by category and by defect label).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from sklearn import metrics as skm
+from torch import nn
+
+from ..core.env import load_torch_before_tensorflow
+
+__all__ = ["TSNE_PARAMS", "pooled_resnet", "torch_features", "keras_features", "tsne_2d", "effective_perplexity",
+           "silhouettes", "plot_tsne"]
+
+TSNE_PARAMS = {"perplexity": 30.0, "random_state": 42, "init": "pca"}
+
+
+def pooled_resnet(model: nn.Module) -> nn.Module:
+    """The pooled 2048-d features of a torchvision ResNet (its ``fc`` skipped), sharing its weights."""
+    return nn.Sequential(*[m for name, m in model.named_children() if name != "fc"], nn.Flatten())
+
+
+@torch.no_grad()
+def torch_features(encoder: nn.Module, images: torch.Tensor, batch_size: int = 64) -> np.ndarray:
+    """Run ``encoder`` (eval mode) over a normalised N×3×H×W tensor in batches; N×D numpy features."""
+    encoder.eval()
+    device = next(encoder.parameters()).device
+    out = [encoder(images[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(images), batch_size)]
+    return torch.cat(out).flatten(1).numpy()
+
+
+def keras_features(model, images: np.ndarray, layer: str = "shared_dense", batch_size: int = 64) -> np.ndarray:
+    """Outputs of ``layer`` (default: the shared Dense(512)) for N×H×W×3 images in [0, 1]."""
+    load_torch_before_tensorflow()
+    import keras
+
+    sub = keras.Model(model.inputs, model.get_layer(layer).output)
+    return np.asarray(sub.predict(images, batch_size=batch_size, verbose=0))
+
+
+def tsne_2d(features: np.ndarray, **overrides: Any) -> np.ndarray:
+    """2-D t-SNE (perplexity 30, PCA init, random_state 42). Perplexity is capped below the sample count
+    (sklearn requires perplexity < n); the value used is what the notebook prints."""
+    from sklearn.manifold import TSNE
+
+    params = {**TSNE_PARAMS, **overrides}
+    params["perplexity"] = effective_perplexity(len(features), params["perplexity"])
+    return TSNE(n_components=2, **params).fit_transform(np.asarray(features, dtype=np.float32))
+
+
+def effective_perplexity(n: int, perplexity: float = TSNE_PARAMS["perplexity"]) -> float:
+    """The perplexity :func:`tsne_2d` uses for ``n`` samples."""
+    return float(min(perplexity, max(1.0, n - 1.0)))
+
+
+def silhouettes(features: np.ndarray, categories: Sequence, labels: Sequence[int]) -> dict[str, float]:
+    """Silhouette scores in the original feature space: by category and by defect label (NaN if undefined)."""
+    out = {}
+    for name, groups in (("by_category", categories), ("by_defect", labels)):
+        groups = np.asarray(groups)
+        k = len(np.unique(groups))
+        out[name] = float(skm.silhouette_score(features, groups)) if 1 < k < len(groups) else math.nan
+    return out
+
+
+def plot_tsne(embeddings: dict[str, np.ndarray], categories: Sequence, labels: Sequence[int],
+              scores: dict[str, dict[str, float]] | None = None):
+    """One row per colouring (category, good/defective), one column per model."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    n = len(embeddings)
+    fig, axes = plt.subplots(2, n, figsize=(5 * n, 9), squeeze=False)
+    names = np.where(np.asarray(labels) == 1, "defective", "good")
+    for j, (model, xy) in enumerate(embeddings.items()):
+        for i, (hue, title) in enumerate(((np.asarray(categories), "by category"), (names, "good / defective"))):
+            ax = axes[i, j]
+            sns.scatterplot(x=xy[:, 0], y=xy[:, 1], hue=hue, ax=ax, s=18, legend=(j == n - 1),
+                            palette="tab20" if i == 0 else {"good": "#4c9a5b", "defective": "#c0504d"})
+            sil = (scores or {}).get(model, {}).get("by_category" if i == 0 else "by_defect")
+            ax.set(title=f"{model} — {title}" + (f"\nsilhouette {sil:.3f}" if sil is not None and np.isfinite(sil) else ""),
+                   xticks=[], yticks=[])
+            if j == n - 1:
+                ax.legend(loc="center left", bbox_to_anchor=(1, 0.5), fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,369 @@
+"""The one PyTorch training loop of notebooks 01–03: fit, evaluate, early-stop, checkpoint, resume.
+
+:func:`fit` runs epochs of ``train_step`` over a loader, evaluates with ``evaluate`` after each, keeps
+the best weights by a monitored value, stops after ``patience`` epochs without improvement, and writes a
+checkpoint every epoch (model, optimiser, scheduler, early-stopping state, RNG states, epoch, history).
+When that checkpoint exists it resumes from the next epoch — Colab sessions disconnect.
+
+Determinism: at the start of epoch ``e`` every random source (Python, NumPy, torch, the loader's
+shuffling generator and the Albumentations pipeline) is re-seeded from ``seed + e``. An epoch's data
+order, augmentation and dropout therefore depend only on (seed, epoch), so a resumed run repeats the
+uninterrupted one exactly on CPU.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..errors import OutOfMemoryError, NonFiniteLossError
+from ..core import distributed
+from ..core import files
+
+__all__ = ["FitResult", "reseed", "save_checkpoint", "safe_load", "fit", "onecycle",
+           "warmup_cosine", "planned_lrs", "state_hash", "defect_probability", "predict_scores", "embed"]
+
+StepFn = Callable[[nn.Module, dict], torch.Tensor]
+EvalFn = Callable[[nn.Module], dict[str, float]]
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns: per-epoch history, the epoch whose weights were kept, how it ended."""
+
+    history: pd.DataFrame
+    best_epoch: int
+    best_value: float
+    stopped_early: bool
+    resumed_from: int | None
+
+
+def reseed(seed: int, loader: torch.utils.data.DataLoader | None = None, epoch: int | None = None) -> None:
+    """Seed Python, NumPy, torch, the loader's shuffling and its dataset's Albumentations pipeline (and, under
+    ``torchrun``, tell the loader's DistributedSampler which ``epoch`` it is)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if loader is None:
+        return
+    if epoch is not None and hasattr(getattr(loader, "sampler", None), "set_epoch"):
+        loader.sampler.set_epoch(epoch)
+    if getattr(loader, "generator", None) is not None:
+        loader.generator.manual_seed(seed)
+    transform = getattr(loader.dataset, "transform", None)
+    transform = getattr(transform, "transform", transform)  # TwoViews wraps a Compose
+    if hasattr(transform, "set_random_seed"):
+        transform.set_random_seed(seed)
+
+
+def _rng_state() -> dict[str, Any]:
+    """The RNG states, kept in the checkpoint for inspection (resuming reseeds from seed + epoch instead).
+
+    Plain tuples and tensors only, so that the checkpoint loads with ``weights_only=True``.
+    """
+    numpy_state = np.random.get_state()
+    return {"python": random.getstate(), "numpy": torch.from_numpy(numpy_state[1].astype(np.int64)),
+            "torch": torch.get_rng_state()}
+
+
+def safe_load(path: Path, what: str, remedy: str) -> Any:
+    """``torch.load(path, weights_only=True)``: no code in the file runs. A file that needs more than
+    tensors and plain containers, or a damaged one, raises ``ValueError`` naming it and ``remedy``."""
+    import pickle
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0][:300]
+        raise ValueError(f"Refusing to load {what} {path}: it holds more than weights ({first}). Loading it "
+                         f"fully could run code from the file; only weights are loaded here. {remedy}") from err
+    except (EOFError, RuntimeError, OSError, ValueError) as err:
+        raise ValueError(f"{what.capitalize()} {path} is damaged or not a torch file ({type(err).__name__}: "
+                         f"{str(err)[:200]}). {remedy}") from err
+
+
+def save_checkpoint(path: Path, **state: Any) -> None:
+    """Write a checkpoint atomically (a kill during the write leaves the previous one intact). Under ``torchrun``
+    rank 0 writes and every process waits for it, so all resume from the same file."""
+    if distributed.is_main():
+        with files.atomic_path(path) as tmp:
+            torch.save(state, tmp)
+    distributed.barrier()
+
+
+
+
+def _non_finite_advice(ckpt: Path | None, st: _LoopState) -> str:
+    if st.resumed_from is not None:
+        return (f"The run resumed from checkpoint {ckpt} (epoch {st.resumed_from + 1}), which may be damaged: move it "
+                "aside and run again to start afresh. If it happens again, lower the learning rate.")
+    return ("Lower the learning rate (or check the inputs for NaN); the last good state is "
+            + (f"in checkpoint {ckpt}." if ckpt is not None and ckpt.exists() else "not saved (no checkpoint yet)."))
+
+
+@dataclass
+class _LoopState:
+    """Where a training run stands: what a checkpoint holds besides the model, optimiser and scheduler."""
+
+    history: list[dict]
+    start: int
+    best_value: float
+    best_epoch: int
+    best_state: dict | None
+    bad: int
+    resumed_from: int | None = None
+    fingerprint: str | None = None
+
+
+def _resume(ckpt: Path | None, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, mode: str,
+            progress: bool, fingerprint: str | None = None) -> _LoopState:
+    """A fresh state, or the one stored in ``ckpt`` (model, optimiser and scheduler restored in place).
+
+    A checkpoint whose ``fingerprint`` (a hash of recipe and split) differs from this run's is not resumed:
+    training starts afresh, says so, and replaces it after the first epoch."""
+    fresh = _LoopState([], 0, math.inf if mode == "min" else -math.inf, -1, None, 0)
+    if ckpt is None or not ckpt.exists():
+        return fresh
+    remedy = "Move it aside (or delete it) and run again: training starts afresh."
+    state = safe_load(ckpt, "checkpoint", remedy)
+    if fingerprint is not None and state.get("fingerprint") != fingerprint:
+        print(f"Checkpoint {ckpt} was made with another recipe or split (fingerprint {state.get('fingerprint')}, "
+              f"this run {fingerprint}): training starts afresh and replaces it after the first epoch.")
+        return fresh
+    bad = [name for name, t in state["model"].items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        raise ValueError(f"Checkpoint {ckpt} is damaged: {len(bad)} weight tensors hold NaN or infinite values "
+                         f"(e.g. {', '.join(bad[:3])}). {remedy}")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None and state.get("scheduler") is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    if progress:
+        print(f"Resuming from checkpoint {ckpt} after epoch {state['epoch'] + 1}.")
+    return _LoopState(state["history"], state["epoch"] + 1, state["best_value"], state["best_epoch"],
+                      state["best_state"], state["bad_epochs"], resumed_from=state["epoch"])
+
+
+def _finished_before(st: _LoopState, ckpt: Path | None, epochs: int, patience: int | None, progress: bool) -> bool:
+    """Whether the resumed run had stopped early (said, with the reuse of a finished run)."""
+    stopped = bool(st.history) and patience is not None and st.bad >= patience
+    if progress and st.history and (stopped or st.start >= epochs):
+        print(f"Training had already finished ({len(st.history)} epochs in {ckpt}): reusing it. Move the checkpoint "
+              "aside to train again.")
+    return stopped
+
+
+def _record(st: _LoopState, row: dict, model: nn.Module, epoch: int, value: float, improved: bool) -> None:
+    """Add an epoch to the history; keep the model's weights when the monitored ``value`` improved."""
+    st.history.append(row)
+    if improved:
+        st.best_value, st.best_epoch, st.bad = value, epoch, 0
+        st.best_state = copy.deepcopy(model.state_dict())
+    else:
+        st.bad += 1
+
+
+def _checkpoint(ckpt: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, epoch: int,
+                st: _LoopState) -> None:
+    """Everything :func:`_resume` needs to continue after ``epoch``."""
+    save_checkpoint(ckpt, model=model.state_dict(), optimizer=optimizer.state_dict(),
+                    scheduler=scheduler.state_dict() if scheduler is not None else None,
+                    epoch=epoch, history=st.history, best_value=st.best_value, best_epoch=st.best_epoch,
+                    best_state=st.best_state, bad_epochs=st.bad, rng=_rng_state(), fingerprint=st.fingerprint)
+
+
+def _step_and_backward(model: nn.Module, batch: dict, train_step: StepFn, b: int, desc: str) -> torch.Tensor:
+    loss = train_step(model, batch)
+    if not torch.isfinite(loss.detach()).all():
+        raise NonFiniteLossError(f"The training loss is {float(loss.detach())} at batch {b + 1} of {desc}: training "
+                                 "stopped instead of going on with weights that can only get worse.")
+    loss.backward()
+    return loss
+
+
+def _oom_message(batch: dict, b: int, desc: str, device: torch.device) -> str:
+    """What to change when a batch does not fit on the GPU (the recipe's batch is never shrunk silently)."""
+    images = next((v for v in batch.values() if torch.is_tensor(v) and v.dim() == 4), None)
+    shape = "×".join(map(str, images.shape)) if images is not None else "?"
+    peak = f"{torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB" if device.type == "cuda" else "?"
+    return (f"Out of GPU memory at batch {b + 1} of {desc} (a batch of {shape} per process; peak {peak} allocated). "
+            "The recipe's batch is not shrunk silently. What to change: a GPU with more memory (Colab: Runtime > "
+            "Change runtime type), PROFILE = 'quick' (smaller images), several GPUs with torchrun (each takes a share "
+            "of the batch: `torchrun --nproc_per_node N -m helpers train ...`), or close what else holds GPU memory "
+            "(another notebook: Runtime > Disconnect and delete runtime).")
+
+
+def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loader, train_step: StepFn, scheduler,
+                 scheduler_step: str, clip_grad: float | None, n_batches: int, desc: str, progress: bool) -> list[float]:
+    """One pass of ``train_step`` over at most ``n_batches`` batches; the batch losses."""
+    model.train()
+    device = next(model.parameters()).device
+    losses: list[float] = []
+    bar = tqdm(loader, total=n_batches, desc=desc, disable=not progress or not distributed.is_main(), leave=False)
+    for b, batch in enumerate(bar):
+        if b >= n_batches:
+            break
+        batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+        optimizer.zero_grad(set_to_none=True)
+        try:
+            loss = _step_and_backward(model, batch, train_step, b, desc)
+        except torch.cuda.OutOfMemoryError as err:
+            raise OutOfMemoryError(_oom_message(batch, b, desc, device)) from err
+        if clip_grad is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+        optimizer.step()
+        if scheduler is not None and scheduler_step == "batch":
+            scheduler.step()
+        losses.append(float(loss.detach()))
+        bar.set_postfix(loss=f"{losses[-1]:.4f}")
+    return [distributed.mean_over_ranks(v) for v in losses]   # under torchrun: the global batch's losses
+
+
+def fit(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader, train_step: StepFn,
+        evaluate: EvalFn, epochs: int, *, scheduler=None, scheduler_step: str = "batch",
+        clip_grad: float | None = 1.0, monitor: str = "val_loss", mode: str = "min",
+        patience: int | None = None, checkpoint: str | os.PathLike | None = None, seed: int = 42,
+        max_batches: int | None = None, progress: bool = True, stop_after: int | None = None,
+        restore_best: bool = True, fingerprint: str | None = None) -> FitResult:
+    """Train ``model`` and return its history; the model ends with the best weights seen.
+
+    Args:
+        train_step: ``(model, batch) -> loss`` for one batch (the model is in train mode).
+        evaluate: ``model -> {"val_loss": ..., ...}`` after each epoch (the model is in eval mode).
+        scheduler_step, clip_grad: ``"batch"`` (e.g. OneCycleLR) or ``"epoch"``; max global gradient norm
+            (None = no clipping). A NaN or infinite loss raises :class:`NonFiniteLossError`.
+        monitor, mode, patience: the value that picks the best epoch; stop after ``patience`` epochs without
+            improvement (None = never).
+        checkpoint: file written every epoch and resumed from when present.
+        max_batches, stop_after: cap on batches per epoch (profiles); end the call after this many epochs (tests).
+        restore_best, fingerprint: end with the best epoch's weights (False: the last epoch's); a hash of recipe
+            and split stored in the checkpoint: one made with another is not resumed (training starts afresh).
+    """
+    if scheduler_step not in ("batch", "epoch"):
+        raise ValueError("scheduler_step must be 'batch' or 'epoch'")
+    better = (lambda a, b: a < b) if mode == "min" else (lambda a, b: a > b)
+    ckpt = Path(checkpoint) if checkpoint else None
+    progress = progress and distributed.is_main()
+    st = _resume(ckpt, model, optimizer, scheduler, mode, progress, fingerprint)
+    st.fingerprint = fingerprint
+    stopped = _finished_before(st, ckpt, epochs, patience, progress)
+    net = distributed.wrap(model)        # DDP under torchrun; the model itself otherwise
+    n_batches = len(train_loader) if max_batches is None else min(max_batches, len(train_loader))
+    for epochs_run, epoch in enumerate(range(st.start, epochs)):
+        if stopped or (stop_after is not None and epochs_run >= stop_after):
+            break
+        reseed(seed + epoch, train_loader, epoch)
+        t0 = time.time()
+        try:
+            losses = _train_epoch(net, optimizer, train_loader, train_step, scheduler, scheduler_step, clip_grad,
+                                  n_batches, f"epoch {epoch + 1}/{epochs}", progress)
+        except NonFiniteLossError as err:
+            raise NonFiniteLossError(f"{err} {_non_finite_advice(ckpt, st)}") from None
+        lr = optimizer.param_groups[0]["lr"]
+        if scheduler is not None and scheduler_step == "epoch":
+            scheduler.step()
+        net.eval()
+        with torch.no_grad():
+            scores = evaluate(net)
+        row = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)) if losses else math.nan, "lr": lr,
+               **{k: float(v) for k, v in scores.items()}, "seconds": round(time.time() - t0, 2)}
+        _record(st, row, model, epoch, row[monitor], better(row[monitor], st.best_value))
+        stopped = patience is not None and st.bad >= patience
+        if progress:
+            shown = ", ".join(f"{k}={v:.4f}" for k, v in row.items() if k not in ("epoch", "seconds", "lr"))
+            print(f"epoch {epoch + 1}/{epochs}: {shown} ({row['seconds']:.0f}s)" + (" — early stop" if stopped else ""))
+        if ckpt is not None:
+            _checkpoint(ckpt, model, optimizer, scheduler, epoch, st)
+    if restore_best and st.best_state is not None:
+        model.load_state_dict(st.best_state)
+    return FitResult(history=pd.DataFrame(st.history), best_epoch=st.best_epoch + 1, best_value=st.best_value,
+                     stopped_early=stopped, resumed_from=st.resumed_from)
+
+
+def state_hash(model: nn.Module) -> str:
+    """A short sha256 of a model's weights and buffers (e.g. to tie a probe's checkpoint to its encoder)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def defect_probability(logits: torch.Tensor) -> torch.Tensor:
+    """The defect score every PyTorch model reports: softmax probability of class 1 (defective)."""
+    return torch.softmax(logits.float(), dim=1)[:, 1]
+
+
+@torch.no_grad()
+def predict_scores(model: nn.Module, loader, forward: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Defect probabilities (softmax of class 1) and labels for every item of ``loader``, in order."""
+    model.eval()
+    device = next(model.parameters()).device
+    probs, labels = [], []
+    for batch in loader:
+        x = batch["image"].to(device)
+        logits = forward(model, x) if forward else model(x)
+        probs.append(defect_probability(logits).cpu().numpy())
+        labels.append(batch["label"].numpy())
+    return np.concatenate(probs), np.concatenate(labels)
+
+
+@torch.no_grad()
+def embed(encoder: nn.Module, loader) -> tuple[np.ndarray, np.ndarray]:
+    """Encoder outputs (e.g. pooled 2048-d ResNet features) and labels for every item of ``loader``."""
+    encoder.eval()
+    device = next(encoder.parameters()).device
+    feats, labels = [], []
+    for batch in loader:
+        feats.append(encoder(batch["image"].to(device)).float().cpu().numpy())
+        labels.append(batch["label"].numpy())
+    return np.concatenate(feats), np.concatenate(labels)
+
+
+# --------------------------------------------------------------------------------------------------
+# Learning-rate schedules (stepped every batch by fit)
+# --------------------------------------------------------------------------------------------------
+def onecycle(optimizer: torch.optim.Optimizer, max_lr: float, epochs: int, steps_per_epoch: int
+             ) -> torch.optim.lr_scheduler.OneCycleLR:
+    """torch's OneCycleLR with PyTorch's defaults (warm-up 30%, cosine, div_factor 25)."""
+    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, epochs=epochs, steps_per_epoch=steps_per_epoch)
+
+
+def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_fraction: float
+                  ) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over ``warmup_fraction`` of the steps, then cosine decay to 0 (stepped per batch)."""
+    warm = max(1, round(warmup_fraction * total_steps))
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        progress = (step - warm) / max(1, total_steps - warm)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def planned_lrs(make_scheduler: Callable[[torch.optim.Optimizer], Any], lr: float, steps: int) -> np.ndarray:
+    """The learning rate of every batch that ``make_scheduler(optimizer)`` would give over ``steps`` batches."""
+    opt = torch.optim.AdamW([nn.Parameter(torch.zeros(1))], lr=lr)
+    sched = make_scheduler(opt)
+    lrs = []
+    for _ in range(steps):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return np.asarray(lrs)
