@@ -22,10 +22,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from helpers.core.config import BUILTIN_DATASET
 from helpers.data.cache import build_cache
 from helpers.data.scan import scan_mvtec
-from helpers.evaluation.metrics import binary_metrics, choose_threshold, per_category_table
 from helpers.data.split import make_split
 from helpers.data.synthetic import SyntheticSpec, generate_dataset
 from helpers.data.torch_data import MVTecDataset, eval_transform, make_loader, train_transform
+from helpers.evaluation.metrics import binary_metrics, choose_threshold, per_category_table
 from helpers.training.loop import fit, predict_scores
 
 

@@ -22,8 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from helpers.core import config
-from helpers.data import prepare
-from helpers.data import synthetic
+from helpers.data import prepare, synthetic
 from helpers.training.recipes import KerasRecipe, SupervisedRecipe, scaled
 
 

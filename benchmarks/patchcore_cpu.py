@@ -25,9 +25,9 @@ def one(coreset: float, category: str, n_train: int, n_good: int, n_bad: int) ->
     import torch
     from sklearn.metrics import roc_auc_score
 
-    from helpers.models import patchcore as pc
     from helpers.core.env import cpu_threads
     from helpers.data.synthetic import DEFECTS, render_image
+    from helpers.models import patchcore as pc
 
     torch.set_num_threads(cpu_threads())
     kinds = list(DEFECTS[category])

@@ -25,9 +25,9 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from helpers.models import patchcore as pc  # noqa: E402
-from helpers.data.scan import load_mask, load_rgb  # noqa: E402
+from helpers.data.images import load_mask, load_rgb  # noqa: E402
 from helpers.evaluation.localisation import au_pro, pixel_auroc  # noqa: E402
+from helpers.models import patchcore as pc  # noqa: E402
 
 SAMPLE = ROOT.parent / "shared" / "mvtec_sample"
 AFTER = pc.patch_features

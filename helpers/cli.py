@@ -51,11 +51,11 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _oneclass(args: argparse.Namespace) -> int:
-    from .workflows import oneclass
     from .core.config import get_config
-    from .models.patchcore import load_backbone
     from .data.prepare import describe_source, prepare
+    from .models.patchcore import load_backbone
     from .training.recipes import PatchCoreRecipe, scaled
+    from .workflows import oneclass
 
     started = time.time()
     cfg = get_config(profile=args.profile, data_dir=args.data, runs_dir=args.runs)
@@ -139,9 +139,7 @@ def _train_one(model: str, prepared, progress: bool, mirrored: bool = False) -> 
         sim = pt.run_simclr(prepared, progress=progress)
         return f"SimCLR: last val loss {sim.fit.history['val_loss'].iloc[-1]:.4f}; encoder -> {sim.out_dir}"
     if model == "keras":
-        from .workflows.keras_track import run_multitask
-
-        from .workflows.keras_track import mirrored_strategy
+        from .workflows.keras_track import mirrored_strategy, run_multitask
 
         strategy = mirrored_strategy() if mirrored else None
         run = run_multitask(prepared, verbose=2 if progress else 0, strategy=strategy)

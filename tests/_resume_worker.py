@@ -17,9 +17,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from helpers.data.cache import build_cache
 from helpers.data.scan import scan_mvtec
-from helpers.evaluation.metrics import binary_metrics
 from helpers.data.split import make_split
 from helpers.data.torch_data import MVTecDataset, eval_transform, make_loader, train_transform
+from helpers.evaluation.metrics import binary_metrics
 from helpers.training.loop import fit, predict_scores
 
 

@@ -59,8 +59,7 @@ def prepare_learnable(base: Path, categories: tuple[str, ...], size: int = 64):
     training images, 20 good test images and 15 per defect type per category; prepared at ``size`` px
     (split + cache) in the smoke profile with no cap on images per epoch."""
     from helpers.core import config
-    from helpers.data import prepare
-    from helpers.data import synthetic
+    from helpers.data import prepare, synthetic
 
     spec = synthetic.SyntheticSpec(size=size, n_train_good=60, n_test_good=20, n_per_defect=15, defect_scale=4.0,
                                    difficulty="uniform",

@@ -5,7 +5,8 @@ import numpy as np
 from PIL import Image
 
 from helpers.data.cache import build_cache, manifest_hash
-from helpers.data.scan import load_rgb, scan_mvtec
+from helpers.data.images import load_rgb
+from helpers.data.scan import scan_mvtec
 
 
 def test_cache_matches_decode_and_is_reused(synthetic_root, tmp_path):

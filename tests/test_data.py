@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers.data.scan import inspect_image, load_rgb, scan_mvtec
+from helpers.data.images import inspect_image, load_rgb
+from helpers.data.scan import scan_mvtec
 from helpers.errors import DatasetLayoutError
 
 

@@ -15,9 +15,9 @@ import pytest
 from PIL import Image
 
 from helpers import errors
-from helpers.deploy import models as deploy
 from helpers.artefacts import runs
 from helpers.data.synthetic import render_image
+from helpers.deploy import models as deploy
 from helpers.models.classifiers import save_model, supervised_resnet50
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -260,9 +260,9 @@ def test_large_banks_go_to_an_external_data_file(synthetic_root, tmp_path, monke
     written with the model and read back by onnxruntime — here forced with a limit of 0 bytes."""
     import torch
 
-    from helpers.workflows import oneclass
     from helpers.models.patchcore import efficientnet_lite0_levels
     from helpers.training.recipes import PatchCoreRecipe
+    from helpers.workflows import oneclass
 
     folder = tmp_path / "model"
     folder.mkdir()

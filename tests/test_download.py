@@ -14,8 +14,8 @@ import pytest
 
 from helpers import errors
 from helpers.data import download
-from helpers.data.scan import looks_like_mvtec_root
 from helpers.data.download import download_file, safe_extract
+from helpers.data.scan import looks_like_mvtec_root
 from helpers.errors import ChecksumError, UnsafeArchiveError
 
 

@@ -8,12 +8,11 @@ import pytest
 import torch
 from scipy.ndimage import gaussian_filter
 
-from helpers.workflows import explain
-from helpers.explain import features
-from helpers.explain import gradcam
-from helpers.evaluation import localisation
 from helpers.artefacts import runs
 from helpers.data.synthetic import render_image
+from helpers.evaluation import localisation
+from helpers.explain import features, gradcam
+from helpers.workflows import explain
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,8 @@ from PIL import Image
 
 from helpers import errors
 from helpers.core import files
-from helpers.data.scan import inspect_image, judge_mask, load_mask, scan_mvtec
+from helpers.data.images import inspect_image, judge_mask, load_mask
+from helpers.data.scan import scan_mvtec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -240,8 +241,8 @@ def test_a_non_finite_loss_stops_training_with_the_way_out(tmp_path):
 
 
 def test_keras_stops_on_a_non_finite_loss():
-    from helpers.workflows.keras_track import stop_on_non_finite_loss
     from helpers.errors import NonFiniteLossError
+    from helpers.workflows.keras_track import stop_on_non_finite_loss
 
     callback = stop_on_non_finite_loss()
     callback.on_train_batch_end(0, {"loss": 0.7})

@@ -7,23 +7,29 @@ accuracy ≥ 0.90 (1.0); defect AUROC on test ≥ 0.70 (0.803); with shuffled de
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import prepare_learnable
-from helpers.core import config
+
 from helpers.artefacts import runs
+from helpers.core import config
 
 keras = pytest.importorskip("keras")
 
-from helpers.workflows.keras_track import (LAST_CONV, SHARED_DENSE, build_multitask, load_multitask,  # noqa: E402
-                                 predict_multitask, run_multitask)
 from helpers.training.recipes import KerasRecipe, scaled  # noqa: E402
+from helpers.workflows.keras_track import (  # noqa: E402
+    LAST_CONV,
+    SHARED_DENSE,
+    build_multitask,
+    load_multitask,
+    predict_multitask,
+    run_multitask,
+)
 
 SIZE = 64
 

@@ -19,8 +19,7 @@ def test_torch_dataset_and_transforms(prepared, synthetic_root):
     import torch
 
     from helpers.core.config import IMAGENET_MEAN, IMAGENET_STD
-    from helpers.data.torch_data import (MVTecDataset, TwoViews, eval_transform,
-                                    make_loader, simclr_transform, train_transform)
+    from helpers.data.torch_data import MVTecDataset, TwoViews, eval_transform, make_loader, simclr_transform, train_transform
 
     manifest, cache = prepared
     ds = MVTecDataset(manifest, cache=cache, transform=eval_transform(40))

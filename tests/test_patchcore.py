@@ -6,9 +6,9 @@ import pytest
 import torch
 from scipy.ndimage import gaussian_filter
 
+from helpers.data.synthetic import DEFECTS, render_image
 from helpers.models import patchcore as pc
 from helpers.models import sampling
-from helpers.data.synthetic import DEFECTS, render_image
 
 
 @pytest.fixture(scope="module")

@@ -29,15 +29,22 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import prepare_learnable
 from torch import nn
 
-from conftest import prepare_learnable
+from helpers.artefacts import runs
 from helpers.core import config
 from helpers.data import prepare
-from helpers.artefacts import runs
-from helpers.workflows.pytorch_track import (knn_scores, labelled_fraction, load_simclr_encoder, run_probe, run_simclr,
-                                   run_supervised, schedule_lrs)
 from helpers.training.recipes import ProbeRecipe, SimCLRRecipe, SupervisedRecipe, scaled
+from helpers.workflows.pytorch_track import (
+    knn_scores,
+    labelled_fraction,
+    load_simclr_encoder,
+    run_probe,
+    run_simclr,
+    run_supervised,
+    schedule_lrs,
+)
 
 SIZE = 64
 

@@ -6,7 +6,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from helpers.data.scan import load_mask, load_rgb, scan_mvtec
+from helpers.data.images import load_mask, load_rgb
+from helpers.data.scan import scan_mvtec
 from helpers.data.split import check_leakage, make_split, standard_protocol
 
 

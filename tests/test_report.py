@@ -1,15 +1,13 @@
 """The comparison report: reads what notebooks wrote, refuses mismatched test sets, exports the table."""
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 import pytest
 
-from helpers.evaluation import metrics as M
 from helpers.artefacts import runs
+from helpers.evaluation import metrics as M
 from helpers.workflows import report
-
 
 DATA = {"builtin": True, "name": "built-in", "root": "/data", "manifest_hash": "m1", "split_hash": "s1"}
 

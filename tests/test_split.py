@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from helpers.data.scan import scan_mvtec
-from helpers.data.split import check_leakage, ensure_split, make_split, write_split, standard_protocol
+from helpers.data.split import check_leakage, ensure_split, make_split, standard_protocol, write_split
 from helpers.errors import LeakageError, SplitMismatchError
 
 

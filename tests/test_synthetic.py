@@ -4,11 +4,10 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from helpers.data.scan import MVTEC_CATEGORIES
-import pytest
-
 from helpers.data.synthetic import DEFECTS, DIFFICULTY, LEVELS, SyntheticSpec, generate_dataset, render_image
 
 

@@ -8,8 +8,8 @@ matplotlib.use("Agg")
 import numpy as np
 import pandas as pd
 
-from helpers.viz import data as viz
 from helpers.data.scan import scan_mvtec
+from helpers.viz import data as viz
 
 
 def test_plot_history_draws_each_panel_and_schedule():

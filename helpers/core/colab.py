@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InstallError
+
 __all__ = ["PROJECT", "DRIVE_FOLDER", "PROFILE_CHOICES", "Settings", "installed_versions", "install",
            "mount_drive", "apply_settings"]
 

@@ -22,7 +22,7 @@ import pandas as pd
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .scan import load_mask, load_rgb
+from .images import load_mask, load_rgb
 from ..core.env import io_workers
 
 __all__ = ["CACHE_VERSION", "manifest_hash", "load_resized", "ImageCache", "build_cache", "open_cache"]

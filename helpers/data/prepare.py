@@ -239,7 +239,7 @@ def _images_present(root: Path, manifest: pd.DataFrame) -> bool:
 def _same_contents(root: Path, manifest: pd.DataFrame) -> Path:
     """``root`` when every manifest image there has the bytes it was scanned with (a re-extracted, checksummed
     archive needs no such check); otherwise :class:`PreparedStateError` naming a file that differs."""
-    from .scan import content_hash
+    from .images import content_hash
 
     if _images_present(root, manifest):
         for path, expected in zip(manifest["path"], manifest["content_hash"]):

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .cache import ImageCache
 from ..core.config import IMAGENET_MEAN, IMAGENET_STD
-from .scan import load_rgb
+from .images import load_rgb
 
 __all__ = ["train_transform", "eval_transform", "simclr_transform", "TwoViews", "category_names", "MVTecDataset",
            "make_loader"]

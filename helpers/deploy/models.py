@@ -31,11 +31,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import ModelFolderError
-from ..core import files
 from ..artefacts import runs
+from ..core import files
 from ..core.config import IMAGENET_MEAN, IMAGENET_STD
-from ..data.scan import IMAGE_EXTENSIONS, MVTEC_CATEGORIES, inspect_image
+from ..data.images import IMAGE_EXTENSIONS, inspect_image
+from ..data.scan import MVTEC_CATEGORIES
+from ..errors import ModelFolderError
 
 __all__ = ["CARD", "ONNX_FILE", "INT8_FILE", "CARD_SCHEMA", "BACKENDS", "write_model_card",
            "read_model_card", "preprocess", "export_onnx", "quantize_int8", "run_images", "evaluate", "parity",
@@ -210,8 +211,8 @@ def _batch(card: dict, images: Sequence) -> np.ndarray:
 
 def _patchcore(model_dir: Path, card: dict):
     """The saved PatchCore of a folder: (the backbone it was fitted with, {category: bank}, the recipe)."""
-    from ..workflows.oneclass import load_banks
     from ..models.patchcore import backbone_by_key
+    from ..workflows.oneclass import load_banks
 
     blob = load_banks(model_dir / card["model_file"])
     return backbone_by_key(blob["backbone"]).eval(), blob["banks"], blob["recipe"]
@@ -617,7 +618,7 @@ def predict(model_dir: str | os.PathLike, inputs: Sequence[str | os.PathLike], b
     (``defective``/``good`` at the card's threshold), ``predicted_category`` (models with a category head),
     ``heatmap`` (the overlay written, with ``heatmaps``) and ``problem`` (why an entry was not scored: not an
     image, corrupt, a link, no category for PatchCore, …; empty when scored).
-    Each file is checked by :func:`helpers.data.inspect_image` (header size first, then a full decode) before
+    Each file is checked by :func:`helpers.data.images.inspect_image` (header size first, then a full decode) before
     it is scored, so one bad file costs only itself.
 
     PatchCore has a memory bank per category: an image's category comes from its path (a folder named after one,

@@ -121,6 +121,7 @@ def cam_explorer(frame: pd.DataFrame, images: np.ndarray, cams: dict[str, np.nda
                  per_page: int = 6):
     """Dropdowns (category, good/defective) over :func:`plot_overlays`; static grid when headless."""
     import matplotlib.pyplot as plt
+
     from ..viz.data import widgets_wanted
 
     frame = frame.reset_index(drop=True)

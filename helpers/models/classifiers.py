@@ -7,8 +7,8 @@ and says so in its return value — results of a randomly initialised backbone a
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 import torch

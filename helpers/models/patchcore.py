@@ -16,9 +16,9 @@ both splits) are in :mod:`helpers.oneclass`.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from collections.abc import Sequence
 
 import numpy as np
 import torch

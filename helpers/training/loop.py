@@ -17,10 +17,10 @@ import math
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -28,9 +28,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..errors import OutOfMemoryError, NonFiniteLossError
-from ..core import distributed
-from ..core import files
+from ..core import distributed, files
+from ..errors import NonFiniteLossError, OutOfMemoryError
 
 __all__ = ["FitResult", "reseed", "save_checkpoint", "safe_load", "fit", "onecycle",
            "warmup_cosine", "planned_lrs", "state_hash", "defect_probability", "predict_scores", "embed"]

@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from ..data.scan import load_mask, load_rgb
+from ..data.images import load_mask, load_rgb
 
 __all__ = ["plot_counts", "overlay_mask", "show_samples", "HEADLESS_ENV", "widgets_wanted", "explorer",
            "plot_history", "plot_test_results", "plot_per_category"]
@@ -180,6 +180,7 @@ def plot_test_results(run, title: str = "test", label: str = "test"):
     ``run`` is a :class:`helpers.runs.ScoredRun` (every model notebook shows its test results this way).
     """
     import matplotlib.pyplot as plt
+
     from ..evaluation import metrics as M
 
     test = run.split_scores("test")

@@ -13,12 +13,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..artefacts import runs
 from ..core import files
 from ..evaluation import metrics as M
-from ..artefacts import runs
+from ..evaluation.localisation import MEAN_ROW
 from ..explain.features import TSNE_PARAMS, keras_features, pooled_resnet, torch_features
 from ..explain.gradcam import keras_gradcam, torch_gradcam
-from ..evaluation.localisation import MEAN_ROW
 
 __all__ = ["localise", "TrainedModel", "load_trained_models", "features_of", "gradcam_of", "load_masks", "write_outputs"]
 
@@ -121,7 +121,7 @@ def gradcam_of(entry: TrainedModel, inputs) -> np.ndarray | None:
 
 def load_masks(prepared, frame: pd.DataFrame) -> list[np.ndarray]:
     """Ground-truth masks (bool, at their own resolution) of ``frame``'s rows; an all-False mask where none."""
-    from ..data.scan import load_mask
+    from ..data.images import load_mask
 
     out = []
     for _, r in frame.iterrows():

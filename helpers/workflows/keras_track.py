@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 import os
+import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..core import files
-from ..evaluation import metrics as M
 from ..artefacts import runs
+from ..core import files
 from ..core.env import load_torch_before_tensorflow
 from ..data.prepare import Prepared
+from ..evaluation import metrics as M
 from ..training.recipes import KerasRecipe, scaled
 
 load_torch_before_tensorflow()

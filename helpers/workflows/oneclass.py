@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
-from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -21,13 +21,13 @@ import torch
 from sklearn.metrics import roc_auc_score
 from tqdm.auto import tqdm
 
-from ..core import files
 from ..artefacts import runs
+from ..core import files
 from ..core.env import torch_device
 from ..evaluation.localisation import LOCALISATION_COLUMNS, MEAN_ROW, score_maps
+from ..evaluation.studies import PUBLISHED_WRN50
 from ..models.patchcore import PatchCore, TwoLevelFeatures, load_backbone, preprocess_masks
 from ..training.recipes import PatchCoreRecipe, scaled
-from ..evaluation.studies import PUBLISHED_WRN50
 
 __all__ = ["localisation_table", "APPROACH", "MODEL_FILE", "save_banks", "load_banks", "OneClassResult",
            "run_protocol", "compare_with_published", "write_shared", "plot_examples", "plot_score_histograms"]
@@ -45,7 +45,7 @@ def _images(prepared, frame: pd.DataFrame, recipe: PatchCoreRecipe) -> torch.Ten
 
 def _masks(prepared, frame: pd.DataFrame, recipe: PatchCoreRecipe) -> list[np.ndarray | None]:
     """Masks aligned with the anomaly maps; zeros for good images, None for defective images without one."""
-    from ..data.scan import load_mask
+    from ..data.images import load_mask
 
     out = []
     for _, r in frame.iterrows():

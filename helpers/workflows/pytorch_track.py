@@ -10,28 +10,35 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
-from ..deploy import models as deploy
-from ..core import distributed
-from ..core import files
-from ..evaluation import metrics as M
 from ..artefacts import runs
+from ..core import distributed, files
 from ..core.env import torch_device
 from ..data.prepare import Prepared
-from ..training.recipes import ProbeRecipe, SimCLRRecipe, SupervisedRecipe, max_batches, scaled
 from ..data.torch_data import MVTecDataset, TwoViews, eval_transform, make_loader, simclr_transform, train_transform
-from ..models.classifiers import (LinearProbe, SimCLR, inverse_frequency_weights, load_model, nt_xent,
-                           resnet50_backbone, save_model, supervised_resnet50)
-from ..training.loop import FitResult, embed, fit, state_hash, onecycle, planned_lrs, predict_scores, reseed, warmup_cosine
+from ..deploy import models as deploy
+from ..evaluation import metrics as M
+from ..models.classifiers import (
+    LinearProbe,
+    SimCLR,
+    inverse_frequency_weights,
+    load_model,
+    nt_xent,
+    resnet50_backbone,
+    save_model,
+    supervised_resnet50,
+)
+from ..training.loop import FitResult, embed, fit, onecycle, planned_lrs, predict_scores, reseed, state_hash, warmup_cosine
+from ..training.recipes import ProbeRecipe, SimCLRRecipe, SupervisedRecipe, max_batches, scaled
 
 __all__ = ["SimCLRRun", "shuffle_labels", "supervised_scheduler", "simclr_scheduler", "schedule_lrs",
            "run_supervised", "run_simclr", "load_simclr_encoder", "labelled_fraction", "knn_scores", "run_probe"]

@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..artefacts import runs
 from ..core import files
 from ..evaluation import metrics as M
-from ..artefacts import runs
 from ..evaluation.studies import study_rows
 
 __all__ = ["APPROACHES", "PER_CATEGORY", "LABEL_COLUMNS", "TABLE_COLUMNS", "standard_protocol_row", "Approach",
@@ -235,6 +235,7 @@ def plot_curves(approaches: list[Approach]):
 def threshold_explorer(approaches: list[Approach]):
     """Approach dropdown + threshold slider → confusion matrix, precision, recall, FPR (static when headless)."""
     import matplotlib.pyplot as plt
+
     from ..viz.data import widgets_wanted
 
     by_name = {a.name: a for a in approaches}
