@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from helpers.models.classifiers import supervised_resnet50  # noqa: E402
-from helpers.training.loop import fit, onecycle  # noqa: E402
+from helpers.training.loop import fit
+from helpers.training.schedules import onecycle
 
 
 def setup(size: int, batch: int, steps: int, device: torch.device, channels_last: bool):

@@ -26,7 +26,9 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
+from .core import layout
 from .errors import UserError
 
 __all__ = ["NOTEBOOK_DIR", "main"]
@@ -41,19 +43,19 @@ def _prepare(args: argparse.Namespace) -> int:
     cfg = get_config(profile=args.profile, data_dir=args.data, runs_dir=args.runs)
     prepared = prepare(cfg, cache_sizes=tuple(args.size) if args.size else None)
     print(describe_source(prepared.source))
-    print(f"manifest:   {len(prepared.manifest)} images -> {cfg.runs_dir / 'manifest.csv'}")
-    print(f"split:      {prepared.split['split'].value_counts().to_dict()} -> {cfg.runs_dir / 'split.csv'}")
-    print(f"quarantine: {len(prepared.quarantine)} files -> {cfg.runs_dir / 'quarantine.csv'}")
+    print(f"manifest:   {len(prepared.manifest)} images -> {cfg.runs_dir / layout.MANIFEST}")
+    print(f"split:      {prepared.split['split'].value_counts().to_dict()} -> {cfg.runs_dir / layout.SPLIT}")
+    print(f"quarantine: {len(prepared.quarantine)} files -> {cfg.runs_dir / layout.QUARANTINE}")
     for _, row in prepared.quarantine.head(20).iterrows():
         print(f"    {row['path']}: {row['reason']}")
-    print(f"warnings:   {len(prepared.warnings)} -> {cfg.runs_dir / 'warnings.csv'}")
+    print(f"warnings:   {len(prepared.warnings)} -> {cfg.runs_dir / layout.WARNINGS}")
     return 0
 
 
 def _oneclass(args: argparse.Namespace) -> int:
     from .core.config import get_config
     from .data.prepare import describe_source, prepare
-    from .models.patchcore import load_backbone
+    from .models.patchcore import load_features
     from .training.recipes import PatchCoreRecipe, scaled
     from .workflows import oneclass
 
@@ -62,11 +64,11 @@ def _oneclass(args: argparse.Namespace) -> int:
     prepared = prepare(cfg, progress=False)
     print(describe_source(prepared.source))
     recipe = scaled(PatchCoreRecipe(coreset_fraction=args.coreset), cfg.profile)
-    backbone = load_backbone(recipe.backbone)
-    print(f"backbone: {backbone.name}\nrecipe: {recipe}")
+    features = load_features(recipe.backbone)
+    print(f"backbone: {features.name}\nrecipe: {recipe}")
     try:
-        standard = oneclass.run_protocol(prepared, "mvtec-standard", recipe, args.categories, backbone)
-        shared = oneclass.run_protocol(prepared, "shared-split", recipe, args.categories, backbone)
+        standard = oneclass.run_protocol(prepared, "mvtec-standard", recipe, args.categories, features)
+        shared = oneclass.run_protocol(prepared, "shared-split", recipe, args.categories, features)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -76,17 +78,16 @@ def _oneclass(args: argparse.Namespace) -> int:
         table = result.per_category[[c for c in cols if c in result.per_category]]
         print(f"\n{title}:\n" + table.round(3).to_string(index=False))
     print(f"\nshared split, all categories: ROC-AUC {run.test_metrics['roc_auc']:.3f}, F1 {run.test_metrics['f1']:.3f} "
-          f"at threshold {run.threshold:.3f} (chosen on val)\nwritten: {run.out_dir / 'metrics.json'}")
+          f"at threshold {run.threshold:.3f} (chosen on val)\nwritten: {run.out_dir / layout.METRICS}")
     return 0
 
 
 def _run_notebooks(args: argparse.Namespace) -> int:
     import papermill as pm
 
-    from .artefacts.runs import EXECUTED_DIR, REPORT_DIR
 
     runs = Path(args.runs or os.environ.get("RUNS_DIR") or "runs").resolve()
-    out_dir = runs / EXECUTED_DIR
+    out_dir = runs / layout.EXECUTED_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
     notebooks = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
     if args.only:
@@ -102,7 +103,7 @@ def _run_notebooks(args: argparse.Namespace) -> int:
         pm.execute_notebook(str(nb), str(out_dir / nb.name), cwd=str(NOTEBOOK_DIR), kernel_name="python3",
                             progress_bar=False, log_output=False)
         print(f"    done in {time.time() - t0:.0f}s -> {out_dir / nb.name}", flush=True)
-    report = runs / REPORT_DIR / "comparison.md"
+    report = runs / layout.REPORT_DIR / layout.COMPARISON_MD
     if any(nb.name.startswith("07") for nb in notebooks) and report.exists():
         print("\n" + report.read_text())
     print(f"\nResults are under {runs}: executed notebooks in {out_dir}, "
@@ -131,30 +132,45 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train_one(model: str, prepared, progress: bool, mirrored: bool = False) -> str:
+def _train_one(model: str, prepared: Any, progress: bool, mirrored: bool = False) -> str:
     """Run the notebook's training function for ``model`` (the probe needs notebook 02's encoder); a summary line."""
-    from .workflows import pytorch_track as pt
+    from .workflows import multitask, probe, simclr, supervised
 
     if model == "simclr":
-        sim = pt.run_simclr(prepared, progress=progress)
+        sim = simclr.run(prepared, progress=progress)
         return f"SimCLR: last val loss {sim.fit.history['val_loss'].iloc[-1]:.4f}; encoder -> {sim.out_dir}"
     if model == "keras":
-        from .workflows.keras_track import mirrored_strategy, run_multitask
+        from .training.keras_fit import mirrored_strategy
 
-        strategy = mirrored_strategy() if mirrored else None
-        run = run_multitask(prepared, verbose=2 if progress else 0, strategy=strategy)
+        run: Any = multitask.run(prepared, verbose=2 if progress else 0, strategy=mirrored_strategy() if mirrored else None)
     elif model == "supervised":
-        run = pt.run_supervised(prepared, progress=progress)
+        run = supervised.run(prepared, progress=progress)
     else:
-        encoder, meta = pt.load_simclr_encoder(prepared.cfg.runs_dir)
-        run = pt.run_probe(prepared, encoder, progress=progress,
-                           encoder_info={"weights": meta.get("weights"), "simclr_recipe": meta.get("recipe")})
+        encoder, meta = simclr.load_encoder(prepared.cfg.runs_dir)
+        run = probe.run(prepared, encoder, progress=progress,
+                        encoder_info={"weights": meta.get("weights"), "simclr_recipe": meta.get("recipe")})
     return (f"{run.approach}: test AUROC {run.test_metrics['roc_auc']:.3f}, F1 {run.test_metrics['f1']:.3f} "
             f"-> {run.out_dir}")
 
 
+def _int8(folder: Path) -> None:
+    from .deploy.checks import record_int8_quality
+    from .deploy.export import quantize_int8
+
+    path = quantize_int8(folder)
+    q = record_int8_quality(folder)
+    auroc = "undefined (one class)" if q.change is None else \
+        f"fp32 {q.test_roc_auc_fp32:.4f} -> int8 {q.test_roc_auc_int8:.4f} ({q.change:+.4f})"
+    print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB); test AUROC {auroc}, decisions changed on "
+          f"{q.decisions_changed} of {q.test_images} test images")
+    if q.within_budget is False:
+        print(f"INT8 loses more than {q.budget} test AUROC here: deploy {layout.ONNX} (--backend onnx) instead. "
+              "(Recorded in the card's int8.quality.)", file=sys.stderr)
+
+
 def _export(args: argparse.Namespace) -> int:
-    from .deploy.models import export_onnx, parity, quantize_int8, record_int8_quality, run_images
+    from .deploy.checks import parity, run_images
+    from .deploy.export import export_onnx
     from .errors import ModelFolderError
 
     folder = Path(args.model)
@@ -170,26 +186,17 @@ def _export(args: argparse.Namespace) -> int:
             return 1
         return 0
     check = parity(folder, images[:: max(1, len(images) // max(1, args.check))][: args.check])   # spread over categories
-    maps = (f", anomaly maps {check['map_max_abs_diff']:.2e} (largest |map| {check['map_scale']:.3g})"
-            if check["map_scale"] else "")
-    print(f"parity on {check['n']} test images: max |onnx - framework| = {check['max_abs_diff']:.2e}{maps}, "
-          f"same decisions: {check['same_decisions']}" + ("" if check["ok"] else " -- PARITY FAILED"))
-    ok = check["ok"]
+    maps = f", anomaly maps {check.map_max_abs_diff:.2e} (largest |map| {check.map_scale:.3g})" if check.map_scale else ""
+    print(f"parity on {check.n} test images: max |onnx - framework| = {check.max_abs_diff:.2e}{maps}, "
+          f"same decisions: {check.same_decisions}" + ("" if check.ok else " -- PARITY FAILED"))
     if args.int8:
-        path = quantize_int8(folder)
-        q = record_int8_quality(folder)
-        print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB); test AUROC fp32 {q['test_roc_auc_fp32']:.4f} -> "
-              f"int8 {q['test_roc_auc_int8']:.4f} ({q['change']:+.4f}), decisions changed on "
-              f"{q['decisions_changed']} of {q['test_images']} test images")
-        if q["within_budget"] is False:
-            print(f"INT8 loses more than {q['budget']} test AUROC here: deploy model.onnx (--backend onnx) instead. "
-                  "(Recorded in the card's int8.quality.)", file=sys.stderr)
-    return 0 if ok else 1
+        _int8(folder)
+    return 0 if check.ok else 1
 
 
 def _predict(args: argparse.Namespace) -> int:
     from .core import files
-    from .deploy.models import predict
+    from .deploy.predict import predict
 
     table = predict(args.model, args.inputs, backend=args.backend, batch_size=args.batch_size, progress=True,
                     heatmaps=args.heatmaps, category=args.category)
@@ -203,7 +210,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .artefacts.runs import SUPERVISED
+    SUPERVISED = layout.SUPERVISED
 
     parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -6,9 +6,9 @@ traceback, and a notebook shows the message that matters. Each keeps the built-i
 """
 from __future__ import annotations
 
-__all__ = ["UserError", "RunsDirError", "InstallError", "DatasetLayoutError", "ChecksumError", "IncompleteDownloadError",
-           "DownloadError", "UnsafeArchiveError", "LeakageError", "SplitMismatchError", "PreparedStateError",
-           "OutOfMemoryError", "NonFiniteLossError", "ModelFolderError", "ModelCardError"]
+__all__ = ["UserError", "RunsDirError", "UnsafeFileError", "InstallError", "DatasetLayoutError", "ChecksumError",
+           "IncompleteDownloadError", "DownloadError", "UnsafeArchiveError", "LeakageError", "SplitMismatchError",
+           "PreparedStateError", "OutOfMemoryError", "NonFiniteLossError", "ModelFolderError", "ModelCardError"]
 
 
 class UserError(Exception):
@@ -18,6 +18,10 @@ class UserError(Exception):
 # core ------------------------------------------------------------------------------------------------------------
 class RunsDirError(UserError, OSError):
     """The output folder cannot be used (it is a file, or it cannot be written)."""
+
+
+class UnsafeFileError(UserError, ValueError):
+    """A model file or checkpoint that holds more than weights (it could run code) or is damaged: not loaded."""
 
 
 class InstallError(UserError, RuntimeError):

@@ -179,7 +179,7 @@ speed.round(1)
 # with its INT8 file where INT8 stayed within the AUROC budget above, else with the fp32 one.
 
 # %%
-incoming = cfg.runs_dir / runs.DEPLOY / "incoming"
+incoming = cfg.runs_dir / layout.DEPLOY / "incoming"
 shutil.rmtree(incoming, ignore_errors=True)
 first = next(iter(folders.values()))
 images, labels = deploy.run_images(first, "test", root=prep.root)
@@ -192,7 +192,7 @@ for i in picked:
 (target.parent / "broken.png").write_bytes(images[picked[0]].read_bytes()[:200])
 tables = {}
 for stem, folder in folders.items():
-    heatmaps = cfg.runs_dir / runs.DEPLOY / "heatmaps" / stem
+    heatmaps = cfg.runs_dir / layout.DEPLOY / "heatmaps" / stem
     shutil.rmtree(heatmaps, ignore_errors=True)
     backend = "onnx-int8" if deploy.read_model_card(folder)["int8"]["quality"]["within_budget"] is not False else "onnx"
     tables[stem] = deploy.predict(folder, [incoming], backend=backend, heatmaps=heatmaps, progress=False)

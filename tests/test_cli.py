@@ -51,7 +51,7 @@ def test_oneclass_writes_the_notebooks_metrics(synthetic_root, tmp_path):
     res = _run("oneclass", "--data", str(synthetic_root), "--runs", str(runs_dir), "--profile", "smoke",
                "--categories", "bottle", "carpet")
     assert res.returncode == 0, res.stderr
-    out = runs_dir / runs.PATCHCORE
+    out = runs_dir / layout.PATCHCORE
     record = json.loads((out / "metrics.json").read_text())
     assert record["protocol"] == "shared-split" and "efficientnet-lite0" in record["extra"]["backbone"]
     std = pd.DataFrame(record["extra"]["mvtec_standard"]["per_category"])
@@ -76,9 +76,9 @@ def test_train_runs_a_notebooks_training_in_one_process_and_under_torchrun(synth
         res = subprocess.run([*launcher, "-m", "helpers", "train", "supervised", "--data", str(synthetic_root), "--runs",
                               str(runs_dir), "--profile", "smoke"], cwd=ROOT, capture_output=True, text=True, timeout=900)
         assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
-        record = json.loads((runs_dir / runs.SUPERVISED / "metrics.json").read_text())
+        record = json.loads((runs_dir / layout.SUPERVISED / "metrics.json").read_text())
         assert record["labels_used"]["defect_labels_for_training"] > 0
-        card = json.loads((runs_dir / runs.SUPERVISED / "model_card.json").read_text())
+        card = json.loads((runs_dir / layout.SUPERVISED / "model_card.json").read_text())
         assert card["threshold"]["value"] == record["threshold"]["value"] and card["input"]["image_size"] == 64
         assert card["data"]["split_hash"] == record["data"]["split_hash"]
         processes = "2 processes" if name == "two" else "1 process"

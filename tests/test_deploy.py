@@ -28,7 +28,7 @@ def _fake_run(out_dir: Path, threshold: float) -> runs.ScoredRun:
     """What a model notebook passes to write_model_card, without training (parity needs no trained weights)."""
     record = {"metrics": {"roc_auc": 0.9, "f1": 0.8}, "data": {"root": "/nowhere", "split_hash": "abc"},
               "code": {"package": "test"}, "device": {"kind": "cpu"}, "profile": "smoke"}
-    return runs.ScoredRun(runs.SUPERVISED, "Supervised ResNet-50", pd.DataFrame(), threshold, "f1", {},
+    return runs.ScoredRun(layout.SUPERVISED, "Supervised ResNet-50", pd.DataFrame(), threshold, "f1", {},
                           pd.DataFrame(), record, out_dir)
 
 
@@ -159,7 +159,7 @@ def test_keras_model_exports_both_heads_and_predicts_categories(tmp_path):
     names = ["bottle", "carpet", "grid"]
     build_multitask(len(names), SIZE).save(folder / "model.keras")
     run = _fake_run(folder, 0.5)
-    run.stem = runs.KERAS
+    run.stem = layout.KERAS
     deploy.write_model_card(run, "model.keras", deploy.KERAS_ARCH, SIZE, categories=names)
     card = deploy.read_model_card(folder)
     assert card["framework"] == "keras" and card["input"]["layout"] == "NHWC float32"
@@ -212,7 +212,7 @@ def test_patchcore_from_notebook_06_exports_reproduces_its_scores_and_draws_maps
                           str(runs_dir), "--profile", "smoke", "--categories", "bottle", "carpet"], cwd=ROOT,
                          capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stderr[-2000:]
-    folder = runs_dir / runs.PATCHCORE
+    folder = runs_dir / layout.PATCHCORE
     card = deploy.read_model_card(folder)
     assert card["arch"] == "patchcore" and card["output"]["category"]["names"] == ["bottle", "carpet"]
     assert set(card["threshold"]["per_category"]) == {"bottle", "carpet"} and card["threshold"]["value"] == 0.5

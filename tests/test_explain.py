@@ -137,5 +137,5 @@ def test_tsne_and_silhouettes():
 def test_missing_models_are_named_not_fatal(tmp_path):
     found, missing = explain.load_trained_models(tmp_path)
     assert found == []
-    for nb in (runs.SUPERVISED, runs.SIMCLR, runs.PROBE, runs.KERAS):
+    for nb in (layout.SUPERVISED, layout.SIMCLR, layout.PROBE, layout.KERAS):
         assert any(f"run notebook {nb}.ipynb first" in line for line in missing), nb

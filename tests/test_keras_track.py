@@ -159,6 +159,6 @@ print("replicas", strategy.num_replicas_in_sync, "epochs", run.info["epochs_run"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "replicas 2 epochs 2" in done.stdout
-    out = tmp_path / runs.KERAS
-    assert (out / runs.MODEL_FILES[runs.KERAS]).exists() and (out / "metrics.json").exists()
+    out = tmp_path / layout.KERAS
+    assert (out / layout.MODEL_FILES[layout.KERAS]).exists() and (out / "metrics.json").exists()
     assert pd.read_csv(out / "training_log.csv")["epoch"].tolist() == [0, 1]

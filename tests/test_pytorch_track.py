@@ -179,7 +179,7 @@ def test_runs_write_outputs_and_resume(learnable, tmp_path):
     prep = prepare.prepare(cfg, progress=False)
     recipe = SupervisedRecipe(batch_size=16, epochs=2, image_size=SIZE)
     first = run_supervised(prep, recipe, pretrained=False, progress=False)
-    out = tmp_path / runs.SUPERVISED
+    out = tmp_path / layout.SUPERVISED
     for name in ("metrics.json", "scores.csv", "model.pt", "history.csv"):
         assert (out / name).exists(), name
     scores = pd.read_csv(out / "scores.csv")

@@ -38,14 +38,14 @@ def _scores(seed, paths=None):
 
 def test_table_uses_each_notebooks_val_threshold(tmp_path):
     sup = _scores(0)
-    _write(tmp_path, runs.SUPERVISED, "scores.csv", sup, threshold=0.55)
+    _write(tmp_path, layout.SUPERVISED, "scores.csv", sup, threshold=0.55)
     knn = _scores(1)
     knn.loc[knn["category"] == "b", "score"] += 10.0          # a distance on a scale of its own in category b
-    _write(tmp_path, runs.PROBE, "scores_knn1.csv", knn)
+    _write(tmp_path, layout.PROBE, "scores_knn1.csv", knn)
     found, missing = report.load_approaches(tmp_path)
     assert [a.name for a in found] == ["Supervised ResNet-50", "SimCLR kNN (k=1)"]
-    assert any(f"{runs.KERAS}.ipynb first" in m for m in missing)
-    assert any(f"{runs.PATCHCORE}.ipynb first" in m for m in missing)
+    assert any(f"{layout.KERAS}.ipynb first" in m for m in missing)
+    assert any(f"{layout.PATCHCORE}.ipynb first" in m for m in missing)
     assert report.check_same_test_images(found) == 20
     table = report.comparison_table(found).set_index("approach")
     test = sup[sup["split"] == "test"]
@@ -79,29 +79,29 @@ def test_table_uses_each_notebooks_val_threshold(tmp_path):
 
 
 def test_different_test_images_are_refused(tmp_path):
-    _write(tmp_path, runs.SUPERVISED, "scores.csv", _scores(0), threshold=0.5)
+    _write(tmp_path, layout.SUPERVISED, "scores.csv", _scores(0), threshold=0.5)
     other = _scores(1, paths=[f"c/test/{i}.png" for i in range(1, 21)])
-    _write(tmp_path, runs.KERAS, "scores.csv", other, threshold=0.5)
+    _write(tmp_path, layout.KERAS, "scores.csv", other, threshold=0.5)
     found, _ = report.load_approaches(tmp_path)
     with pytest.raises(ValueError, match="different test images"):
         report.check_same_test_images(found)
 
 
 def test_runs_on_different_data_or_splits_are_refused(tmp_path):
-    _write(tmp_path, runs.SUPERVISED, "scores.csv", _scores(0), threshold=0.5)
-    _write(tmp_path, runs.KERAS, "scores.csv", _scores(0), threshold=0.5)
+    _write(tmp_path, layout.SUPERVISED, "scores.csv", _scores(0), threshold=0.5)
+    _write(tmp_path, layout.KERAS, "scores.csv", _scores(0), threshold=0.5)
     assert report.check_same_data(tmp_path) == DATA
     assert report.check_same_data(tmp_path, expected=DATA) == DATA
     with pytest.raises(ValueError, match="different data or splits"):
         report.check_same_data(tmp_path, expected=dict(DATA, split_hash="s2"))       # this run's split differs
     real = dict(DATA, builtin=False, name="MVTec AD", root="/mvtec", manifest_hash="m9")
-    _write(tmp_path, runs.PATCHCORE, "scores.csv", _scores(0), threshold=0.5, data=real)
+    _write(tmp_path, layout.PATCHCORE, "scores.csv", _scores(0), threshold=0.5, data=real)
     with pytest.raises(ValueError, match=r"(?s)different data.*built-in at /data.*MVTec AD at /mvtec \(manifest m9"):
         report.check_same_data(tmp_path)
 
 
 def test_localisation_reads_gradcam_and_patchcore(tmp_path):
-    d = tmp_path / runs.EXPLAIN
+    d = tmp_path / layout.EXPLAIN
     d.mkdir()
     from helpers.evaluation.localisation import MEAN_ROW, score_maps
 
@@ -109,7 +109,7 @@ def test_localisation_reads_gradcam_and_patchcore(tmp_path):
     mask[1:3, 1:3] = True
     score_maps("Grad-CAM: m", [mask * 1.0, np.zeros((4, 4))], [mask, np.zeros((4, 4), bool)], ["a", "a"]).to_csv(
         d / "localisation.csv", index=False)
-    p = tmp_path / runs.PATCHCORE
+    p = tmp_path / layout.PATCHCORE
     p.mkdir()
     score_maps("PatchCore", [1.0 - mask], [mask], ["a"]).to_csv(p / "localisation.csv", index=False)
     loc = report.localisation(tmp_path).set_index("maps")        # one table, one metric, every map

@@ -74,7 +74,7 @@ def test_notebooks_are_paired_stripped_and_carry_the_setup_cell():
         import notebooks as nbtool
     finally:
         sys.path.pop(0)
-    assert len(nbtool.pairs()) == len(runs.NOTEBOOKS)
+    assert len(nbtool.pairs()) == len(layout.NOTEBOOKS)
     assert nbtool.problems() == []
 
 

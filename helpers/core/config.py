@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from . import layout
 from .files import ensure_writable_dir
 
 #: Places searched for an MVTec AD root when ``MVTEC_DIR`` is not set (Colab first).
@@ -133,7 +134,7 @@ class Config:
     @property
     def cache_dir(self) -> Path:
         """The image cache (rebuilt on each runtime; never on Drive)."""
-        return self.local_dir / "cache"
+        return self.local_dir / layout.CACHE_DIR
 
     def as_dict(self) -> dict[str, Any]:
         """The configuration as plain JSON-able values."""

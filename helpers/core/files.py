@@ -5,6 +5,7 @@
   none), never half a file; two processes writing the same file never share a temporary name.
 - :func:`ensure_writable_dir` turns a ``RUNS_DIR`` that is a file, or on a read-only disk, into a message
   that says what was found and what to do, instead of a traceback from the first write.
+- :func:`safe_load` opens a torch file with ``weights_only=True``: no code in a model file or checkpoint runs.
 - :func:`printable_name` shows a file name that is not valid UTF-8 with escapes, so it can be listed in a
   CSV (the raw name cannot be encoded there).
 """
@@ -18,13 +19,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import RunsDirError
+from ..errors import RunsDirError, UnsafeFileError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)  # read once at import: files get the permissions a plain open() would give them
 
 __all__ = ["atomic_path", "write_text", "write_json", "write_csv", "ensure_writable_dir",
-           "printable_name", "is_valid_utf8_name"]
+           "printable_name", "is_valid_utf8_name", "safe_load"]
 
 
 
@@ -106,3 +107,22 @@ def is_valid_utf8_name(name: str) -> bool:
 def printable_name(name: str) -> str:
     """``name`` with any byte that is not UTF-8 shown as ``\\xNN`` (safe to write in a CSV or a message)."""
     return os.fsencode(name).decode("utf-8", errors="backslashreplace")
+
+
+def safe_load(path: str | os.PathLike, what: str, remedy: str) -> Any:
+    """``torch.load(path, weights_only=True)``: no code in the file runs. A file that needs more than
+    tensors and plain containers, or a damaged one, raises :class:`helpers.errors.UnsafeFileError` (a
+    ``ValueError``) naming it and ``remedy``."""
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0][:300]
+        raise UnsafeFileError(f"Refusing to load {what} {path}: it holds more than weights ({first}). Loading it "
+                         f"fully could run code from the file; only weights are loaded here. {remedy}") from err
+    except (EOFError, RuntimeError, OSError, ValueError) as err:
+        raise UnsafeFileError(f"{what.capitalize()} {path} is damaged or not a torch file ({type(err).__name__}: "
+                         f"{str(err)[:200]}). {remedy}") from err

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from .images import load_mask, load_rgb
 from ..core.env import io_workers
+from ..core import layout
 
 __all__ = ["CACHE_VERSION", "manifest_hash", "load_resized", "ImageCache", "build_cache", "open_cache"]
 
@@ -83,7 +84,7 @@ def build_cache(manifest: pd.DataFrame, data_root: str | os.PathLike, size: int,
     """Return the cache for ``(manifest, size)``, building it first when it does not exist yet."""
     key = f"{manifest_hash(manifest)}_{size}"
     directory = Path(cache_root) / key
-    meta_path = directory / "meta.json"
+    meta_path = directory / layout.CACHE_META
     if meta_path.exists():
         return open_cache(directory)
     data_root = Path(data_root)
@@ -91,8 +92,8 @@ def build_cache(manifest: pd.DataFrame, data_root: str | os.PathLike, size: int,
     directory.parent.mkdir(parents=True, exist_ok=True)
     # a name of its own: two builds at once (two notebooks, two prepare runs) never share a folder
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", suffix=".tmp", dir=directory.parent))
-    images = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8, shape=(n, size, size, 3))
-    masks = np.lib.format.open_memmap(tmp / "masks.npy", mode="w+", dtype=np.uint8, shape=(n, size, size))
+    images = np.lib.format.open_memmap(tmp / layout.CACHE_IMAGES, mode="w+", dtype=np.uint8, shape=(n, size, size, 3))
+    masks = np.lib.format.open_memmap(tmp / layout.CACHE_MASKS, mode="w+", dtype=np.uint8, shape=(n, size, size))
     paths = manifest["path"].tolist()
     mask_paths = manifest["mask_path"].tolist()
 
@@ -110,7 +111,7 @@ def build_cache(manifest: pd.DataFrame, data_root: str | os.PathLike, size: int,
     images.flush()
     masks.flush()
     del images, masks
-    (tmp / "meta.json").write_text(json.dumps({"version": CACHE_VERSION, "size": size, "key": key,
+    (tmp / layout.CACHE_META).write_text(json.dumps({"version": CACHE_VERSION, "size": size, "key": key,
                                                "paths": paths}))
     try:
         tmp.replace(directory)
@@ -124,7 +125,7 @@ def build_cache(manifest: pd.DataFrame, data_root: str | os.PathLike, size: int,
 def open_cache(directory: str | os.PathLike) -> ImageCache:
     """Open an existing cache folder read-only (memory-mapped)."""
     directory = Path(directory)
-    meta = json.loads((directory / "meta.json").read_text())
-    return ImageCache(images=np.load(directory / "images.npy", mmap_mode="r"),
-                      masks=np.load(directory / "masks.npy", mmap_mode="r"),
+    meta = json.loads((directory / layout.CACHE_META).read_text())
+    return ImageCache(images=np.load(directory / layout.CACHE_IMAGES, mmap_mode="r"),
+                      masks=np.load(directory / layout.CACHE_MASKS, mmap_mode="r"),
                       paths=meta["paths"], size=meta["size"], key=meta["key"], directory=directory)

@@ -22,6 +22,7 @@ from ..core.config import KNOWN_DATA_PLACES, Config, get_config
 from .scan import ScanResult, describe_layout_problem, looks_like_mvtec_root, read_manifest, scan_mvtec
 from ..errors import DatasetLayoutError
 from .split import check_leakage, ensure_split
+from ..core import layout
 
 
 @dataclass
@@ -127,15 +128,15 @@ class Prepared:
 def write_outputs(cfg: Config, source: DataSource, scan: ScanResult, split: pd.DataFrame) -> dict:
     """Write manifest/quarantine/warnings CSVs and ``dataset.json``; return the dataset info."""
     out = cfg.runs_dir
-    files.write_csv(scan.manifest, out / "manifest.csv")
-    files.write_csv(scan.quarantine, out / "quarantine.csv")
-    files.write_csv(scan.warnings, out / "warnings.csv")
+    files.write_csv(scan.manifest, out / layout.MANIFEST)
+    files.write_csv(scan.quarantine, out / layout.QUARANTINE)
+    files.write_csv(scan.warnings, out / layout.WARNINGS)
     info = {"root": str(source.root), "builtin": source.builtin, "how": source.how,
             "archive": None if source.archive is None else str(source.archive), "builtin_spec": source.spec,
             "manifest_hash": manifest_hash(scan.manifest), "images": len(scan.manifest),
             "quarantined": len(scan.quarantine), "warnings": len(scan.warnings),
             "split": split["split"].value_counts().to_dict()}
-    files.write_json(out / "dataset.json", info)
+    files.write_json(out / layout.DATASET, info)
     return info
 
 
@@ -150,7 +151,7 @@ def prepare(cfg: Config | None = None, cache_sizes: tuple[int, ...] | None = Non
         raise DatasetLayoutError(f"No usable image under {source.root}: all {len(scan.quarantine)} files "
                                  f"were quarantined (see the quarantine table). {scan.summary()}")
     _check_generator_version(cfg, source)
-    split = ensure_split(scan.manifest, cfg.runs_dir / "split.csv", seed=cfg.seed)
+    split = ensure_split(scan.manifest, cfg.runs_dir / layout.SPLIT, seed=cfg.seed)
     check_leakage(split, scan.manifest)
     write_outputs(cfg, source, scan, split)
     prepared = Prepared(cfg, source, scan.manifest, split, scan.quarantine, scan.warnings)
@@ -166,10 +167,10 @@ def _check_generator_version(cfg: Config, source: DataSource) -> None:
     """A ``RUNS_DIR`` prepared from another version of the built-in data generator cannot be reused: its split and
     results belong to other images. Raised before the split is checked, so the message names the real cause."""
     try:
-        old = json.loads((cfg.runs_dir / "dataset.json").read_text()).get("builtin_spec") or {}
+        old = json.loads((cfg.runs_dir / layout.DATASET).read_text()).get("builtin_spec") or {}
     except (OSError, ValueError, AttributeError):
         return                                  # no (readable) record: the split check decides
-    if old and source.builtin and (cfg.runs_dir / "split.csv").exists():
+    if old and source.builtin and (cfg.runs_dir / layout.SPLIT).exists():
         try:
             synthetic.check_version(old.get("version", 1))
         except ValueError as err:
@@ -180,7 +181,7 @@ def _read_state(runs_dir: Path) -> tuple[dict, pd.DataFrame]:
     """``dataset.json`` and ``manifest.csv``, checked against each other (the manifest's hash is recorded)."""
     remedy = ("Run notebook 00 again (or `python -m helpers prepare`): it rescans the data and rewrites "
               "manifest.csv and dataset.json; split.csv is kept and checked against them.")
-    info_path, manifest_path = runs_dir / "dataset.json", runs_dir / "manifest.csv"
+    info_path, manifest_path = runs_dir / layout.DATASET, runs_dir / layout.MANIFEST
     try:
         info = json.loads(info_path.read_text())
         DataSource(Path(info["root"]), info["builtin"], info["how"])
@@ -265,7 +266,7 @@ def load_prepared(cfg: Config | None = None, colab: bool | None = None) -> Prepa
 
     cfg = cfg or get_config()
     colab = IS_COLAB if colab is None else colab
-    if not (cfg.runs_dir / "dataset.json").exists():
+    if not (cfg.runs_dir / layout.DATASET).exists():
         if colab and cfg.data_dir is None:
             raise PreparedStateError(
                 f"Nothing prepared under {cfg.runs_dir}: run notebook 00 (data preparation) first. On Colab every "
@@ -276,30 +277,11 @@ def load_prepared(cfg: Config | None = None, colab: bool | None = None) -> Prepa
         return prepare(cfg)
     info, manifest = _read_state(cfg.runs_dir)
     source = _source_on_this_runtime(cfg, info, manifest)
-    split = ensure_split(manifest, cfg.runs_dir / "split.csv", seed=cfg.seed)
+    split = ensure_split(manifest, cfg.runs_dir / layout.SPLIT, seed=cfg.seed)
     check_leakage(split, manifest)
     read = lambda name: pd.read_csv(cfg.runs_dir / name, keep_default_na=False)  # noqa: E731
-    return Prepared(cfg, source, manifest, split, read("quarantine.csv"), read("warnings.csv"))
+    return Prepared(cfg, source, manifest, split, read(layout.QUARANTINE), read(layout.WARNINGS))
 
 
-def start_notebook(cfg: Config | None = None, frameworks: bool = True) -> Prepared:
-    """What every notebook after 00 does first, in one call.
-
-    With ``frameworks``: cap torch/TensorFlow threads, TF GPU memory growth, TF32 on GPU
-    (:func:`helpers.env.configure_frameworks`, printed). Then seed Python/NumPy/torch/TF, load what notebook
-    00 wrote (the split: train / val / test) and print where the data come from and the split's sizes.
-    """
-    from ..core.env import configure_frameworks, seed_everything
-
-    cfg = cfg or get_config()
-    if frameworks:
-        print("frameworks:", configure_frameworks())
-    seed_everything(cfg.seed)
-    prepared = load_prepared(cfg)
-    print(describe_source(prepared.source))
-    print("split (images):", prepared.split["split"].value_counts().reindex(["train", "val", "test"]).to_dict())
-    return prepared
-
-
-__all__ = ["DataSource", "Prepared", "describe_source", "load_prepared", "start_notebook", "locate_data",
+__all__ = ["DataSource", "Prepared", "describe_source", "load_prepared", "locate_data",
            "prepare", "write_outputs"]

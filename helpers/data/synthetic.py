@@ -35,6 +35,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from tqdm.auto import tqdm
 
 from .scan import GRAYSCALE_CATEGORIES, MVTEC_CATEGORIES
+from ..core import layout
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -429,7 +430,7 @@ def generate_dataset(root: str | os.PathLike, spec: SyntheticSpec | None = None,
     spec = spec or SyntheticSpec(**overrides)
     check_version(spec.version)
     root = Path(root)
-    info_path = root / "builtin_dataset.json"
+    info_path = root / layout.BUILTIN_RECORD
     wanted = json.loads(json.dumps(asdict(spec)))
     if info_path.exists() and json.loads(info_path.read_text()) == wanted:
         return root
@@ -461,7 +462,7 @@ def generate_dataset(root: str | os.PathLike, spec: SyntheticSpec | None = None,
 def _move_into_place(built: Path, final: Path, wanted: dict) -> Path:
     """Rename the finished tree ``built`` to ``final``. Another process that finished the same spec first
     wins (``built`` is discarded); a tree of another spec is moved aside and removed."""
-    info = final / "builtin_dataset.json"
+    info = final / layout.BUILTIN_RECORD
     if info.exists() and json.loads(info.read_text()) == wanted:
         shutil.rmtree(built)
         return final
@@ -480,7 +481,7 @@ def _move_into_place(built: Path, final: Path, wanted: dict) -> Path:
 
 def builtin_root(runs_dir: str | os.PathLike) -> Path:
     """Where the built-in dataset lives: ``RUNS_DIR/builtin_mvtec``."""
-    return Path(runs_dir) / "builtin_mvtec"
+    return Path(runs_dir) / layout.BUILTIN_DIR
 
 
 def difficulty_table(manifest: pd.DataFrame, root: str | os.PathLike) -> pd.DataFrame:

@@ -31,8 +31,11 @@ __all__ = ["train_transform", "eval_transform", "simclr_transform", "TwoViews", 
            "make_loader"]
 
 
-def train_transform(size: int = 256) -> A.Compose:
-    """The supervised training augmentation (recipe: size 256)."""
+Stats = tuple[float, float, float]
+
+
+def train_transform(size: int = 256, mean: Stats = IMAGENET_MEAN, std: Stats = IMAGENET_STD) -> A.Compose:
+    """The supervised training augmentation (recipe: size 256), normalised with the backbone's ``mean``/``std``."""
     return A.Compose([
         A.Resize(size, size),
         A.HorizontalFlip(p=0.5),
@@ -40,17 +43,17 @@ def train_transform(size: int = 256) -> A.Compose:
         A.Rotate(limit=20, border_mode=cv2.BORDER_REFLECT_101, p=0.5),
         A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02, p=0.5),
         A.GaussianBlur(blur_limit=(3, 5), p=0.2),
-        A.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD),
+        A.Normalize(mean=mean, std=std),
         ToTensorV2(),
     ])
 
 
-def eval_transform(size: int = 256) -> A.Compose:
-    """Evaluation: resize and ImageNet normalisation only."""
-    return A.Compose([A.Resize(size, size), A.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD), ToTensorV2()])
+def eval_transform(size: int = 256, mean: Stats = IMAGENET_MEAN, std: Stats = IMAGENET_STD) -> A.Compose:
+    """Evaluation: resize and normalisation only (:mod:`helpers.data.preprocessing` computes the same)."""
+    return A.Compose([A.Resize(size, size), A.Normalize(mean=mean, std=std), ToTensorV2()])
 
 
-def simclr_transform(size: int = 256) -> A.Compose:
+def simclr_transform(size: int = 256, mean: Stats = IMAGENET_MEAN, std: Stats = IMAGENET_STD) -> A.Compose:
     """One SimCLR view: random resized crop, flip, strong colour jitter, random grayscale, blur."""
     return A.Compose([
         A.RandomResizedCrop(size=(size, size), scale=(0.2, 1.0)),
@@ -58,7 +61,7 @@ def simclr_transform(size: int = 256) -> A.Compose:
         A.ColorJitter(brightness=0.8, contrast=0.8, saturation=0.8, hue=0.2, p=0.8),
         A.ToGray(p=0.2),
         A.GaussianBlur(blur_limit=(3, 7), sigma_limit=(0.1, 2.0), p=0.5),
-        A.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD),
+        A.Normalize(mean=mean, std=std),
         ToTensorV2(),
     ])
 

@@ -1,7 +1,8 @@
-"""Learned features and how to look at them: pooled torch features, a Keras layer's outputs, t-SNE, silhouettes.
+"""Learned features as arrays: a torch module's or a Keras layer's outputs, their t-SNE, their silhouettes.
 
-- :func:`torch_features` (pooled 2048-d ResNet-50 features of the supervised model or the SimCLR encoder)
-  and :func:`keras_features` (the multi-task model's shared Dense(512)).
+- :func:`torch_features` (e.g. the pooled features of a backbone) and :func:`keras_features` (a layer's outputs,
+  e.g. the multi-task model's shared Dense(512)); which features each model shows is its kind's choice
+  (:meth:`helpers.models.kinds.ModelKind.features`).
 - :func:`tsne_2d` (scikit-learn, perplexity 30, PCA init, random_state 42) and :func:`silhouettes`
   (in the original feature space, by category and by defect label).
 """
@@ -18,15 +19,9 @@ from torch import nn
 
 from ..core.env import load_torch_before_tensorflow
 
-__all__ = ["TSNE_PARAMS", "pooled_resnet", "torch_features", "keras_features", "tsne_2d", "effective_perplexity",
-           "silhouettes", "plot_tsne"]
+__all__ = ["TSNE_PARAMS", "torch_features", "keras_features", "tsne_2d", "effective_perplexity", "silhouettes"]
 
 TSNE_PARAMS = {"perplexity": 30.0, "random_state": 42, "init": "pca"}
-
-
-def pooled_resnet(model: nn.Module) -> nn.Module:
-    """The pooled 2048-d features of a torchvision ResNet (its ``fc`` skipped), sharing its weights."""
-    return nn.Sequential(*[m for name, m in model.named_children() if name != "fc"], nn.Flatten())
 
 
 @torch.no_grad()
@@ -72,24 +67,3 @@ def silhouettes(features: np.ndarray, categories: Sequence, labels: Sequence[int
     return out
 
 
-def plot_tsne(embeddings: dict[str, np.ndarray], categories: Sequence, labels: Sequence[int],
-              scores: dict[str, dict[str, float]] | None = None):
-    """One row per colouring (category, good/defective), one column per model."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    n = len(embeddings)
-    fig, axes = plt.subplots(2, n, figsize=(5 * n, 9), squeeze=False)
-    names = np.where(np.asarray(labels) == 1, "defective", "good")
-    for j, (model, xy) in enumerate(embeddings.items()):
-        for i, (hue, title) in enumerate(((np.asarray(categories), "by category"), (names, "good / defective"))):
-            ax = axes[i, j]
-            sns.scatterplot(x=xy[:, 0], y=xy[:, 1], hue=hue, ax=ax, s=18, legend=(j == n - 1),
-                            palette="tab20" if i == 0 else {"good": "#4c9a5b", "defective": "#c0504d"})
-            sil = (scores or {}).get(model, {}).get("by_category" if i == 0 else "by_defect")
-            ax.set(title=f"{model} — {title}" + (f"\nsilhouette {sil:.3f}" if sil is not None and np.isfinite(sil) else ""),
-                   xticks=[], yticks=[])
-            if j == n - 1:
-                ax.legend(loc="center left", bbox_to_anchor=(1, 0.5), fontsize=7)
-    fig.tight_layout()
-    return fig

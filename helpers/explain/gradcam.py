@@ -1,4 +1,4 @@
-"""Grad-CAM for both frameworks, and overlays of any heatmap on its images.
+"""Grad-CAM for both frameworks, computed apart from drawing it (:mod:`helpers.viz.maps` draws).
 
 :func:`torch_gradcam` uses the ``grad-cam`` package (``pytorch_grad_cam.GradCAM``) on a target layer,
 target = the defective class; :func:`keras_gradcam` is the tf.GradientTape recipe on the defect head
@@ -7,16 +7,14 @@ w.r.t. the last Conv2D. Both return maps of the input's size in [0, 1].
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 
 from ..core.env import load_torch_before_tensorflow
 
-__all__ = ["torch_gradcam", "keras_gradcam", "resize_maps", "plot_overlays", "cam_explorer"]
+__all__ = ["torch_gradcam", "keras_gradcam", "resize_maps"]
 
 
 @contextlib.contextmanager
@@ -88,62 +86,3 @@ def resize_maps(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.stack([cv2.resize(m, (size[1], size[0]), interpolation=cv2.INTER_LINEAR) for m in maps])
 
 
-def plot_overlays(images: Sequence[np.ndarray], maps: dict[str, np.ndarray], masks: Sequence[np.ndarray | None],
-                  titles: Sequence[str], max_images: int = 6):
-    """Rows: images; columns: the image, then one heatmap overlay per model; mask contours in white."""
-    import matplotlib.pyplot as plt
-
-    n = min(len(images), max_images)
-    cols = 1 + len(maps)
-    fig, axes = plt.subplots(n, cols, figsize=(2.4 * cols, 2.4 * n), squeeze=False)
-    for i in range(n):
-        img = images[i]
-        axes[i, 0].imshow(img)
-        axes[i, 0].set_ylabel(titles[i], fontsize=7)
-        for j, (name, m) in enumerate(maps.items(), start=1):
-            axes[i, j].imshow(img)
-            axes[i, j].imshow(m[i], cmap="jet", alpha=0.45, vmin=0, vmax=1,
-                              extent=(-0.5, img.shape[1] - 0.5, img.shape[0] - 0.5, -0.5))
-            if i == 0:
-                axes[i, j].set_title(name, fontsize=9)
-        for j in range(cols):
-            if masks[i] is not None and np.asarray(masks[i]).any():
-                mk = masks[i] if masks[i].shape == img.shape[:2] else \
-                    resize_maps(masks[i][None].astype(np.float32), img.shape[:2])[0] > 0.5
-                axes[i, j].contour(mk, levels=[0.5], colors="white", linewidths=1.0)
-            axes[i, j].set_xticks([]); axes[i, j].set_yticks([])
-    axes[0, 0].set_title("image", fontsize=9)
-    fig.tight_layout()
-    return fig
-
-
-def cam_explorer(frame: pd.DataFrame, images: np.ndarray, cams: dict[str, np.ndarray], masks: Sequence[np.ndarray],
-                 per_page: int = 6):
-    """Dropdowns (category, good/defective) over :func:`plot_overlays`; static grid when headless."""
-    import matplotlib.pyplot as plt
-
-    from ..viz.data import widgets_wanted
-
-    frame = frame.reset_index(drop=True)
-
-    def draw(category: str, which: str) -> None:
-        sel = frame.index[(frame["category"] == category) & (frame["label"] == (1 if which == "defective" else 0))]
-        if len(sel) == 0:
-            print(f"no {which} test images of {category}")
-            return
-        sel = sel[:per_page]
-        plot_overlays(images[sel], {k: v[sel] for k, v in cams.items()}, [masks[i] for i in sel],
-                      [f"{frame.at[i, 'category']}/{frame.at[i, 'defect_type']}" for i in sel])
-        plt.show()
-
-    cats = sorted(frame["category"].unique())
-    if not widgets_wanted():
-        first = frame.sort_values("label", ascending=False).groupby("category").head(1).index[:per_page]
-        plot_overlays(images[first], {k: v[first] for k, v in cams.items()}, [masks[i] for i in first],
-                      [f"{frame.at[i, 'category']}/{frame.at[i, 'defect_type']}" for i in first])
-        plt.show()
-        return None
-    import ipywidgets as widgets
-
-    return widgets.interact(draw, category=widgets.Dropdown(options=cats),
-                            which=widgets.ToggleButtons(options=["defective", "good"]))

@@ -1,124 +1,72 @@
-"""PyTorch models of notebooks 01–03: the supervised ResNet-50, SimCLR and the linear probe.
+"""The PyTorch classifiers of notebooks 01 and 03: a backbone with the supervised head, and the linear probe.
 
-ImageNet weights (``IMAGENET1K_V2``) are downloaded by torchvision when the internet is there (Colab).
-Offline they cannot be, and :func:`resnet50_backbone` falls back to ``weights=None`` with a loud warning
-and says so in its return value — results of a randomly initialised backbone are not comparable.
+Both sit on a :class:`helpers.models.backbones.StagedNet` (pooled features of width ``feature_dim``) and output two
+logits (good, defective); the defect score is ``softmax(logits)[:, 1]`` (:func:`defect_probability`).
 """
 from __future__ import annotations
 
-import os
-from collections.abc import Iterable
-from pathlib import Path
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torchvision.models import ResNet, ResNet50_Weights, resnet50
 
-from ..core import files
 from ..core.env import loud_warning
+from . import backbones as B
 
-__all__ = ["FEATURE_DIM", "resnet50_backbone", "supervised_head", "SupervisedResNet50", "supervised_resnet50", "SimCLR",
-           "nt_xent", "LinearProbe", "inverse_frequency_weights", "save_model", "load_model", "predict"]
+__all__ = ["FROZEN_STAGES", "supervised_head", "Classifier", "LinearProbe", "defect_probability",
+           "inverse_frequency_weights", "starting_backbone"]
 
-FEATURE_DIM = 2048
-
-
-def resnet50_backbone(pretrained: bool = True) -> tuple[nn.Module, str]:
-    """torchvision ResNet-50 and the name of the weights it holds (``"none (random init)"`` offline)."""
-    if pretrained:
-        try:
-            return resnet50(weights=ResNet50_Weights.IMAGENET1K_V2), "IMAGENET1K_V2"
-        except Exception as err:  # noqa: BLE001 - any download failure means no weights
-            message = (f"ImageNet weights for ResNet-50 could not be loaded ({type(err).__name__}: {err}). "
-                       "FALLING BACK TO weights=None (random initialisation): results are NOT those of the "
-                       "recipe. Connect to the internet (e.g. Colab) for the real run.")
-            loud_warning(message)
-    return resnet50(weights=None), "none (random init)"
+#: Study 000 freezes ResNet-50's ``conv1``, ``layer1`` and ``layer2``: the stem and the stride-4 and stride-8 stages,
+#: the same stages on every backbone (:func:`helpers.models.backbones.stage_names`).
+FROZEN_STAGES = ("stem", "stride4", "stride8")
 
 
-def supervised_head(in_features: int = FEATURE_DIM, n_classes: int = 2) -> nn.Sequential:
-    """Dropout(0.5) → Linear(2048, 512) → ReLU → BatchNorm1d(512) → Dropout(0.3) → Linear(512, 2)."""
+def supervised_head(in_features: int, n_classes: int = 2) -> nn.Sequential:
+    """Dropout(0.5) → Linear(in, 512) → ReLU → BatchNorm1d(512) → Dropout(0.3) → Linear(512, 2) (study 000's head;
+    the width 512 is our choice: the study gives none)."""
     return nn.Sequential(nn.Dropout(0.5), nn.Linear(in_features, 512), nn.ReLU(inplace=True),
                          nn.BatchNorm1d(512), nn.Dropout(0.3), nn.Linear(512, n_classes))
 
 
-class SupervisedResNet50(ResNet):
-    """torchvision's ResNet-50 whose frozen stages stay in eval mode when the model trains.
+class Classifier(nn.Module):
+    """Notebook 01's model: a backbone, its first stages frozen (:data:`FROZEN_STAGES`: weights and BatchNorm
+    statistics), and :func:`supervised_head` on its pooled features."""
 
-    Switching ``requires_grad`` off freezes the weights, not BatchNorm's running statistics: in ``train()``
-    they would still move with every batch. Frozen means frozen: ``train()`` leaves :attr:`FROZEN` in eval mode
-    (their BatchNorm layers normalise with, and keep, the ImageNet statistics). Same state_dict as ResNet.
-    """
-
-    FROZEN = ("conv1", "bn1", "layer1", "layer2")
-
-    def train(self, mode: bool = True) -> SupervisedResNet50:
-        super().train(mode)
-        for name in self.FROZEN:
-            getattr(self, name).eval()
-        return self
-
-
-def supervised_resnet50(pretrained: bool = True) -> tuple[nn.Module, str]:
-    """ResNet-50 with everything frozen except ``layer3``, ``layer4`` and the new head (recipe of 01); the
-    frozen stages stay in eval mode while training (:class:`SupervisedResNet50`)."""
-    model, weights = resnet50_backbone(pretrained)
-    model.__class__ = SupervisedResNet50            # same modules and weights; only train() differs
-    for name, param in model.named_parameters():
-        param.requires_grad = not name.startswith(SupervisedResNet50.FROZEN)
-    model.fc = supervised_head()
-    return model.train(), weights
-
-
-class SimCLR(nn.Module):
-    """ResNet-50 encoder (fc removed) + projection head Linear(2048, 1024) → ReLU → Linear(1024, 256)."""
-
-    def __init__(self, encoder: nn.Module):
+    def __init__(self, backbone: B.StagedNet, frozen: Sequence[str] = FROZEN_STAGES):
         super().__init__()
-        encoder.fc = nn.Identity()
-        self.encoder = encoder
-        self.projector = nn.Sequential(nn.Linear(FEATURE_DIM, 1024), nn.ReLU(inplace=True), nn.Linear(1024, 256))
+        self.backbone = backbone.freeze(frozen)
+        self.head = supervised_head(backbone.feature_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.projector(self.encoder(x))
-
-
-def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.07) -> torch.Tensor:
-    """NT-Xent (SimCLR) loss of two batches of projections, where ``z1[i]`` and ``z2[i]`` are a pair.
-
-    For each of the 2N views, the other view of its image is the positive and the remaining 2N − 2
-    views are negatives; cosine similarities are divided by ``temperature``; the loss is the mean
-    cross-entropy over all 2N views.
-    """
-    n = z1.shape[0]
-    z = F.normalize(torch.cat([z1, z2]), dim=1)
-    sim = z @ z.T / temperature
-    sim = sim.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float("-inf"))
-    targets = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
-    return F.cross_entropy(sim, targets)
+        return self.head(self.backbone(x))
 
 
 class LinearProbe(nn.Module):
-    """A frozen encoder (2048-d output) and a trainable Linear(2048, 2)."""
+    """A frozen encoder (in eval mode: its BatchNorm statistics stay those of pretraining) and a trainable
+    ``Linear(feature_dim, 2)``."""
 
     def __init__(self, encoder: nn.Module, n_classes: int = 2):
         super().__init__()
         self.encoder = encoder
         for p in self.encoder.parameters():
             p.requires_grad = False
-        self.head = nn.Linear(FEATURE_DIM, n_classes)
+        self.head = nn.Linear(int(encoder.feature_dim), n_classes)
 
     def train(self, mode: bool = True) -> LinearProbe:
         super().train(mode)
-        self.encoder.eval()  # frozen: BatchNorm statistics stay those of pretraining
+        self.encoder.eval()
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # no torch.no_grad() here: the frozen encoder builds no graph by itself, and Grad-CAM
         # (notebook 05) must be able to take gradients through it
         return self.head(self.encoder(x))
+
+
+def defect_probability(logits: torch.Tensor) -> torch.Tensor:
+    """The defect score every PyTorch classifier reports: softmax probability of class 1 (defective)."""
+    return torch.softmax(logits.float(), dim=1)[:, 1]
 
 
 def inverse_frequency_weights(labels: Iterable[int], n_classes: int = 2) -> torch.Tensor:
@@ -129,64 +77,15 @@ def inverse_frequency_weights(labels: Iterable[int], n_classes: int = 2) -> torc
     return torch.tensor(counts.sum() / (n_classes * counts), dtype=torch.float32)
 
 
-# --------------------------------------------------------------------------------------------------
-# Saving, loading, predicting
-# --------------------------------------------------------------------------------------------------
-def save_model(model: nn.Module, path: str | os.PathLike, arch: str, image_size: int, **meta) -> Path:
-    """Save weights with what is needed to rebuild them (``arch``: supervised_resnet50 | linear_probe | simclr)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with files.atomic_path(path) as tmp:
-        torch.save({"arch": arch, "state_dict": model.state_dict(), "image_size": image_size, **meta}, tmp)
-    return path
-
-
-def load_model(path: str | os.PathLike, map_location: str = "cpu") -> tuple[nn.Module, dict]:
-    """Rebuild a model saved by :func:`save_model` (no weights are downloaded); returns (model, metadata)."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"No saved model at {path}.")
-    from ..training.loop import safe_load
-
-    blob = safe_load(path, "model file", "Load only models you trust; re-create this one with its notebook.")
-    arch = blob["arch"]
-    if arch == "supervised_resnet50":
-        model, _ = supervised_resnet50(pretrained=False)
-    elif arch == "simclr":
-        model = SimCLR(resnet50(weights=None))
-    elif arch == "linear_probe":
-        encoder = resnet50(weights=None)
-        encoder.fc = nn.Identity()
-        model = LinearProbe(encoder)
-    else:
-        raise ValueError(f"{path}: unknown arch {arch!r}")
-    model.load_state_dict(blob["state_dict"])
-    model.to(map_location).eval()
-    return model, {k: v for k, v in blob.items() if k != "state_dict"}
-
-
-@torch.no_grad()
-def predict(model_or_path: nn.Module | str | os.PathLike, images: Iterable, image_size: int | None = None,
-            batch_size: int = 32) -> np.ndarray:
-    """Defect probabilities for image paths or H×W×3 uint8 arrays, with a saved or in-memory model.
-
-    Each image is resized by :func:`helpers.cache.load_resized`, the function that built the cache the model
-    was trained and scored on, so a file scores here exactly as it did in the notebook's ``scores.csv``.
-    """
-    from ..data.cache import load_resized
-    from ..data.torch_data import eval_transform
-    from ..training.loop import defect_probability
-
-    if isinstance(model_or_path, (str, os.PathLike)):
-        model, meta = load_model(model_or_path)
-        image_size = image_size or meta["image_size"]
-    else:
-        model = model_or_path.eval()
-    if image_size is None:
-        raise ValueError("image_size is needed with an in-memory model")
-    transform = eval_transform(image_size)
-    device = next(model.parameters()).device
-    tensors = [transform(image=load_resized(x, image_size))["image"] for x in images]
-    out = [defect_probability(model(torch.stack(tensors[i:i + batch_size]).to(device))).cpu().numpy()
-           for i in range(0, len(tensors), batch_size)]
-    return np.concatenate(out) if out else np.zeros(0)
+def starting_backbone(key: str = "resnet50", pretrained: bool = True) -> tuple[B.StagedNet, str]:
+    """The backbone a torch recipe starts from, and the name of the weights it holds: ImageNet's when they can be
+    loaded; offline they cannot be, and it falls back to random weights with a loud warning (``"none (random
+    init)"``) — results of a randomly initialised backbone are not comparable."""
+    if pretrained:
+        try:
+            return B.build(key, "imagenet"), B.get(key).weights
+        except Exception as err:  # noqa: BLE001 - any download failure means no weights
+            loud_warning(f"ImageNet weights for {B.get(key).title} could not be loaded ({type(err).__name__}: {err}). "
+                         "FALLING BACK TO weights=None (random initialisation): results are NOT those of the recipe. "
+                         "Connect to the internet (e.g. Colab) for the real run.")
+    return B.build(key, "random"), "none (random init)"

@@ -29,10 +29,11 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..core import distributed, files
+from ..core.files import safe_load
 from ..errors import NonFiniteLossError, OutOfMemoryError
 
-__all__ = ["FitResult", "reseed", "save_checkpoint", "safe_load", "fit", "onecycle",
-           "warmup_cosine", "planned_lrs", "state_hash", "defect_probability", "predict_scores", "embed"]
+__all__ = ["FitResult", "reseed", "save_checkpoint", "fit", "fingerprint", "state_hash", "defect_probability",
+           "predict_scores", "embed"]
 
 StepFn = Callable[[nn.Module, dict], torch.Tensor]
 EvalFn = Callable[[nn.Module], dict[str, float]]
@@ -77,22 +78,6 @@ def _rng_state() -> dict[str, Any]:
             "torch": torch.get_rng_state()}
 
 
-def safe_load(path: Path, what: str, remedy: str) -> Any:
-    """``torch.load(path, weights_only=True)``: no code in the file runs. A file that needs more than
-    tensors and plain containers, or a damaged one, raises ``ValueError`` naming it and ``remedy``."""
-    import pickle
-
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0][:300]
-        raise ValueError(f"Refusing to load {what} {path}: it holds more than weights ({first}). Loading it "
-                         f"fully could run code from the file; only weights are loaded here. {remedy}") from err
-    except (EOFError, RuntimeError, OSError, ValueError) as err:
-        raise ValueError(f"{what.capitalize()} {path} is damaged or not a torch file ({type(err).__name__}: "
-                         f"{str(err)[:200]}). {remedy}") from err
-
-
 def save_checkpoint(path: Path, **state: Any) -> None:
     """Write a checkpoint atomically (a kill during the write leaves the previous one intact). Under ``torchrun``
     rank 0 writes and every process waits for it, so all resume from the same file."""
@@ -100,8 +85,6 @@ def save_checkpoint(path: Path, **state: Any) -> None:
         with files.atomic_path(path) as tmp:
             torch.save(state, tmp)
     distributed.barrier()
-
-
 
 
 def _non_finite_advice(ckpt: Path | None, st: _LoopState) -> str:
@@ -334,35 +317,12 @@ def embed(encoder: nn.Module, loader) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(feats), np.concatenate(labels)
 
 
-# --------------------------------------------------------------------------------------------------
-# Learning-rate schedules (stepped every batch by fit)
-# --------------------------------------------------------------------------------------------------
-def onecycle(optimizer: torch.optim.Optimizer, max_lr: float, epochs: int, steps_per_epoch: int
-             ) -> torch.optim.lr_scheduler.OneCycleLR:
-    """torch's OneCycleLR with PyTorch's defaults (warm-up 30%, cosine, div_factor 25)."""
-    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, epochs=epochs, steps_per_epoch=steps_per_epoch)
+def fingerprint(prepared: Any, **what: Any) -> str:
+    """A short hash of what a training run depends on: the data and split (manifest and split hashes) and ``what``
+    (the recipe, the starting weights, ...). A checkpoint made with another fingerprint is not resumed."""
+    import hashlib
+    import json
 
-
-def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_fraction: float
-                  ) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up over ``warmup_fraction`` of the steps, then cosine decay to 0 (stepped per batch)."""
-    warm = max(1, round(warmup_fraction * total_steps))
-
-    def factor(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        progress = (step - warm) / max(1, total_steps - warm)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def planned_lrs(make_scheduler: Callable[[torch.optim.Optimizer], Any], lr: float, steps: int) -> np.ndarray:
-    """The learning rate of every batch that ``make_scheduler(optimizer)`` would give over ``steps`` batches."""
-    opt = torch.optim.AdamW([nn.Parameter(torch.zeros(1))], lr=lr)
-    sched = make_scheduler(opt)
-    lrs = []
-    for _ in range(steps):
-        lrs.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
-    return np.asarray(lrs)
+    prov = prepared.provenance()
+    payload = {"manifest": prov["manifest_hash"], "split": prov["split_hash"], **what}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 
 from ..data.images import load_mask, load_rgb
+from .widgets import widgets_wanted
 
-__all__ = ["plot_counts", "overlay_mask", "show_samples", "HEADLESS_ENV", "widgets_wanted", "explorer",
-           "plot_history", "plot_test_results", "plot_per_category"]
+__all__ = ["plot_counts", "overlay_mask", "show_samples", "explorer"]
 
 
 def plot_counts(manifest: pd.DataFrame, ax=None):
@@ -77,27 +77,6 @@ def show_samples(manifest: pd.DataFrame, root: str | os.PathLike, categories: li
     return fig
 
 
-HEADLESS_ENV = "DEFECTS_HEADLESS"
-
-
-def widgets_wanted() -> bool:
-    """True when interactive widgets can be shown; prints why not otherwise.
-
-    ``python -m helpers run-notebooks`` sets ``DEFECTS_HEADLESS=1``: papermill/nbclient can block for
-    ever on a cell that displays an ipywidgets ``Output`` (jupyter/nbclient#312), and an executed
-    notebook keeps no live widget anyway, so the static figures are drawn instead.
-    """
-    if os.environ.get(HEADLESS_ENV, "") not in ("", "0"):
-        print("Headless run: static figures instead of widgets (open the notebook to explore interactively).")
-        return False
-    try:
-        import ipywidgets  # noqa: F401
-    except ImportError:
-        print("ipywidgets is not available: showing static figures instead.")
-        return False
-    return True
-
-
 def explorer(manifest: pd.DataFrame, root: str | os.PathLike, per_row: int = 6):
     """Category and defect-type dropdowns over :func:`show_samples`.
 
@@ -141,58 +120,3 @@ def explorer(manifest: pd.DataFrame, root: str | os.PathLike, per_row: int = 6):
     return box
 
 
-def plot_history(history: pd.DataFrame, panels: dict[str, list[str]], lrs: np.ndarray | None = None,
-                 steps_per_epoch: int = 1, best_epoch: int | None = None, title: str = ""):
-    """Training curves, one panel per entry of ``panels`` (title → history columns), plus the LR schedule.
-
-    ``lrs`` is the planned per-batch learning rate (``steps_per_epoch`` batches an epoch; a run that
-    stopped early ran only its first part); ``best_epoch`` (1-based)
-    is marked with a dotted line — the weights that were kept.
-    """
-    n = len(panels) + (lrs is not None)
-    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.4), squeeze=False)
-    axes = axes[0]
-    for ax, (name, cols) in zip(axes, panels.items()):
-        for col in cols:
-            if col in history:
-                ax.plot(history["epoch"], history[col], marker="o", ms=3, label=col)
-        if best_epoch:
-            ax.axvline(best_epoch, ls=":", c="grey")
-        values = history[[c for c in cols if c in history]].to_numpy(float)
-        if "loss" in name and np.nanmin(values) > 0 and np.nanmax(values) / np.nanmin(values) > 30:
-            ax.set_yscale("log")  # one exploding epoch would flatten the rest
-        ax.set(title=name, xlabel="epoch")
-        ax.legend(fontsize=8)
-    if lrs is not None:
-        ax = axes[-1]
-        ax.plot(np.arange(1, len(lrs) + 1) / steps_per_epoch, lrs)
-        ax.axvline(len(history), ls=":", c="grey")
-        ax.set(title="learning rate (per batch)", xlabel="epoch", yscale="log")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
-
-
-def plot_test_results(run, title: str = "test", label: str = "test"):
-    """A scored run's held-out test results: the confusion matrix at its val-chosen threshold, ROC and PR.
-
-    ``run`` is a :class:`helpers.runs.ScoredRun` (every model notebook shows its test results this way).
-    """
-    import matplotlib.pyplot as plt
-
-    from ..evaluation import metrics as M
-
-    test = run.split_scores("test")
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    M.plot_confusion(test["label"], (test["score"] >= run.threshold).astype(int), ax=axes[0], title=title)
-    M.plot_roc_pr(test["label"], test["score"], label=label, axes=axes[1:], threshold=run.threshold)
-    fig.tight_layout()
-    return fig
-
-
-def plot_per_category(run, title: str = "image AUROC per category"):
-    """A scored run's per-category test AUROC as bars (the table itself is ``run.per_category``)."""
-    from ..evaluation import metrics as M
-
-    return M.plot_per_category_auroc(run.per_category, title=title)

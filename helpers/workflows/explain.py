@@ -1,26 +1,28 @@
-"""Notebook 05's artefacts: the trained models of notebooks 01–04 loaded for features and Grad-CAM,
-their masks and predictions, and notebook 05's outputs.
+"""Notebook 05 as functions: the trained models of notebooks 01–04 loaded for features and Grad-CAM (each through
+its kind, :mod:`helpers.models.kinds`), their masks, localisation scored against them, and notebook 05's outputs.
 
-The computations live elsewhere: :mod:`helpers.features` (features, t-SNE, silhouettes),
-:mod:`helpers.gradcam` (Grad-CAM, overlays) and :mod:`helpers.localisation` (scores against the masks).
+The computations live elsewhere: :mod:`helpers.explain` (features, t-SNE, silhouettes, Grad-CAM),
+:mod:`helpers.evaluation.localisation` (scores against the masks) and :mod:`helpers.viz` (figures).
 """
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
-from ..artefacts import runs
-from ..core import files
-from ..evaluation import metrics as M
+from ..artefacts import record as R
+from ..core import files, layout
+from ..data import preprocessing
+from ..data.preprocessing import InputSpec
 from ..evaluation.localisation import MEAN_ROW
-from ..explain.features import TSNE_PARAMS, keras_features, pooled_resnet, torch_features
-from ..explain.gradcam import keras_gradcam, torch_gradcam
+from ..explain.features import TSNE_PARAMS
+from ..models import backbones, kinds
 
-__all__ = ["localise", "TrainedModel", "load_trained_models", "features_of", "gradcam_of", "load_masks", "write_outputs"]
+__all__ = ["TrainedModel", "MODELS", "load_trained_models", "features_of", "gradcam_of", "load_masks", "localise",
+           "write_outputs"]
 
 
 @dataclasses.dataclass
@@ -28,98 +30,63 @@ class TrainedModel:
     """One saved model, ready for features and Grad-CAM."""
 
     name: str
-    framework: str                      # "torch" | "keras"
+    kind: kinds.ModelKind
     notebook: str                       # the notebook that saved it
     model: Any
-    image_size: int
-    features: Any = None                # torch module giving pooled features (None: not used for t-SNE)
-    cam_layer: Any = None               # torch target layer (Keras: the layer name)
+    spec: InputSpec
     weights: str = "?"
 
-    def inputs(self, prepared, frame: pd.DataFrame):
-        """The model's input batch for ``frame``'s rows (torch: normalised tensor; Keras: [0, 1] array)."""
-        cache = prepared.cache(self.image_size, progress=False)
-        raw = np.stack([cache.images[i] for i in cache.indices(frame["path"])]) if len(frame) else \
-            np.zeros((0, self.image_size, self.image_size, 3), np.uint8)
-        if self.framework == "keras":
-            return raw.astype(np.float32) / 255.0
-        from ..data.torch_data import eval_transform
+    @property
+    def image_size(self) -> int:
+        return self.spec.image_size
 
-        tf = eval_transform(self.image_size)
-        if not len(raw):
-            return torch.zeros(0, 3, self.image_size, self.image_size)
-        return torch.stack([tf(image=im)["image"] for im in raw])
+    def inputs(self, prepared: Any, frame: pd.DataFrame) -> np.ndarray:
+        """The model's input batch for ``frame``'s rows (:mod:`helpers.data.preprocessing`, from the cache)."""
+        return preprocessing.from_cache(self.spec, prepared, frame["path"])
 
 
-def _load_torch(runs_dir, stem: str):
-    """A saved torch model of notebook ``stem`` and its metadata."""
-    from ..models.classifiers import load_model
-
-    return load_model(runs.artefact(runs_dir, stem))
+#: (model name, notebook, kind) of every model notebook 05 looks at, in order.
+MODELS = (("supervised ResNet-50", layout.SUPERVISED, kinds.SUPERVISED), ("SimCLR encoder", layout.SIMCLR, kinds.SIMCLR),
+          ("linear probe", layout.PROBE, kinds.PROBE), ("Keras multi-task", layout.KERAS, kinds.MULTITASK))
 
 
-def _supervised(runs_dir, name: str) -> TrainedModel:
-    m, meta = _load_torch(runs_dir, runs.SUPERVISED)
-    return TrainedModel(name, "torch", runs.SUPERVISED, m, meta["image_size"], pooled_resnet(m),
-                        m.layer4[-1], meta.get("weights", "?"))
+def _load(runs_dir: Any, name: str, stem: str, kind: kinds.ModelKind) -> TrainedModel:
+    path = layout.artefact(runs_dir, stem)
+    if kind.framework == "keras":
+        from .multitask import load
+
+        model, _, size = load(path.parent)
+        return TrainedModel(name, kind, stem, model, kind.input_spec(size), "trained from scratch")
+    model, meta = kind.load(path)
+    entry = backbones.get(meta.get("backbone", "resnet50"))
+    weights = meta.get("weights") or (meta.get("encoder") or {}).get("weights", "?")
+    return TrainedModel(name, kind, stem, model, kind.input_spec(int(meta["image_size"]), entry.mean, entry.std),
+                        str(weights))
 
 
-def _simclr(runs_dir, name: str) -> TrainedModel:
-    m, meta = _load_torch(runs_dir, runs.SIMCLR)
-    return TrainedModel(name, "torch", runs.SIMCLR, m.encoder, meta["image_size"], m.encoder, None,
-                        meta.get("weights", "?"))
-
-
-def _probe(runs_dir, name: str) -> TrainedModel:
-    m, meta = _load_torch(runs_dir, runs.PROBE)
-    return TrainedModel(name, "torch", runs.PROBE, m, meta["image_size"], None, m.encoder.layer4[-1],
-                        str(meta.get("encoder", {}).get("weights", "?")))
-
-
-def _keras(runs_dir, name: str) -> TrainedModel:
-    from .keras_track import LAST_CONV, SHARED_DENSE, load_multitask
-
-    m, meta = load_multitask(runs.notebook_dir(runs_dir, runs.KERAS, create=False))
-    return TrainedModel(name, "keras", runs.KERAS, m, meta["image_size"], SHARED_DENSE, LAST_CONV,
-                        "trained from scratch")
-
-
-#: (model name, notebook, loader) of every model notebook 05 looks at, in order.
-_MODELS = (("supervised ResNet-50", runs.SUPERVISED, _supervised), ("SimCLR encoder", runs.SIMCLR, _simclr),
-           ("linear probe", runs.PROBE, _probe), ("Keras multi-task", runs.KERAS, _keras))
-
-
-def load_trained_models(runs_dir) -> tuple[list[TrainedModel], list[str]]:
+def load_trained_models(runs_dir: Any) -> tuple[list[TrainedModel], list[str]]:
     """Every model 01–04 saved under ``runs_dir``; for each missing one, a line naming the notebook to run."""
     found, missing = [], []
-    for name, stem, load in _MODELS:
-        path = runs.artefact(runs_dir, stem)
+    for name, stem, kind in MODELS:
+        path = layout.artefact(runs_dir, stem)
         if path.exists():
-            found.append(load(runs_dir, name))
+            found.append(_load(runs_dir, name, stem, kind))
         else:
-            missing.append(runs.missing_message(name, path, stem))
+            missing.append(layout.missing_message(name, path, stem))
     return found, missing
 
 
-def features_of(entry: TrainedModel, inputs) -> np.ndarray | None:
-    """t-SNE features of a trained model (None when the model has none, e.g. the linear probe)."""
-    if entry.features is None:
-        return None
-    if entry.framework == "keras":
-        return keras_features(entry.model, inputs, layer=entry.features)
-    return torch_features(entry.features, inputs)
+def features_of(entry: TrainedModel, inputs: np.ndarray) -> np.ndarray | None:
+    """t-SNE features of a trained model (None when its kind shows none, e.g. the linear probe)."""
+    return entry.kind.features(entry.model, inputs)
 
 
-def gradcam_of(entry: TrainedModel, inputs) -> np.ndarray | None:
+def gradcam_of(entry: TrainedModel, inputs: np.ndarray) -> np.ndarray | None:
     """Grad-CAM maps toward "defective" (None when the model has no classifier, e.g. the SimCLR encoder)."""
-    if entry.cam_layer is None:
-        return None
-    if entry.framework == "keras":
-        return keras_gradcam(entry.model, inputs, conv_layer=entry.cam_layer)
-    return torch_gradcam(entry.model, inputs, entry.cam_layer, target_class=1)
+    return entry.kind.gradcam(entry.model, inputs)
 
 
-def load_masks(prepared, frame: pd.DataFrame) -> list[np.ndarray]:
+def load_masks(prepared: Any, frame: pd.DataFrame) -> list[np.ndarray]:
     """Ground-truth masks (bool, at their own resolution) of ``frame``'s rows; an all-False mask where none."""
     from ..data.images import load_mask
 
@@ -131,7 +98,7 @@ def load_masks(prepared, frame: pd.DataFrame) -> list[np.ndarray]:
 
 
 def localise(cams: dict[str, np.ndarray], masks: list[np.ndarray], frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every model's Grad-CAM maps scored by :func:`helpers.localisation.score_maps` (the one localisation metric:
+    """Every model's Grad-CAM maps scored by :func:`helpers.evaluation.localisation.score_maps` (the one localisation metric:
     pixel AUROC over a category's images, good included; AU-PRO to FPR 0.3; pointing game), and the per-image
     table of the defective images for figures. Masks are resized to the maps; a defective image without a
     mask cannot be scored and is left out."""
@@ -150,12 +117,12 @@ def localise(cams: dict[str, np.ndarray], masks: list[np.ndarray], frame: pd.Dat
     return summary, per
 
 
-def write_outputs(cfg, prepared, silhouette: dict[str, dict[str, float]], summary: pd.DataFrame,
-                  per_image: pd.DataFrame, started: float, notes: dict[str, Any] | None = None):
+def write_outputs(cfg: Any, prepared: Any, silhouette: dict[str, dict[str, float]], summary: pd.DataFrame,
+                  per_image: pd.DataFrame, started: float, notes: dict[str, Any] | None = None) -> Path:
     """Notebook 05's folder: metrics.json (silhouettes + localisation), localisation*.csv."""
-    out = runs.notebook_dir(cfg.runs_dir, runs.EXPLAIN)
-    files.write_csv(summary, out / "localisation.csv")
-    files.write_csv(per_image, out / "localisation_per_image.csv")
+    out = layout.notebook_dir(cfg.runs_dir, layout.EXPLAIN)
+    files.write_csv(summary, out / layout.LOCALISATION)
+    files.write_csv(per_image, out / layout.LOCALISATION_PER_IMAGE)
     flat: dict[str, float] = {}
     for model, s in silhouette.items():
         flat[f"{model} | silhouette by category"] = s["by_category"]
@@ -163,10 +130,10 @@ def write_outputs(cfg, prepared, silhouette: dict[str, dict[str, float]], summar
     for _, r in summary[summary["category"] == MEAN_ROW].iterrows():
         for col, label in (("pixel_auroc", "pixel AUROC"), ("au_pro", "AU-PRO"), ("pointing_game", "pointing game")):
             flat[f"{r['maps']} | {label}"] = r[col]
-    record = M.metrics_record(runs.EXPLAIN, "Explainability: t-SNE silhouettes, Grad-CAM localisation",
+    record = R.metrics_record(layout.EXPLAIN, "Explainability: t-SNE silhouettes, Grad-CAM localisation",
                               "shared-split", cfg.profile.name, prepared.split["split"].value_counts().to_dict(),
                               None, "fixed", flat or {"note": "no trained model found"},
                               summary, started=started,
                               extra={"silhouette": silhouette, "tsne": TSNE_PARAMS, **(notes or {})},
                               data=prepared.provenance())
-    return M.write_metrics(record, cfg.runs_dir, path=out / runs.METRICS)
+    return R.write_metrics(record, cfg.runs_dir, path=out / layout.METRICS)

@@ -1,18 +1,19 @@
-"""Notebook 06's protocols for one-class models: PatchCore fitted per category on good images only.
+"""Notebook 06 as functions: PatchCore fitted per category on good images only, under two protocols.
 
 - ``mvtec-standard``: fit on MVTec ``train/good``, score every MVTec ``test`` image (comparable with the
-  published numbers in :mod:`helpers.studies`).
+  published numbers in :mod:`helpers.evaluation.studies`).
 - ``shared-split``: fit on the good images of the project's ``train`` split, score ``val`` (for the
   threshold) and ``test`` — the row that enters the comparison report, written by :func:`write_shared`.
 
-The model itself is :class:`helpers.patchcore.PatchCore`; this module only runs it under a protocol.
+The model itself is :class:`helpers.models.patchcore.PatchCore` (one module, which notebook 06 scores with and which
+is exported); this module only runs it under a protocol.
 """
 from __future__ import annotations
 
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -21,46 +22,28 @@ import torch
 from sklearn.metrics import roc_auc_score
 from tqdm.auto import tqdm
 
-from ..artefacts import runs
-from ..core import files
+from ..artefacts.card import card_for, write_card
+from ..artefacts.scored import ScoredRun, labels_used, write_scored
+from ..core import files, layout
 from ..core.env import torch_device
+from ..data import preprocessing
+from ..data.preprocessing import InputSpec
 from ..evaluation.localisation import LOCALISATION_COLUMNS, MEAN_ROW, score_maps
 from ..evaluation.studies import PUBLISHED_WRN50
-from ..models.patchcore import PatchCore, TwoLevelFeatures, load_backbone, preprocess_masks
+from ..models import kinds
+from ..models.patchcore import PatchCore, PatchFeatures, load_features
 from ..training.recipes import PatchCoreRecipe, scaled
 
-__all__ = ["localisation_table", "APPROACH", "MODEL_FILE", "save_banks", "load_banks", "OneClassResult",
-           "run_protocol", "compare_with_published", "write_shared", "plot_examples", "plot_score_histograms"]
+__all__ = ["APPROACH", "OneClassResult", "OneClassRun", "run_protocol", "compare_with_published",
+           "localisation_table", "write_shared"]
 
 APPROACH = "PatchCore (one-class, good images only)"
 
 
-def _images(prepared, frame: pd.DataFrame, recipe: PatchCoreRecipe) -> torch.Tensor:
-    """Cached images of ``frame``'s rows, centre-cropped: N×3×crop×crop in [0, 1]."""
-    cache = prepared.cache(recipe.resize, progress=False)
-    off = (recipe.resize - recipe.crop) // 2
-    arr = np.stack([cache.images[i][off:off + recipe.crop, off:off + recipe.crop] for i in cache.indices(frame["path"])])
-    return torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 255.0
-
-
-def _masks(prepared, frame: pd.DataFrame, recipe: PatchCoreRecipe) -> list[np.ndarray | None]:
-    """Masks aligned with the anomaly maps; zeros for good images, None for defective images without one."""
-    from ..data.images import load_mask
-
-    out = []
-    for _, r in frame.iterrows():
-        if r["label"] == 0:
-            out.append(np.zeros((recipe.crop, recipe.crop), bool))
-        elif r["mask_path"]:
-            out.append(preprocess_masks([load_mask(prepared.root / r["mask_path"])], recipe.resize, recipe.crop)[0])
-        else:
-            out.append(None)
-    return out
-
-
 @dataclass
 class OneClassResult:
-    """Scores of every scored image, per-category table, and a few maps per category for figures."""
+    """A protocol's run: scores of every scored image, the per-category table, a few maps per category for figures,
+    and the fitted model (one bank per category that had good images)."""
 
     protocol: str
     backbone: str
@@ -68,11 +51,50 @@ class OneClassResult:
     per_category: pd.DataFrame
     examples: dict[str, dict[str, Any]]
     recipe: PatchCoreRecipe
-    #: each category's memory bank (on the CPU): what :func:`write_shared` saves for deployment
-    banks: dict[str, torch.Tensor] = field(default_factory=dict)
+    model: PatchCore
 
 
-def _protocol_frame(prepared, protocol: str) -> tuple[pd.DataFrame, str, tuple[str, ...]]:
+@dataclass(kw_only=True)
+class OneClassRun(ScoredRun):
+    """Notebook 06's scored run (the shared split), with both protocols' results."""
+
+    shared: OneClassResult
+    standard: OneClassResult | None
+
+
+def _spec(recipe: PatchCoreRecipe) -> InputSpec:
+    return kinds.PATCHCORE.input_spec(recipe.crop, resize=recipe.resize)
+
+
+def _crops(prepared: Any, frame: pd.DataFrame, spec: InputSpec) -> np.ndarray:
+    """Cached images of ``frame``'s rows as the model sees them (resized, centre-cropped), uint8 N×S×S×3."""
+    cache = prepared.cache(spec.resize, progress=False)
+    off = (spec.resize - spec.image_size) // 2
+    return np.stack([cache.images[i][off:off + spec.image_size, off:off + spec.image_size]
+                     for i in cache.indices(frame["path"])])
+
+
+def _inputs(prepared: Any, frame: pd.DataFrame, spec: InputSpec) -> torch.Tensor:
+    """The model's input (:mod:`helpers.data.preprocessing`) for ``frame``'s rows, from the cache."""
+    return torch.from_numpy(preprocessing.from_cache(spec, prepared, frame["path"]))
+
+
+def _masks(prepared: Any, frame: pd.DataFrame, spec: InputSpec) -> list[np.ndarray | None]:
+    """Masks aligned with the anomaly maps; zeros for good images, None for defective images without one."""
+    from ..data.images import load_mask
+
+    out: list[np.ndarray | None] = []
+    for _, r in frame.iterrows():
+        if r["label"] == 0:
+            out.append(np.zeros((spec.image_size, spec.image_size), bool))
+        elif r["mask_path"]:
+            out.append(preprocessing.crop_masks(spec, [load_mask(prepared.root / r["mask_path"])])[0])
+        else:
+            out.append(None)
+    return out
+
+
+def _protocol_frame(prepared: Any, protocol: str) -> tuple[pd.DataFrame, str, tuple[str, ...]]:
     """The rows a protocol uses, the split fitted on and the splits scored (the last one is evaluated)."""
     from ..data.split import standard_protocol
 
@@ -85,73 +107,75 @@ def _protocol_frame(prepared, protocol: str) -> tuple[pd.DataFrame, str, tuple[s
 
 
 def _localisation(masks: list[np.ndarray | None], maps: np.ndarray, rows: np.ndarray, category: str) -> dict[str, float]:
-    """:func:`helpers.localisation.score_maps` on ``rows`` (the one localisation metric of the series): pixel
-    AUROC (good images all-normal), AU-PRO to FPR 0.3, pointing game. Defective images without a mask are left out."""
+    """:func:`helpers.evaluation.localisation.score_maps` on ``rows`` (the one localisation metric of the series):
+    pixel AUROC (good images all-normal), AU-PRO to FPR 0.3, pointing game. Defective images without a mask are
+    left out."""
     ok = [i for i in rows if masks[i] is not None]
     row = score_maps("PatchCore", [maps[i] for i in ok], [masks[i] for i in ok], [category] * len(ok)).iloc[0]
     return {k: float(row[k]) for k in ("pixel_auroc", "au_pro", "pointing_game")} if ok else \
         dict.fromkeys(("pixel_auroc", "au_pro", "pointing_game"), math.nan)
 
 
-def _run_category(prepared, good: pd.DataFrame, scored: pd.DataFrame, eval_split: str, recipe: PatchCoreRecipe,
-                  backbone: TwoLevelFeatures, keep_examples: int) -> tuple[pd.DataFrame, dict, dict, torch.Tensor]:
-    """Fit on ``good``, score ``scored`` and evaluate its ``eval_split`` rows: scores, table row, example maps and
-    the memory bank."""
-    device = torch_device()
-    model = PatchCore(backbone, recipe.coreset_fraction, recipe.num_neighbors, recipe.blur_sigma)
-    model.fit(_images(prepared, good, recipe).to(device), progress=False)
+def _run_category(prepared: Any, model: PatchCore, spec: InputSpec, good: pd.DataFrame, scored: pd.DataFrame,
+                  eval_split: str, keep_examples: int) -> tuple[pd.DataFrame, dict, dict]:
+    """Fit ``model``'s bank of this category on ``good``, score ``scored`` and evaluate its ``eval_split`` rows:
+    scores, table row and example maps."""
+    category = scored["category"].iloc[0]
+    info = model.fit(category, _inputs(prepared, good, spec))
     t0 = time.time()
-    s, maps = model.score(_images(prepared, scored, recipe).to(device))
+    s, maps = model.raw_scores(_inputs(prepared, scored, spec), category)
     score_s = time.time() - t0
-    masks = _masks(prepared, scored, recipe)
+    masks = _masks(prepared, scored, spec)
     last = (scored["split"] == eval_split).to_numpy()
     y = scored.loc[last, "label"].to_numpy()
-    category = scored["category"].iloc[0]
     row = {"category": category, "n_fit": len(good), "n_scored": int(last.sum()), "n_defective": int(y.sum()),
            "image_auroc": float(roc_auc_score(y, s[last])) if 0 < y.sum() < len(y) else math.nan,
-           **_localisation(masks, maps, np.flatnonzero(last), category), "bank": model.info["bank"],
-           "patches": model.info["patches"], "fit_s": model.info["fit_s"], "score_s": round(score_s, 2), "note": ""}
+           **_localisation(masks, maps, np.flatnonzero(last), category), "bank": info["bank"],
+           "patches": info["patches"], "fit_s": info["fit_s"], "score_s": round(score_s, 2), "note": ""}
     pick = np.flatnonzero(last)
     pick = np.concatenate([pick[y == 1][:keep_examples // 2 or 1], pick[y == 0][:keep_examples // 2 or 1]])
-    example = {"images": _images(prepared, scored.iloc[pick], recipe).permute(0, 2, 3, 1).numpy(),
-               "maps": maps[pick], "masks": [masks[i] for i in pick],
-               "labels": scored["label"].to_numpy()[pick], "scores": s[pick]}
-    return scored[["path", "category", "label", "split"]].assign(score=s), row, example, model.bank.cpu()
+    example = {"images": _crops(prepared, scored.iloc[pick], spec), "maps": maps[pick],
+               "masks": [masks[i] for i in pick], "labels": scored["label"].to_numpy()[pick], "scores": s[pick]}
+    return scored[["path", "category", "label", "split"]].assign(score=s), row, example
 
 
-def run_protocol(prepared, protocol: str = "shared-split", recipe: PatchCoreRecipe | None = None,
-                 categories: Sequence[str] | None = None, backbone: TwoLevelFeatures | None = None,
+def run_protocol(prepared: Any, protocol: str = "shared-split", recipe: PatchCoreRecipe | None = None,
+                 categories: Sequence[str] | None = None, features: PatchFeatures | None = None,
                  keep_examples: int = 4, progress: bool = True) -> OneClassResult:
     """Fit PatchCore per category on good training images and score that category's evaluation images.
 
     - ``mvtec-standard``: fit on MVTec ``train/good``, score every MVTec ``test`` image.
     - ``shared-split``: fit on the good images of the project's ``train`` split, score ``val`` (for the
       threshold) and ``test``.
-    Per category: image AUROC, the localisation of :func:`helpers.localisation.score_maps` (pixel AUROC with
-    good images all-normal, AU-PRO to FPR 0.3, pointing game), bank size and timings.
+    Per category: image AUROC, the localisation of :func:`helpers.evaluation.localisation.score_maps` (pixel AUROC
+    with good images all-normal, AU-PRO to FPR 0.3, pointing game), bank size and timings. A category without a good
+    training image gets no bank (its row says so).
     """
     recipe = recipe or scaled(PatchCoreRecipe(), prepared.cfg.profile)
-    backbone = (backbone or load_backbone(recipe.backbone)).to(torch_device()).eval()
+    features = features or load_features(recipe.backbone)
     frame, fit_split, score_splits = _protocol_frame(prepared, protocol)
     cats = sorted(frame["category"].unique()) if categories is None else list(categories)
     unknown = sorted(set(cats) - set(frame["category"]))
     if unknown:
         raise ValueError(f"categories not in the data: {unknown}; available: {sorted(frame['category'].unique())}")
-    rows, table, examples, banks = [], [], {}, {}
+    parts = {c: (f[(f["split"] == fit_split) & (f["label"] == 0)], f[f["split"].isin(score_splits)].reset_index(drop=True))
+             for c in cats for f in [frame[frame["category"] == c]]}
+    fitted = [c for c in cats if len(parts[c][0]) and len(parts[c][1])]
+    model = PatchCore(features, fitted, recipe.coreset_fraction, recipe.num_neighbors, recipe.blur_sigma)
+    model.to(torch_device()).eval()
+    rows, table, examples = [], [], {}
     for cat in tqdm(cats, desc=f"PatchCore ({protocol})", disable=not progress):
-        f = frame[frame["category"] == cat]
-        good = f[(f["split"] == fit_split) & (f["label"] == 0)]
-        scored = f[f["split"].isin(score_splits)].reset_index(drop=True)
-        if len(good) == 0 or len(scored) == 0:
+        good, scored = parts[cat]
+        if cat not in fitted:
             table.append({"category": cat, "n_fit": len(good), "n_scored": len(scored),
                           "note": "skipped: no good training image" if len(good) == 0 else "skipped: nothing to score"})
             continue
-        scores, row, examples[cat], banks[cat] = _run_category(prepared, good, scored, score_splits[-1], recipe, backbone,
+        scores, row, examples[cat] = _run_category(prepared, model, _spec(recipe), good, scored, score_splits[-1],
                                                    keep_examples)
         rows.append(scores)
         table.append(row)
     scores = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["path", "category", "label", "split", "score"])
-    return OneClassResult(protocol, backbone.name, scores, pd.DataFrame(table), examples, recipe, banks)
+    return OneClassResult(protocol, features.name, scores, pd.DataFrame(table), examples, recipe, model.cpu())
 
 
 def compare_with_published(per_category: pd.DataFrame) -> pd.DataFrame:
@@ -183,19 +207,20 @@ def _mean_of(table: pd.DataFrame, col: str) -> float:
     return float(np.mean(vals[np.isfinite(vals)])) if np.isfinite(vals).any() else math.nan
 
 
-def write_shared(prepared, shared: OneClassResult, standard: OneClassResult | None, started: float,
-                 threshold_method: str = "f1") -> runs.ScoredRun:
-    """Notebook 06's outputs: the shared-split run through :func:`helpers.runs.write_scored` (metrics.json,
-    scores.csv) plus ``per_category_*.csv``; the MVTec-standard results go into metrics.json's ``extra``.
+def write_shared(prepared: Any, shared: OneClassResult, standard: OneClassResult | None, started: float,
+                 threshold_method: str = "f1") -> OneClassRun:
+    """Notebook 06's outputs: the shared-split run through :func:`helpers.artefacts.scored.write_scored`
+    (metrics.json, scores.csv) plus ``per_category_*.csv``; the MVTec-standard results go into metrics.json's
+    ``extra``.
 
-    The shared-split banks are saved as ``model.pt`` with a model card (:func:`save_banks`,
-    :func:`helpers.deploy.write_model_card`), so that ``python -m helpers export|predict`` deploy PatchCore too."""
-    out = runs.notebook_dir(prepared.cfg.runs_dir, runs.PATCHCORE)
-    files.write_csv(shared.per_category, out / "per_category_shared_split.csv")
+    The shared-split model (its banks and each category's normalisation) is saved as ``model.pt`` with a model card,
+    so that ``python -m helpers export|predict|serve`` deploy PatchCore too."""
+    out = layout.notebook_dir(prepared.cfg.runs_dir, layout.PATCHCORE)
+    files.write_csv(shared.per_category, out / layout.PER_CATEGORY_SHARED)
     if standard is not None:
-        files.write_csv(standard.per_category, out / "per_category_mvtec_standard.csv")
+        files.write_csv(standard.per_category, out / layout.PER_CATEGORY_STANDARD)
     loc_cols = [c for c in ("category", "pixel_auroc", "au_pro", "pointing_game") if c in shared.per_category]
-    files.write_csv(localisation_table(shared), out / "localisation.csv")
+    files.write_csv(localisation_table(shared), out / layout.LOCALISATION)
     extra = {"backbone": shared.backbone, "pointing_game_mean": _mean_of(shared.per_category, "pointing_game"),
              "au_pro_mean": _mean_of(shared.per_category, "au_pro"),
              "recipe": asdict(shared.recipe), "pixel_auroc_mean": _mean_of(shared.per_category, "pixel_auroc"),
@@ -206,81 +231,25 @@ def write_shared(prepared, shared: OneClassResult, standard: OneClassResult | No
                                                    "val_labels": 0, "val_labels_for": "not used (AUROC only)"},
                                    "image_auroc_mean": _mean_of(standard.per_category, "image_auroc"),
                                    "pixel_auroc_mean": _mean_of(standard.per_category, "pixel_auroc")}
-    run = runs.write_scored(prepared, runs.PATCHCORE, APPROACH, shared.scores, started=started,
-                            labels=runs.labels_used(prepared, 0, True, "per-category thresholds"),
-                            threshold_method=threshold_method, per_category_threshold=True, extra=extra,
-                            per_category_extra=shared.per_category[loc_cols] if len(loc_cols) > 1 else None,
-                            info={"shared": shared, "standard": standard})
-    if shared.banks:
-        from ..deploy.models import write_model_card
-
-        save_banks(out / MODEL_FILE, shared)
-        write_model_card(run, MODEL_FILE, "patchcore", shared.recipe.crop, categories=sorted(shared.banks),
-                         resize=shared.recipe.resize, per_category=run.record["threshold"]["per_category"],
-                         bank_rows={c: len(b) for c, b in shared.banks.items()})
+    run = write_scored(prepared, layout.PATCHCORE, APPROACH, shared.scores, started=started,
+                       labels=labels_used(prepared, 0, True, "per-category thresholds"),
+                       threshold_method=threshold_method, per_category_threshold=True, extra=extra,
+                       per_category_extra=shared.per_category[loc_cols] if len(loc_cols) > 1 else None,
+                       run_type=OneClassRun, model=shared.model, shared=shared, standard=standard)
+    if shared.model.categories:
+        _save(run, shared)
     return run
 
 
-#: The saved PatchCore model of notebook 06 (:func:`save_banks`).
-MODEL_FILE = runs.MODEL_FILES[runs.PATCHCORE]
-
-
-def save_banks(path, result: OneClassResult) -> None:
-    """A fitted per-category PatchCore as one file: the backbone's key (rebuilt exactly, never a fallback), the
-    recipe and every category's memory bank."""
-    from ..models.patchcore import backbone_key
-
-    with files.atomic_path(path) as tmp:
-        torch.save({"arch": "patchcore", "backbone": backbone_key(result.backbone), "backbone_name": result.backbone,
-                    "recipe": asdict(result.recipe), "banks": {c: b.float().contiguous() for c, b in result.banks.items()}},
-                   tmp)
-
-
-def load_banks(path) -> dict[str, Any]:
-    """What :func:`save_banks` wrote (tensors and plain values only: loaded with ``weights_only``)."""
-    from ..training.loop import safe_load
-
-    return safe_load(path, "PatchCore model file", "Load only models you trust; re-create it with notebook 06.")
-
-
-def plot_examples(result: OneClassResult, categories: Sequence[str] | None = None, per_category: int = 4):
-    """Anomaly maps over their images with the mask contours (white); one row per category.
-
-    Maps share one colour scale per category (so a good image's map looks calm next to a defect's).
-    """
-    import matplotlib.pyplot as plt
-
-    cats = [c for c in (categories or list(result.examples)) if c in result.examples]
-    if not cats:
-        print("no examples to show")
-        return None
-    fig, axes = plt.subplots(len(cats), per_category, figsize=(2.3 * per_category, 2.4 * len(cats)), squeeze=False)
-    for r, cat in enumerate(cats):
-        ex = result.examples[cat]
-        vmax = float(np.max(ex["maps"])) if len(ex["maps"]) else 1.0
-        for c in range(per_category):
-            ax = axes[r, c]
-            ax.set_xticks([]); ax.set_yticks([])
-            if c >= len(ex["images"]):
-                ax.axis("off")
-                continue
-            ax.imshow(ex["images"][c])
-            ax.imshow(ex["maps"][c], cmap="jet", alpha=0.45, vmin=0, vmax=vmax)
-            if ex["masks"][c] is not None and ex["masks"][c].any():
-                ax.contour(ex["masks"][c], levels=[0.5], colors="white", linewidths=1.0)
-            ax.set_title(f"{'defective' if ex['labels'][c] else 'good'} · {ex['scores'][c]:.2f}", fontsize=8)
-        axes[r, 0].set_ylabel(cat, fontsize=9)
-    fig.tight_layout()
-    return fig
-
-
-def plot_score_histograms(scores: pd.DataFrame, split: str = "test", col_wrap: int = 5):
-    """Image scores of good vs defective images, one panel per category."""
-    import seaborn as sns
-
-    data = scores[scores["split"] == split].assign(kind=lambda d: np.where(d["label"] == 1, "defective", "good"))
-    grid = sns.displot(data, x="score", hue="kind", col="category", col_wrap=col_wrap, kind="hist", bins=15,
-                       height=2.2, aspect=1.2, facet_kws={"sharex": False, "sharey": False},
-                       palette={"good": "#4c9a5b", "defective": "#c0504d"}, element="step")
-    grid.set_titles("{col_name}")
-    return grid
+def _save(run: OneClassRun, shared: OneClassResult) -> None:
+    """The model (banks + each category's normalisation, as notebook 06 chose it on val) and its card."""
+    model, recipe = shared.model, shared.recipe
+    per = run.record["threshold"]["per_category"]
+    model.set_normalisation({c: (p["threshold"], (p["max"] - p["min"]) or 1.0) for c, p in per.items()
+                             if c in model.categories})
+    name = layout.MODEL_FILES[layout.PATCHCORE]
+    kinds.PATCHCORE.save(model, run.out_dir / name, recipe=asdict(recipe), backbone_name=shared.backbone)
+    spec = kinds.PATCHCORE.input_spec(recipe.crop, resize=recipe.resize)
+    rows = {c: int(model.bank_rows[model.index(c)]) for c in model.categories}
+    write_card(run.out_dir, card_for(run, kinds.PATCHCORE.name, name, spec, categories=tuple(model.categories),
+                                     bank_rows=rows, backbone=model.features.key, weights=shared.backbone))

@@ -10,29 +10,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from ..artefacts import runs
-from ..core import files
+from ..artefacts import scored as runs
+from ..core import files, layout
 from ..evaluation import metrics as M
 from ..evaluation.studies import study_rows
 
 __all__ = ["APPROACHES", "PER_CATEGORY", "LABEL_COLUMNS", "TABLE_COLUMNS", "standard_protocol_row", "Approach",
            "load_approaches", "check_same_data", "check_same_test_images",
-           "comparison_table", "category_auroc", "localisation", "to_markdown", "export", "plot_heatmap", "plot_curves",
-           "threshold_explorer"]
+           "comparison_table", "category_auroc", "localisation", "to_markdown", "export"]
 
 #: (notebook, scores file, approach label, how it was trained). The labels each used are counted in its
 #: metrics.json (``labels_used``) and shown beside it.
 APPROACHES: tuple[tuple[str, str, str, str], ...] = (
-    (runs.SUPERVISED, runs.SCORES, "Supervised ResNet-50", "supervised on every train label"),
-    (runs.PROBE, runs.SCORES, "SimCLR + linear probe",
+    (layout.SUPERVISED, layout.SCORES, "Supervised ResNet-50", "supervised on every train label"),
+    (layout.PROBE, layout.SCORES, "SimCLR + linear probe",
      "SimCLR on train's good images (picked by label), probe on 10% of train labels"),
-    (runs.PROBE, "scores_knn1.csv", "SimCLR kNN (k=1)", "SimCLR; bank of train's good images (picked by label)"),
-    (runs.PROBE, "scores_knn5.csv", "SimCLR kNN (k=5)", "SimCLR; bank of train's good images (picked by label)"),
-    (runs.KERAS, runs.SCORES, "Keras multi-task CNN", "supervised on every train label (defect and category)"),
-    (runs.PATCHCORE, runs.SCORES, "PatchCore", "one-class; bank of train's good images (picked by label)"),
+    (layout.PROBE, layout.knn_scores(1), "SimCLR kNN (k=1)", "SimCLR; bank of train's good images (picked by label)"),
+    (layout.PROBE, layout.knn_scores(5), "SimCLR kNN (k=5)", "SimCLR; bank of train's good images (picked by label)"),
+    (layout.KERAS, layout.SCORES, "Keras multi-task CNN", "supervised on every train label (defect and category)"),
+    (layout.PATCHCORE, layout.SCORES, "PatchCore", "one-class; bank of train's good images (picked by label)"),
 )
 #: Approaches whose scores are distances on a scale of their own per category: thresholds per category.
 PER_CATEGORY = frozenset({"SimCLR kNN (k=1)", "SimCLR kNN (k=5)", "PatchCore"})
@@ -63,16 +61,16 @@ def load_approaches(runs_dir: str | Path) -> tuple[list[Approach], list[str]]:
     """Every approach whose outputs exist; a line for each missing one naming the notebook to run."""
     found, missing = [], []
     for stem, file, name, how in APPROACHES:
-        path = runs.artefact(runs_dir, stem, file)
+        path = layout.artefact(runs_dir, stem, file)
         scores = runs.read_scores(runs_dir, stem, file)
         if scores is None:
-            missing.append(runs.missing_message(name, path, stem))
+            missing.append(layout.missing_message(name, path, stem))
             continue
         val = scores[scores["split"] == "val"]
         record = runs.read_record(runs_dir, stem)
-        labels = (record or {}).get("labels_used") if file == runs.SCORES else \
+        labels = (record or {}).get("labels_used") if file == layout.SCORES else \
             (record or {}).get("extra", {}).get("knn_labels_used")
-        if file == runs.SCORES and record is not None:
+        if file == layout.SCORES and record is not None:
             thr = record["threshold"]
             per_cat = " per category, scores normalised per category" if thr.get("per_category") else ""
             threshold, how_thr = float(thr["value"]), f"{thr['method']} on val{per_cat} (notebook {stem[:2]})"
@@ -140,7 +138,7 @@ def standard_protocol_row(runs_dir: str | Path) -> pd.DataFrame:
     """PatchCore under the MVTec standard protocol (notebook 06), with the labels it needs — none: fitted on
     ``train/good`` as MVTec's folders give it, judged by AUROC (no threshold). Scored on MVTec's ``test``
     folders, not on the shared test split, so it is shown apart from the main table (empty when not run)."""
-    rec = runs.read_record(runs_dir, runs.PATCHCORE)
+    rec = runs.read_record(runs_dir, layout.PATCHCORE)
     std = (rec or {}).get("extra", {}).get("mvtec_standard")
     if not std:
         return pd.DataFrame(columns=["approach", *LABEL_COLUMNS, "category AUROC (mean)", "scored on"])
@@ -160,13 +158,13 @@ def category_auroc(approaches: list[Approach]) -> pd.DataFrame:
 
 def localisation(runs_dir: str | Path) -> pd.DataFrame:
     """One localisation table for every map: Grad-CAM of each model (notebook 05) and PatchCore's anomaly maps
-    (notebook 06), each scored by :func:`helpers.localisation.score_maps` — the mean over categories of pixel
+    (notebook 06), each scored by :func:`helpers.evaluation.localisation.score_maps` — the mean over categories of pixel
     AUROC, AU-PRO (FPR ≤ 0.3) and the pointing game, with the images it was measured on."""
     from ..evaluation.localisation import LOCALISATION_COLUMNS, MEAN_ROW
 
     parts = []
-    for stem in (runs.EXPLAIN, runs.PATCHCORE):
-        path = runs.artefact(runs_dir, stem, "localisation.csv")
+    for stem in (layout.EXPLAIN, layout.PATCHCORE):
+        path = layout.artefact(runs_dir, stem, layout.LOCALISATION)
         if path.exists():
             t = pd.read_csv(path)
             missing = set(LOCALISATION_COLUMNS) - set(t.columns)
@@ -186,11 +184,11 @@ def to_markdown(table: pd.DataFrame, floatfmt: str = ".3f") -> str:
 def export(runs_dir: str | Path, table: pd.DataFrame, heatmap: pd.DataFrame, loc: pd.DataFrame,
            notes: dict[str, Any], standard: pd.DataFrame | None = None) -> Path:
     """``RUNS_DIR/report/``: comparison.csv/.md, category_auroc.csv, localisation.csv, report.json."""
-    out = Path(runs_dir) / runs.REPORT_DIR
+    out = Path(runs_dir) / layout.REPORT_DIR
     out.mkdir(parents=True, exist_ok=True)
-    files.write_csv(table, out / "comparison.csv")
-    files.write_csv(heatmap, out / "category_auroc.csv", index=True)
-    files.write_csv(loc, out / "localisation.csv")
+    files.write_csv(table, out / layout.COMPARISON_CSV)
+    files.write_csv(heatmap, out / layout.CATEGORY_AUROC, index=True)
+    files.write_csv(loc, out / layout.LOCALISATION)
     md = ["# Every approach on the same held-out test images", "",
           f"Test images: {notes.get('n_test')}. Data: {notes.get('data')}. Profile: {notes.get('profile')}.", "",
           to_markdown(table.drop(columns=["trained with"])), "",
@@ -205,62 +203,8 @@ def export(runs_dir: str | Path, table: pd.DataFrame, heatmap: pd.DataFrame, loc
     studies = study_rows()
     md += ["## The studies' own figures (not on these test images)", "",
            to_markdown(studies.astype(object).where(studies.notna(), "")), ""]
-    files.write_text(out / "comparison.md", "\n".join(md))
-    files.write_json(out / "report.json", notes, default=str)
-    return out / "comparison.md"
+    files.write_text(out / layout.COMPARISON_MD, "\n".join(md))
+    files.write_json(out / layout.REPORT_JSON, notes, default=str)
+    return out / layout.COMPARISON_MD
 
 
-def plot_heatmap(heatmap: pd.DataFrame, ax=None):
-    """Approach × category AUROC heatmap (seaborn)."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(max(8, 0.7 * heatmap.shape[1] + 3), 0.6 * heatmap.shape[0] + 1.5))
-    sns.heatmap(heatmap, annot=True, fmt=".2f", vmin=0, vmax=1, cmap="RdYlGn", ax=ax, cbar_kws={"label": "test AUROC"})
-    ax.set(xlabel="", ylabel="", title="test image AUROC per category")
-    return ax
-
-
-def plot_curves(approaches: list[Approach]):
-    """Overlaid ROC and precision-recall curves of every approach on the test images."""
-    axes = None
-    for a in approaches:
-        t = a.test
-        if t["label"].nunique() == 2:
-            axes = M.plot_roc_pr(t["label"], t["score"], label=a.name, axes=axes)
-    return axes
-
-
-def threshold_explorer(approaches: list[Approach]):
-    """Approach dropdown + threshold slider → confusion matrix, precision, recall, FPR (static when headless)."""
-    import matplotlib.pyplot as plt
-
-    from ..viz.data import widgets_wanted
-
-    by_name = {a.name: a for a in approaches}
-
-    def show(name: str, quantile: float) -> None:
-        a = by_name[name]
-        t = a.test
-        thr = float(np.quantile(t["score"], quantile)) if quantile is not None else a.threshold
-        m = M.binary_metrics(t["label"], t["score"], thr)
-        fig, ax = plt.subplots(figsize=(3.6, 3.2))
-        M.plot_confusion(t["label"], (t["score"] >= thr).astype(int), ax=ax,
-                         title=f"{name}\nthreshold {thr:.4g}")
-        plt.show()
-        print(f"precision {m['precision']:.3f} | recall {m['recall']:.3f} | FPR {m['fpr']:.3f} | F1 {m['f1']:.3f}"
-              f"  (val-chosen threshold: {a.threshold:.4g})")
-
-    if not approaches:
-        print("nothing to explore: no approach found")
-        return None
-    if not widgets_wanted():
-        for a in approaches:
-            show(a.name, None)
-        return None
-    import ipywidgets as widgets
-
-    return widgets.interact(show, name=widgets.Dropdown(options=list(by_name)),
-                            quantile=widgets.FloatSlider(value=0.7, min=0.0, max=1.0, step=0.01,
-                                                         description="score quantile", continuous_update=False))

@@ -1,86 +1,30 @@
-"""The one owner of run artefacts: which notebook writes what under ``RUNS_DIR``, and how it is read back.
+"""A scored run of a model notebook, and how it is written and read back.
 
-Every notebook's outputs live in ``RUNS_DIR/<notebook stem>/``. The stems are named here and nowhere
-else in the package, so renaming a notebook is a one-line change. A model notebook ends with
-:func:`write_scored`, which applies the protocol (threshold chosen on the ``val`` rows of its scores,
-metrics on the ``test`` rows), writes ``scores.csv`` and ``metrics.json`` (the one schema of
-:mod:`helpers.metrics`) and returns a :class:`ScoredRun` — the one result type of a scored run, whether
-the model is PyTorch, Keras or one-class. The report (07) and the explainability notebook (05) read
-through :func:`read_record`, :func:`read_scores` and :func:`test_predictions`.
+A model notebook ends with :func:`write_scored`, which applies the protocol (the threshold chosen on the ``val``
+rows of its scores, metrics on the ``test`` rows), writes ``scores.csv`` and ``metrics.json`` (the one schema of
+:mod:`helpers.artefacts.record`) and returns a :class:`ScoredRun` — the one result type of a scored run, whether the
+model is PyTorch, Keras or one-class (each workflow returns a subclass with its own typed fields). The report (07)
+and the explainability notebook (05) read through :func:`read_record`, :func:`read_scores` and
+:func:`test_predictions`.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 
 from ..core import files
+from ..core.layout import METRICS, SCORES, artefact, notebook_dir
 from ..evaluation import metrics as M
+from . import record as R
 
-__all__ = ["fingerprint", "labels_used",
-    "DATA", "SUPERVISED", "SIMCLR", "PROBE", "KERAS", "EXPLAIN", "PATCHCORE", "REPORT", "DEPLOY", "NOTEBOOKS",
-    "REPORT_DIR", "EXECUTED_DIR", "SCORES", "METRICS", "HISTORY", "SCORE_COLUMNS", "MODEL_FILES",
-    "ScoredRun", "notebook_dir", "artefact", "missing_message", "require", "write_scored", "read_record",
-    "read_scores", "test_predictions",
-]
+__all__ = ["SCORE_COLUMNS", "ScoredRun", "labels_used", "write_scored", "read_record", "read_scores", "test_predictions"]
 
-#: Notebook stems: the folder each notebook writes under ``RUNS_DIR`` (and its file name, + ``.ipynb``).
-DATA = "00_data_preparation"
-SUPERVISED = "01_supervised_resnet50"
-SIMCLR = "02_simclr_pretraining"
-PROBE = "03_linear_probe"
-KERAS = "04_keras_multitask_cnn"
-EXPLAIN = "05_tsne_gradcam"
-PATCHCORE = "06_patchcore_one_class"
-REPORT = "07_results_report"
-DEPLOY = "08_deploy"
-NOTEBOOKS: tuple[str, ...] = (DATA, SUPERVISED, SIMCLR, PROBE, KERAS, EXPLAIN, PATCHCORE, REPORT, DEPLOY)
-
-#: Folders of ``RUNS_DIR`` that are not one notebook's: the exported report, the executed notebooks.
-REPORT_DIR = "report"
-EXECUTED_DIR = "executed"
-
-#: File names shared by every model notebook.
-SCORES = "scores.csv"
-METRICS = "metrics.json"
-HISTORY = "history.csv"
 #: The columns of every ``scores.csv`` (val and test rows), read by the report.
 SCORE_COLUMNS = ["path", "category", "label", "split", "score"]
-#: The saved model of each model notebook (Keras: plus ``model_meta.json`` beside it).
-MODEL_FILES: dict[str, str] = {SUPERVISED: "model.pt", SIMCLR: "simclr.pt", PROBE: "model.pt",
-                               KERAS: "model.keras", PATCHCORE: "model.pt"}
-
-
-def notebook_dir(runs_dir: str | os.PathLike, stem: str, create: bool = True) -> Path:
-    """``RUNS_DIR/<stem>/`` (created unless ``create`` is False)."""
-    if stem not in NOTEBOOKS:
-        raise ValueError(f"unknown notebook {stem!r}: expected one of {NOTEBOOKS}")
-    path = Path(runs_dir) / stem
-    if create:
-        path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def artefact(runs_dir: str | os.PathLike, stem: str, name: str | None = None) -> Path:
-    """The path of a notebook's file (default: its saved model); nothing is created."""
-    return notebook_dir(runs_dir, stem, create=False) / (name or MODEL_FILES[stem])
-
-
-def missing_message(what: str, path: Path, stem: str) -> str:
-    """The one wording for an artefact that is not there: what, where, and which notebook makes it."""
-    return f"{what}: no {path} — run notebook {stem}.ipynb first."
-
-
-def require(runs_dir: str | os.PathLike, stem: str, name: str | None = None, what: str = "output") -> Path:
-    """A notebook's file, or ``FileNotFoundError`` naming the notebook to run first."""
-    path = artefact(runs_dir, stem, name)
-    if not path.exists():
-        raise FileNotFoundError(missing_message(what, path, stem))
-    return path
-
 
 @dataclass
 class ScoredRun:
@@ -88,7 +32,8 @@ class ScoredRun:
 
     ``scores`` holds one row per scored image (``path, category, label, split, score`` and any model
     columns such as ``pred_category``), ``val`` rows for the threshold and ``test`` rows for the metrics.
-    ``info`` holds what a notebook shows besides (training history details, model-specific results).
+    What a notebook shows besides (its training history, model-specific results) lives in the typed fields of
+    the workflow's subclass (e.g. :class:`helpers.workflows.supervised.SupervisedRun`).
     """
 
     stem: str
@@ -102,25 +47,13 @@ class ScoredRun:
     out_dir: Path
     model: Any = None
     history: pd.DataFrame | None = None
-    info: dict[str, Any] = field(default_factory=dict)
 
     def split_scores(self, split: str) -> pd.DataFrame:
         """The rows of one split (``val`` or ``test``), re-indexed from 0."""
         return self.scores[self.scores["split"] == split].reset_index(drop=True)
 
 
-def fingerprint(prepared, **what: Any) -> str:
-    """A short hash of what a training run depends on: the data and split (manifest and split hashes) and ``what``
-    (the recipe, the starting weights, ...). A checkpoint made with another fingerprint is not resumed."""
-    import hashlib
-    import json
-
-    prov = prepared.provenance()
-    payload = {"manifest": prov["manifest_hash"], "split": prov["split_hash"], **what}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def labels_used(prepared, defect_labels: int, select_good: bool, val_for: str | None) -> dict[str, Any]:
+def labels_used(prepared: Any, defect_labels: int, select_good: bool, val_for: str | None) -> dict[str, Any]:
     """What an approach learnt from labels, counted (``metrics.json``'s ``labels_used``).
 
     Args:
@@ -135,11 +68,15 @@ def labels_used(prepared, defect_labels: int, select_good: bool, val_for: str | 
             "val_labels": n_val if val_for else 0, "val_labels_for": val_for or "not used"}
 
 
-def write_scored(prepared, stem: str, approach: str, scores: pd.DataFrame, *, started: float,
+Run = TypeVar("Run", bound=ScoredRun)
+
+
+def write_scored(prepared: Any, stem: str, approach: str, scores: pd.DataFrame, *, started: float,
                  labels: dict[str, Any], threshold_method: str = "f1", per_category_threshold: bool = False,
                  extra: dict[str, Any] | None = None,
                  extra_metrics: dict[str, float] | None = None, per_category_extra: pd.DataFrame | None = None,
-                 write: bool = True, out_dir: str | os.PathLike | None = None, **run_fields: Any) -> ScoredRun:
+                 write: bool = True, out_dir: str | os.PathLike | None = None, run_type: type[Run] = ScoredRun,  # type: ignore[assignment]
+                 **run_fields: Any) -> Run:
     """The protocol and the outputs of every model notebook, in one place.
 
     The threshold is chosen on the ``val`` rows of ``scores`` (``threshold_method``), metrics and the
@@ -150,14 +87,15 @@ def write_scored(prepared, stem: str, approach: str, scores: pd.DataFrame, *, st
         started: ``time.time()`` at the start of the work (for ``time_taken_s``).
         labels: :func:`labels_used` of the approach.
         per_category_threshold: for per-category models (PatchCore, kNN): a threshold per category on its val
-            rows, and scores normalised per category (:func:`helpers.metrics.normalise_per_category`) so that
+            rows, and scores normalised per category (:func:`helpers.evaluation.metrics.normalise_per_category`) so that
             the pooled metrics compare like with like; ``scores.csv`` then holds the normalised scores and
             ``metrics.json`` each category's threshold and range.
         extra: kept in the record's ``extra`` (recipe, weights, ...).
         extra_metrics: added to the record's ``metrics`` beside the binary ones (e.g. the category task).
         per_category_extra: columns merged into the per-category table on ``category``.
         out_dir: where to write (default ``RUNS_DIR/<stem>/``).
-        run_fields: ``model``, ``history`` and ``info`` of the returned :class:`ScoredRun`.
+        run_type, run_fields: the class of the returned run (a workflow's subclass of :class:`ScoredRun`) and the
+            values of its fields beyond the protocol's (``model``, ``history`` and the subclass's own).
     """
     cfg = prepared.cfg
     detail = None
@@ -168,7 +106,7 @@ def write_scored(prepared, stem: str, approach: str, scores: pd.DataFrame, *, st
         scores, threshold_method, threshold=M.NORMALISED_THRESHOLD if per_category_threshold else None)
     if per_category_extra is not None:
         per_cat = per_cat.merge(per_category_extra, on="category", how="left")
-    record = M.metrics_record(stem, approach, "shared-split", cfg.profile.name,
+    record = R.metrics_record(stem, approach, "shared-split", cfg.profile.name,
                               prepared.split["split"].value_counts().to_dict(), threshold, threshold_method,
                               {**test_metrics, **(extra_metrics or {})}, per_cat, started=started,
                               extra={"builtin_data": prepared.source.builtin, **(extra or {})},
@@ -177,15 +115,15 @@ def write_scored(prepared, stem: str, approach: str, scores: pd.DataFrame, *, st
     if write:
         out.mkdir(parents=True, exist_ok=True)
         files.write_csv(scores[SCORE_COLUMNS], out / SCORES)
-        M.write_metrics(record, cfg.runs_dir, path=out / METRICS)
-    return ScoredRun(stem, approach, scores, threshold, threshold_method, test_metrics, per_cat, record, out,
-                     **run_fields)
+        R.write_metrics(record, cfg.runs_dir, path=out / METRICS)
+    return run_type(stem, approach, scores, threshold, threshold_method, test_metrics, per_cat, record, out,
+                    **run_fields)
 
 
 def read_record(runs_dir: str | os.PathLike, stem: str) -> dict[str, Any] | None:
     """A notebook's validated ``metrics.json`` (None when it has not been written)."""
     path = artefact(runs_dir, stem, METRICS)
-    return M.read_metrics(path) if path.exists() else None
+    return R.read_metrics(path) if path.exists() else None
 
 
 def read_scores(runs_dir: str | os.PathLike, stem: str, name: str = SCORES) -> pd.DataFrame | None:

@@ -1,0 +1,348 @@
+"""The registry of model kinds: each kind says once how it is saved and loaded, what its input is, how it scores,
+where Grad-CAM looks, which features it shows and how it exports. Everything else dispatches through it.
+
+A kind's name is written into its model file and model card; it appears in this module and nowhere else
+(``tests/test_layers.py`` checks it). The kinds:
+
+=================  =========  =========================================================================
+kind               framework  the model
+=================  =========  =========================================================================
+``supervised``     torch      a backbone + study 000's head, fine-tuned on the labels (notebook 01)
+``simclr``         torch      an encoder + projection head, pretrained with NT-Xent (notebook 02; not scored)
+``linear_probe``   torch      SimCLR's frozen encoder + Linear(feature_dim, 2) (notebook 03)
+``keras_multitask`` keras     study 001's CNN: category and defect heads (notebook 04)
+``patchcore``      torch      per-category memory banks on an ImageNet backbone (notebook 06)
+=================  =========  =========================================================================
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..data.preprocessing import InputSpec
+
+__all__ = ["Scores", "ModelKind", "KINDS", "SUPERVISED", "SIMCLR", "PROBE", "MULTITASK", "PATCHCORE", "get", "of_file"]
+
+
+@dataclass
+class Scores:
+    """What a model says about a batch: defect scores (N), category probabilities (N×C, models with a category head)
+    and anomaly maps (N×H×W, models that localise)."""
+
+    defect: np.ndarray
+    categories: np.ndarray | None = None
+    maps: np.ndarray | None = None
+
+
+class ModelKind:
+    """How one kind of model is saved, loaded, fed, scored, explained and exported. Subclasses fill it in."""
+
+    name: ClassVar[str]
+    title: ClassVar[str]
+    framework: ClassVar[str] = "torch"
+    #: whether it gives a defect score (SimCLR's encoder does not)
+    scored: ClassVar[bool] = True
+    #: one model per category (PatchCore): every image needs its category
+    per_category: ClassVar[bool] = False
+    #: whether it also predicts the object category (the Keras model)
+    category_head: ClassVar[bool] = False
+    #: what the ONNX graph outputs, in order
+    onnx_outputs: ClassVar[tuple[str, ...]] = ("score",)
+
+    def input_spec(self, image_size: int, mean: Any = None, std: Any = None, resize: int | None = None) -> InputSpec:
+        """The model's input (:mod:`helpers.data.preprocessing`): NCHW, normalised with the backbone's mean/std."""
+        return InputSpec(image_size, resize or image_size, "NCHW", tuple(mean), tuple(std))  # type: ignore[arg-type]
+
+    # --- files ---------------------------------------------------------------------------------------------------
+    def save(self, model: Any, path: str | os.PathLike, **meta: Any) -> Path:
+        """A torch model's weights and what rebuilds them (``meta``: ``backbone``, ``image_size``, ...)."""
+        import torch
+
+        from ..core import files
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with files.atomic_path(path) as tmp:
+            torch.save({"kind": self.name, "state_dict": model.state_dict(), **meta}, tmp)
+        return path
+
+    def load(self, path: str | os.PathLike) -> tuple[Any, dict[str, Any]]:
+        """The model saved at ``path`` (weights only: no code in the file runs; nothing is downloaded) and its
+        metadata, in eval mode on the CPU."""
+        blob = _torch_blob(path, self)
+        model = self.build(blob)
+        model.load_state_dict(blob["state_dict"])
+        return model.eval(), {k: v for k, v in blob.items() if k != "state_dict"}
+
+    def build(self, meta: dict[str, Any]) -> Any:
+        """An untrained model of the shape ``meta`` describes, to load weights into."""
+        raise NotImplementedError
+
+    # --- scoring ---------------------------------------------------------------------------------------------------
+    def score(self, model: Any, batch: np.ndarray, category: int | None = None) -> Scores:
+        """The framework's scores of a preprocessed batch (``category``: its index, for per-category models)."""
+        import torch
+
+        from .classifiers import defect_probability
+
+        with torch.no_grad():
+            return Scores(defect_probability(model(torch.from_numpy(batch))).numpy().astype(np.float64))
+
+    def onnx_feeds(self, batch: np.ndarray, category: int | None = None) -> dict[str, np.ndarray]:
+        """The ONNX graph's inputs for a preprocessed batch."""
+        return {"image": batch}
+
+    def from_onnx(self, outputs: list[np.ndarray]) -> Scores:
+        """:class:`Scores` from the ONNX graph's outputs (:attr:`onnx_outputs`)."""
+        return Scores(np.asarray(outputs[0]).reshape(-1).astype(np.float64))
+
+    def export(self, model: Any, path: Path, spec: InputSpec, opset: int = 18) -> str:
+        """Write the model as ONNX (input: the preprocessed batch; output: the defect probability); returns how."""
+        import torch
+        from torch import nn
+
+        from .classifiers import defect_probability
+
+        class Probability(nn.Module):
+            def __init__(self, inner: nn.Module):
+                super().__init__()
+                self.inner = inner
+
+            def forward(self, image: torch.Tensor) -> torch.Tensor:
+                return defect_probability(self.inner(image))
+
+        with torch.no_grad():
+            torch.onnx.export(Probability(model).eval(), (torch.zeros(2, *spec.shape),), str(path), dynamo=True,
+                              external_data=False, opset_version=opset, input_names=["image"], output_names=["score"],
+                              dynamic_shapes=({0: torch.export.Dim("batch", min=1)},), verbose=False)
+        return f"torch.onnx.export(dynamo=True, opset {opset}), torch {torch.__version__}"
+
+    # --- explaining ------------------------------------------------------------------------------------------------
+    def gradcam(self, model: Any, batch: np.ndarray) -> np.ndarray | None:
+        """Grad-CAM toward "defective" (N×H×W in [0, 1]); None for a model without a classifier."""
+        return None
+
+    def features(self, model: Any, batch: np.ndarray) -> np.ndarray | None:
+        """The features t-SNE shows (N×D); None for a model whose features are shown elsewhere."""
+        return None
+
+    def weights_outside_file(self, model: Any) -> int:
+        """Bytes of weights the model uses that its file does not hold (they come with a package)."""
+        return 0
+
+
+def _torch_blob(path: str | os.PathLike, kind: ModelKind | None = None) -> dict[str, Any]:
+    from ..core.files import safe_load
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"No saved model at {path}.")
+    blob = safe_load(path, "model file", "Load only models you trust; re-create this one with its notebook.")
+    found = blob.get("kind") if isinstance(blob, dict) else None
+    if kind is not None and found != kind.name:
+        raise ValueError(f"{path} holds a model of kind {found!r}, not {kind.name!r} (written by an older version, or "
+                         "another notebook's): re-create it with its notebook.")
+    return blob
+
+
+def _torch_gradcam(model: Any, target: Any, batch: np.ndarray) -> np.ndarray:
+    import torch
+
+    from ..explain.gradcam import torch_gradcam
+
+    return torch_gradcam(model, torch.from_numpy(batch), target, target_class=1)
+
+
+def _torch_features(module: Any, batch: np.ndarray) -> np.ndarray:
+    import torch
+
+    from ..explain.features import torch_features
+
+    return torch_features(module, torch.from_numpy(batch))
+
+
+def _backbone(meta: dict[str, Any]) -> Any:
+    from . import backbones
+
+    return backbones.build(meta.get("backbone", "resnet50"), "random")     # weights come from the file
+
+
+def _stage(key: str | None) -> str:
+    from . import backbones
+
+    return backbones.get(key or "resnet50").gradcam_stage
+
+
+class _Supervised(ModelKind):
+    name, title = "supervised", "supervised classifier"
+
+    def build(self, meta: dict[str, Any]) -> Any:
+        from .classifiers import Classifier
+
+        return Classifier(_backbone(meta))
+
+    def gradcam(self, model: Any, batch: np.ndarray) -> np.ndarray:
+        return _torch_gradcam(model, model.backbone.stages[_stage(model.backbone.key)], batch)
+
+    def features(self, model: Any, batch: np.ndarray) -> np.ndarray:
+        return _torch_features(model.backbone, batch)
+
+
+class _SimCLR(ModelKind):
+    name, title, scored = "simclr", "SimCLR encoder", False
+
+    def build(self, meta: dict[str, Any]) -> Any:
+        from .simclr import SimCLR
+
+        return SimCLR(_backbone(meta))
+
+    def features(self, model: Any, batch: np.ndarray) -> np.ndarray:
+        return _torch_features(model.encoder, batch)
+
+
+class _Probe(ModelKind):
+    name, title = "linear_probe", "linear probe"
+
+    def build(self, meta: dict[str, Any]) -> Any:
+        from .classifiers import LinearProbe
+
+        return LinearProbe(_backbone(meta))
+
+    def gradcam(self, model: Any, batch: np.ndarray) -> np.ndarray:
+        return _torch_gradcam(model, model.encoder.stages[_stage(model.encoder.key)], batch)
+
+
+class _Multitask(ModelKind):
+    name, title, framework, category_head = "keras_multitask", "Keras multi-task CNN", "keras", True
+    onnx_outputs = ("defect", "category")
+
+    def input_spec(self, image_size: int, mean: Any = None, std: Any = None, resize: int | None = None) -> InputSpec:
+        return InputSpec(image_size, image_size, "NHWC")
+
+    def save(self, model: Any, path: str | os.PathLike, **meta: Any) -> Path:
+        model.save(path)
+        return Path(path)
+
+    def load(self, path: str | os.PathLike) -> tuple[Any, dict[str, Any]]:
+        from ..core.env import load_torch_before_tensorflow
+
+        load_torch_before_tensorflow()
+        import keras
+
+        return keras.models.load_model(path), {}     # safe_mode (the default): no lambda or custom code runs
+
+    def score(self, model: Any, batch: np.ndarray, category: int | None = None) -> Scores:
+        out = model(batch, training=False)
+        return Scores(np.asarray(out["defect"]).reshape(-1).astype(np.float64), np.asarray(out["category"]))
+
+    def from_onnx(self, outputs: list[np.ndarray]) -> Scores:
+        return Scores(np.asarray(outputs[0]).reshape(-1).astype(np.float64), np.asarray(outputs[1]))
+
+    def export(self, model: Any, path: Path, spec: InputSpec, opset: int = 18) -> str:
+        import keras
+
+        model(np.zeros((1, *spec.shape), np.float32), training=False)    # export needs a model that has been called
+        model.export(str(path), format="onnx", verbose=False)
+        return f"keras Model.export(format='onnx') (tf2onnx), keras {keras.__version__}"
+
+    def gradcam(self, model: Any, batch: np.ndarray) -> np.ndarray:
+        from ..explain.gradcam import keras_gradcam
+        from .multitask import LAST_CONV
+
+        return keras_gradcam(model, batch, conv_layer=LAST_CONV)
+
+    def features(self, model: Any, batch: np.ndarray) -> np.ndarray:
+        from ..explain.features import keras_features
+        from .multitask import SHARED_DENSE
+
+        return keras_features(model, batch, layer=SHARED_DENSE)
+
+
+class _PatchCore(ModelKind):
+    name, title, per_category = "patchcore", "PatchCore", True
+    onnx_outputs = ("score", "map")
+
+    def input_spec(self, image_size: int, mean: Any = None, std: Any = None, resize: int | None = None) -> InputSpec:
+        return InputSpec(image_size, resize or image_size, "NCHW")      # [0, 1]: the backbone normalises inside
+
+    def save(self, model: Any, path: str | os.PathLike, **meta: Any) -> Path:
+        """The banks and each category's normalisation (not the backbone: its weights come with torchvision or a
+        package, and are rebuilt exactly as named — never another backbone)."""
+        import torch
+
+        from ..core import files
+
+        state = {"banks": {c: model.bank(c).cpu().contiguous() for c in model.categories if model.bank_rows[model.index(c)]},
+                 "thresholds": model.thresholds.cpu(), "spans": model.spans.cpu()}
+        with files.atomic_path(path) as tmp:
+            torch.save({"kind": self.name, "backbone": model.features.key, "categories": list(model.categories),
+                        "state": state, **meta}, tmp)
+        return Path(path)
+
+    def load(self, path: str | os.PathLike) -> tuple[Any, dict[str, Any]]:
+        from .patchcore import PatchCore, PatchFeatures
+
+        blob = _torch_blob(path, self)
+        recipe = blob.get("recipe", {})
+        model = PatchCore(PatchFeatures(blob["backbone"]), blob["categories"], recipe.get("coreset_fraction", 0.1),
+                          recipe.get("num_neighbors", 9), recipe.get("blur_sigma", 4.0))
+        for category, bank in blob["state"]["banks"].items():
+            model.set_bank(category, bank)
+        model.thresholds.copy_(blob["state"]["thresholds"])
+        model.spans.copy_(blob["state"]["spans"])
+        return model.eval(), {k: v for k, v in blob.items() if k != "state"}
+
+    def weights_outside_file(self, model: Any) -> int:
+        return sum(t.numel() * t.element_size() for t in model.features.net.state_dict().values())
+
+    def score(self, model: Any, batch: np.ndarray, category: int | None = None) -> Scores:
+        import torch
+
+        score, maps = model(torch.from_numpy(batch), torch.tensor([int(category or 0)]))
+        return Scores(score.numpy().astype(np.float64), maps=maps.numpy())
+
+    def onnx_feeds(self, batch: np.ndarray, category: int | None = None) -> dict[str, np.ndarray]:
+        return {"image": batch, "category": np.array([int(category or 0)], np.int64)}
+
+    def from_onnx(self, outputs: list[np.ndarray]) -> Scores:
+        return Scores(np.asarray(outputs[0]).astype(np.float64), maps=np.asarray(outputs[1]))
+
+    def export(self, model: Any, path: Path, spec: InputSpec, opset: int = 18) -> str:
+        import torch
+
+        from ..core.layout import onnx_data
+
+        big = model.banks.numel() * 4 > EXTERNAL_DATA_BYTES
+        with torch.no_grad():
+            torch.onnx.export(model.eval(), (torch.zeros(2, *spec.shape), torch.zeros(1, dtype=torch.int64)), str(path),
+                              dynamo=True, external_data=big, opset_version=opset, input_names=["image", "category"],
+                              output_names=list(self.onnx_outputs),
+                              dynamic_shapes=({0: torch.export.Dim("batch", min=1)}, None), verbose=False)
+        where = f"; weights in {onnx_data(path.name)}" if big else ""
+        return (f"torch.onnx.export(dynamo=True, opset {opset}) of helpers.models.patchcore.PatchCore, "
+                f"torch {torch.__version__}{where}")
+
+
+#: Above this many bytes of weights an ONNX file keeps them in ``<file>.data`` beside it (protobuf's 2 GB limit):
+#: PatchCore's banks in the full profile can pass it.
+EXTERNAL_DATA_BYTES = int(1.5 * 2**30)
+
+SUPERVISED, SIMCLR, PROBE, MULTITASK, PATCHCORE = _Supervised(), _SimCLR(), _Probe(), _Multitask(), _PatchCore()
+#: Every kind, by name.
+KINDS: dict[str, ModelKind] = {k.name: k for k in (SUPERVISED, SIMCLR, PROBE, MULTITASK, PATCHCORE)}
+
+
+def get(name: str) -> ModelKind:
+    """The kind called ``name``; an unknown one is refused, naming the known ones."""
+    if name not in KINDS:
+        raise ValueError(f"unknown model kind {name!r}: this version knows {', '.join(KINDS)}")
+    return KINDS[name]
+
+
+def of_file(path: str | os.PathLike) -> ModelKind:
+    """The kind a saved torch model says it is (weights only: nothing in the file runs)."""
+    return get(str(_torch_blob(path).get("kind")))

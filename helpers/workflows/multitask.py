@@ -1,0 +1,140 @@
+"""Notebook 04 as functions: the Keras multi-task CNN (object category + defective/good), trained from scratch.
+
+:func:`run` trains :func:`helpers.models.multitask.build_multitask` with the recipe's callbacks (EarlyStopping,
+ModelCheckpoint on val defect AUC, CSVLogger, BackupAndRestore: :mod:`helpers.training.keras_fit`), scores the
+checkpointed model once on the held-out ``test`` split and writes its notebook folder: ``metrics.json``,
+``scores.csv``, ``model.keras``, ``model_card.json`` (with the label encoding), ``training_log.csv``.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..artefacts.card import card_for, write_card
+from ..artefacts.scored import ScoredRun, labels_used, write_scored
+from ..core import layout
+from ..core.env import load_torch_before_tensorflow
+from ..data.prepare import Prepared
+from ..evaluation import metrics as M
+from ..models import kinds
+from ..models.multitask import build_multitask, predict_multitask
+from ..training.keras_fit import compile_multitask, fit_or_reuse, set_determinism
+from ..training.loop import fingerprint
+from ..training.recipes import KerasRecipe, scaled
+
+__all__ = ["APPROACH", "MultitaskRun", "run", "load"]
+
+APPROACH = "Keras multi-task CNN"
+
+
+@dataclass(kw_only=True)
+class MultitaskRun(ScoredRun):
+    """Notebook 04's scored run, with the category task: the label encoding and its test metrics."""
+
+    categories: list[str]
+    category_metrics: dict[str, Any]
+    epochs_run: int
+    resumed: bool
+
+
+def _datasets(prepared: Prepared, recipe: KerasRecipe, categories: list[str], seed: int, shuffled_defect: bool
+              ) -> tuple[Any, dict[str, tuple[pd.DataFrame, Any]]]:
+    from ..data.tf_data import make_dataset
+
+    cache = prepared.cache(recipe.image_size, progress=False)
+    train = prepared.frame("train")
+    if shuffled_defect:
+        train = train.assign(label=np.random.default_rng(seed).permutation(train["label"].to_numpy()))
+
+    def make(frame: pd.DataFrame, training: bool) -> Any:
+        return make_dataset(frame, categories, recipe.image_size, recipe.batch_size, training=training, cache=cache,
+                            seed=seed)
+    return make(train, True), {s: (prepared.frame(s), make(prepared.frame(s), False)) for s in ("val", "test")}
+
+
+def _score_splits(model: Any, evals: dict[str, tuple[pd.DataFrame, Any]], categories: list[str]) -> pd.DataFrame:
+    """Defect scores and predicted categories of the val and test rows, in order."""
+    rows = []
+    for split, (frame, ds) in evals.items():
+        cat_p, defect_p = predict_multitask(model, ds)
+        rows.append(pd.DataFrame({"path": frame["path"], "category": frame["category"],
+                                  "label": frame["label"].astype(int), "split": split, "score": defect_p,
+                                  "pred_category": [categories[i] for i in cat_p.argmax(1)]}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def _train(prepared: Prepared, recipe: KerasRecipe, out: Path, categories: list[str], shuffled_defect: bool,
+           extra_callbacks: list | None, verbose: int, strategy: Any) -> tuple[Any, dict[str, Any], bool]:
+    """Build, compile and fit (or resume, or reuse) the model; the evaluation datasets and whether it resumed."""
+    set_determinism(prepared.cfg.seed)
+    train_ds, evals = _datasets(prepared, recipe, categories, prepared.cfg.seed, shuffled_defect)
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        model = build_multitask(len(categories), recipe.image_size)
+        compile_multitask(model, recipe)
+    key = fingerprint(prepared, recipe=asdict(recipe), shuffled=shuffled_defect, categories=categories)
+    resumed = fit_or_reuse(model, out, key, recipe, train_ds, evals["val"][1], extra_callbacks, verbose)
+    return model, evals, resumed
+
+
+def run(prepared: Prepared, recipe: KerasRecipe | None = None, shuffled_defect: bool = False,
+        out_dir: str | os.PathLike | None = None, write_metrics: bool = True, verbose: int = 2,
+        extra_callbacks: list | None = None, strategy: Any = None) -> MultitaskRun:
+    """Train (or resume) and score the multi-task CNN.
+
+    With a ``tf.distribute`` ``strategy`` (e.g. :func:`helpers.training.keras_fit.mirrored_strategy`: one replica per
+    GPU) the model is built and compiled in its scope; each batch of the recipe is split over the replicas.
+
+    - ``BackupAndRestore`` under ``out_dir/backup`` resumes an interrupted ``fit`` at the next epoch;
+      the CSV log is appended to, and ModelCheckpoint's best value is carried over from it.
+    - The scored model is the one ModelCheckpoint kept (best ``val_defect_auc``), reloaded from disk.
+    - ``shuffled_defect`` permutes the training defect labels (negative control).
+    """
+    cfg = prepared.cfg
+    recipe = recipe or scaled(KerasRecipe(), cfg.profile)
+    started = time.time()
+    out = Path(out_dir) if out_dir is not None else layout.notebook_dir(cfg.runs_dir, layout.KERAS)
+    out.mkdir(parents=True, exist_ok=True)
+    categories = sorted(prepared.manifest["category"].unique())
+    _, evals, resumed = _train(prepared, recipe, out, categories, shuffled_defect, extra_callbacks, verbose, strategy)
+    log = pd.read_csv(out / layout.KERAS_LOG)
+    model, _ = kinds.MULTITASK.load(out / layout.MODEL_FILES[layout.KERAS])
+    scores = _score_splits(model, evals, categories)
+    test = scores[scores["split"] == "test"]
+    cat_m = M.category_metrics(test["category"], test["pred_category"], labels=categories)
+    write = write_metrics and not shuffled_defect
+    run = write_scored(
+        prepared, layout.KERAS, APPROACH + (" (SHUFFLED DEFECT LABELS control)" if shuffled_defect else ""),
+        scores, started=started, threshold_method=recipe.threshold_method, out_dir=out,
+        labels=labels_used(prepared, int((prepared.split["split"] == "train").sum()), False,
+                           "early stopping (val loss), checkpoint (val defect AUC), threshold"),
+        write=write,
+        extra_metrics={"category_accuracy": cat_m["accuracy"], "category_precision_weighted": cat_m["precision_weighted"],
+                       "category_recall_weighted": cat_m["recall_weighted"], "category_f1_weighted": cat_m["f1_weighted"]},
+        extra={"recipe": asdict(recipe), "categories": categories, "epochs_run": len(log),
+               "scored_model": "ModelCheckpoint best val_defect_auc",
+               "category_per_class_recall": cat_m["per_class_recall"]},
+        run_type=MultitaskRun, model=model, history=log, categories=categories, category_metrics=cat_m,
+        epochs_run=len(log), resumed=resumed)
+    if write:
+        name = layout.MODEL_FILES[layout.KERAS]
+        write_card(out, card_for(run, kinds.MULTITASK.name, name, kinds.MULTITASK.input_spec(recipe.image_size),
+                                 categories=tuple(categories), weights="none (trained from scratch, as study 001)"))
+    return run
+
+
+def load(folder: str | os.PathLike) -> tuple[Any, list[str], int]:
+    """Notebook 04's saved model, its label encoding (category names in the order of the category head) and its input
+    size, read from the model folder's card."""
+    from ..artefacts.card import read_card
+
+    load_torch_before_tensorflow()
+    card = read_card(folder)
+    model, _ = kinds.MULTITASK.load(Path(folder) / card.model_file)
+    return model, list(card.categories), card.input.image_size
