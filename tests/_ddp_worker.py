@@ -1,4 +1,4 @@
-"""Child process for test_distributed.py: a small classifier trained by helpers.train.fit, in one process or
+"""Child process for test_distributed.py: a small classifier trained by helpers.training.loop.fit, in one process or
 several (under torchrun, gloo on CPU), with a checkpoint.
 
     python tests/_ddp_worker.py OUT_DIR EPOCHS [STOP_AFTER] [LOSS]
@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from helpers.core import distributed
 from helpers.data.torch_data import make_loader
-from helpers.models.classifiers import nt_xent
+from helpers.models.simclr import nt_xent
 from helpers.training.loop import fit
 
 GLOBAL_BATCH = 16

@@ -1,4 +1,4 @@
-"""Deployment (helpers/deploy.py, ``python -m helpers export|predict``): the model card, ONNX parity with the
+"""Deployment (helpers/deploy/, ``python -m helpers export|predict``): the model card, ONNX parity with the
 framework, and ``predict`` on folders holding bad files — generated images and the real MVTec sample."""
 from __future__ import annotations
 
@@ -15,38 +15,48 @@ import pytest
 from PIL import Image
 
 from helpers import errors
-from helpers.artefacts import runs
+from helpers.artefacts.card import card_for, read_card, sha256, write_card
+from helpers.artefacts.scored import ScoredRun
+from helpers.core import layout
+from helpers.data import preprocessing
 from helpers.data.synthetic import render_image
-from helpers.deploy import models as deploy
-from helpers.models.classifiers import save_model, supervised_resnet50
+from helpers.deploy import checks, export, inferencers, inputs
+from helpers.deploy.predict import predict
+from helpers.models import backbones, kinds
+from helpers.models.classifiers import Classifier, starting_backbone
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 32
+RESNET = backbones.get("resnet50")
 
 
-def _fake_run(out_dir: Path, threshold: float) -> runs.ScoredRun:
-    """What a model notebook passes to write_model_card, without training (parity needs no trained weights)."""
+def fake_run(out_dir: Path, threshold: float, stem: str = layout.SUPERVISED, per_category: dict | None = None) -> ScoredRun:
+    """What a model notebook passes to card_for, without training (parity needs no trained weights)."""
     record = {"metrics": {"roc_auc": 0.9, "f1": 0.8}, "data": {"root": "/nowhere", "split_hash": "abc"},
-              "code": {"package": "test"}, "device": {"kind": "cpu"}, "profile": "smoke"}
-    return runs.ScoredRun(layout.SUPERVISED, "Supervised ResNet-50", pd.DataFrame(), threshold, "f1", {},
-                          pd.DataFrame(), record, out_dir)
+              "code": {"package": "test"}, "device": {"kind": "cpu"}, "profile": "smoke",
+              "threshold": {"value": threshold, "method": "f1", "chosen_on": "val", "per_category": per_category}}
+    return ScoredRun(stem, "Supervised ResNet-50", pd.DataFrame(), threshold, "f1", {}, pd.DataFrame(), record, out_dir)
+
+
+def supervised_folder(folder: Path, size: int = SIZE) -> Path:
+    """A model folder as notebook 01 leaves it (random weights: parity does not need a trained model), exported."""
+    import torch
+
+    torch.manual_seed(0)
+    model = Classifier(starting_backbone("resnet50", pretrained=False)[0]).eval()
+    kinds.SUPERVISED.save(model, folder / "model.pt", backbone="resnet50", image_size=size)
+    spec = kinds.SUPERVISED.input_spec(size, RESNET.mean, RESNET.std)
+    images = [render_image("bottle", np.random.default_rng(i), 64)[0] for i in range(6)]
+    probs = kinds.SUPERVISED.score(model, preprocessing.batch(spec, images)).defect
+    write_card(folder, card_for(fake_run(folder, float(np.median(probs))), kinds.SUPERVISED.name, "model.pt", spec,
+                                backbone="resnet50", weights="none (random init)"))
+    export.export_onnx(folder)
+    return folder
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
-    """A model folder as notebook 01 leaves it (random weights: parity does not need a trained model), exported."""
-    import torch
-
-    folder = tmp_path_factory.mktemp("model")
-    torch.manual_seed(0)
-    model, _ = supervised_resnet50(pretrained=False)
-    save_model(model.eval(), folder / "model.pt", "supervised_resnet50", SIZE)
-    images = [render_image("bottle", np.random.default_rng(i), 64)[0] for i in range(6)]
-    probs = deploy._probability_model(folder, {"model_file": "model.pt"})(torch.from_numpy(
-        deploy.preprocess(images, SIZE))).detach().numpy()
-    deploy.write_model_card(_fake_run(folder, float(np.median(probs))), "model.pt", "supervised_resnet50", SIZE)
-    deploy.export_onnx(folder)
-    return folder
+    return supervised_folder(tmp_path_factory.mktemp("model"))
 
 
 def _image_folder(base: Path, n: int = 5) -> Path:
@@ -59,19 +69,20 @@ def _image_folder(base: Path, n: int = 5) -> Path:
 
 
 def test_card_records_what_scoring_needs(model_dir):
-    card = deploy.read_model_card(model_dir)
-    assert card["input"]["image_size"] == SIZE and card["input"]["mean"] == [0.485, 0.456, 0.406]
-    assert card["threshold"]["chosen_on"] == "val" and card["output"]["labels"] == {"0": "good", "1": "defective"}
-    assert card["onnx"]["file"] == "model.onnx" and len(card["onnx"]["sha256"]) == 64
-    assert card["data"]["split_hash"] == "abc" and card["limits"]
+    card = read_card(model_dir)
+    assert card.input.image_size == SIZE and card.input.mean == (0.485, 0.456, 0.406) and card.input.layout == "NCHW"
+    assert card.threshold.chosen_on == "val" and card.kind == kinds.SUPERVISED.name
+    assert card.onnx.file == "model.onnx" and card.onnx.sha256 == sha256(model_dir / "model.onnx")
+    assert card.model_sha256 == sha256(model_dir / "model.pt") and card.backbone == "resnet50"
+    assert card.data["split_hash"] == "abc" and card.limits
 
 
 def test_onnx_matches_the_framework(model_dir):
     images = [render_image(c, np.random.default_rng(i), 64)[0] for i, c in enumerate(["bottle", "carpet", "grid"] * 4)]
     images = [np.stack([x] * 3, -1) if x.ndim == 2 else x for x in images]
-    check = deploy.parity(model_dir, images, batch_size=5)    # ragged last batch: dynamic batch axis
-    assert check["n"] == 12 and check["max_abs_diff"] <= 1e-4 and check["same_decisions"]
-    assert np.std(check["framework"]) > 0                          # the scores differ between images: a real check
+    check = checks.parity(model_dir, images, batch_size=5)    # ragged last batch: dynamic batch axis
+    assert check.n == 12 and check.max_abs_diff <= 1e-4 and check.same_decisions
+    assert np.std(check.framework) > 0                          # the scores differ between images: a real check
 
 
 def test_predict_scores_good_files_and_lists_bad_ones(model_dir, tmp_path):
@@ -80,7 +91,7 @@ def test_predict_scores_good_files_and_lists_bad_ones(model_dir, tmp_path):
     (folder / "corrupt.png").write_bytes((folder / "000.png").read_bytes()[:300])
     (folder / "notes.txt").write_text("not an image")
     os.symlink(folder / "001.png", folder / "link.png")
-    table = deploy.predict(model_dir, [data, tmp_path / "missing.png"], backend="onnx", progress=False)
+    table = predict(model_dir, [data, tmp_path / "missing.png"], backend="onnx", progress=False)
     scored = table[table["problem"] == ""]
     assert sorted(Path(p).name for p in scored["path"]) == [f"{i:03d}.png" for i in range(5)]
     assert set(scored["category"]) == {"bottle"} and scored["score"].between(0, 1).all()
@@ -89,7 +100,7 @@ def test_predict_scores_good_files_and_lists_bad_ones(model_dir, tmp_path):
                         table.loc[table["problem"] != "", "problem"]))
     assert "corrupt or truncated" in problems["corrupt.png"] and "not an image" in problems["notes.txt"]
     assert "not followed" in problems["link.png"] and problems["missing.png"] == "no such file or folder"
-    other = deploy.predict(model_dir, [data], backend="framework", progress=False, heatmaps=tmp_path / "cams")
+    other = predict(model_dir, [data], backend="framework", progress=False, heatmaps=tmp_path / "cams")
     merged = scored.merge(other[other["problem"] == ""], on="path")
     assert np.abs(merged["score_x"] - merged["score_y"]).max() <= 1e-4
     overlays = [np.asarray(Image.open(p)) for p in other.loc[other["problem"] == "", "heatmap"]]   # Grad-CAM
@@ -99,17 +110,17 @@ def test_predict_scores_good_files_and_lists_bad_ones(model_dir, tmp_path):
 
 def test_model_folder_problems_say_what_to_do(model_dir, tmp_path):
     with pytest.raises(errors.ModelFolderError, match="not a folder"):
-        deploy.read_model_card(tmp_path / "none")
+        read_card(tmp_path / "none")
     with pytest.raises(errors.ModelFolderError, match="no model_card.json"):
-        deploy.read_model_card(tmp_path)
+        read_card(tmp_path)
     copy = tmp_path / "copy"
     shutil.copytree(model_dir, copy)
     (copy / "model.onnx").write_bytes(b"tampered")
     with pytest.raises(errors.ModelFolderError, match="sha256 differs"):
-        deploy.predict(copy, [tmp_path], progress=False)
+        predict(copy, [tmp_path], progress=False)
     (copy / "model.onnx").unlink()
     with pytest.raises(errors.ModelFolderError, match="Make it first"):
-        deploy.predict(copy, [tmp_path], progress=False)
+        predict(copy, [tmp_path], progress=False)
 
 
 def test_predict_cli_on_real_mvtec_images(model_dir, real_sample, tmp_path):
@@ -139,40 +150,39 @@ def test_int8_is_smaller_and_scores_like_fp32(model_dir, tmp_path):
     folder = tmp_path / "model"
     shutil.copytree(model_dir, folder)
     calibration = [render_image("bottle", np.random.default_rng(200 + i), 64)[0] for i in range(8)]
-    path = deploy.quantize_int8(folder, calibration)
-    card = deploy.read_model_card(folder)
-    assert card["int8"]["calibrated_on"] == "the images given" and card["int8"]["sha256"] == deploy._sha256(path)
-    assert path.stat().st_size < 0.35 * (folder / deploy.ONNX_FILE).stat().st_size
+    path = export.quantize_int8(folder, calibration)
+    card = read_card(folder)
+    assert card.int8.calibrated_on == "the images given" and card.int8.sha256 == sha256(path)
+    assert path.stat().st_size < 0.35 * (folder / layout.ONNX).stat().st_size
     data = _image_folder(tmp_path / "imgs")
-    fp32 = deploy.predict(folder, [data], backend="onnx", progress=False)
-    int8 = deploy.predict(folder, [data], backend="onnx-int8", progress=False)
+    fp32 = predict(folder, [data], backend="onnx", progress=False)
+    int8 = predict(folder, [data], backend="onnx-int8", progress=False)
     assert (int8["problem"] == "").all() and int8["score"].between(0, 1).all()
     assert np.abs(fp32["score"] - int8["score"]).max() < 0.25   # random weights; trained models: notebook 08
 
 
 def test_keras_model_exports_both_heads_and_predicts_categories(tmp_path):
     """The Keras multi-task model: NHWC input scaled to [0, 1], ONNX with both heads, the category head named."""
-    from helpers.workflows.keras_track import build_multitask
+    from helpers.models.multitask import build_multitask
 
     folder = tmp_path / "keras"
     folder.mkdir()
     names = ["bottle", "carpet", "grid"]
     build_multitask(len(names), SIZE).save(folder / "model.keras")
-    run = _fake_run(folder, 0.5)
-    run.stem = layout.KERAS
-    deploy.write_model_card(run, "model.keras", deploy.KERAS_ARCH, SIZE, categories=names)
-    card = deploy.read_model_card(folder)
-    assert card["framework"] == "keras" and card["input"]["layout"] == "NHWC float32"
-    assert card["output"]["category"]["names"] == names
-    deploy.export_onnx(folder)
+    write_card(folder, card_for(fake_run(folder, 0.5, layout.KERAS), kinds.MULTITASK.name, "model.keras",
+                                kinds.MULTITASK.input_spec(SIZE), categories=tuple(names)))
+    card = read_card(folder)
+    assert card.framework == "keras" and card.input.layout == "NHWC" and card.input.mean is None
+    assert card.categories == tuple(names)
+    export.export_onnx(folder)
     images = [render_image(c, np.random.default_rng(i), 64)[0] for i, c in enumerate(names * 3)]
     images = [np.stack([x] * 3, -1) if x.ndim == 2 else x for x in images]
-    check = deploy.parity(folder, images, batch_size=4)       # both heads compared
-    assert check["n"] == 9 and check["max_abs_diff"] <= 1e-4 and check["same_decisions"]
-    deploy.quantize_int8(folder, images)
+    check = checks.parity(folder, images, batch_size=4)       # both heads compared
+    assert check.n == 9 and check.max_abs_diff <= 1e-4 and check.same_decisions
+    export.quantize_int8(folder, images)
     data = _image_folder(tmp_path / "imgs", n=3)
-    for backend in deploy.BACKENDS:
-        table = deploy.predict(folder, [data], backend=backend, progress=False, heatmaps=tmp_path / backend)
+    for backend in inferencers.BACKENDS:
+        table = predict(folder, [data], backend=backend, progress=False, heatmaps=tmp_path / backend)
         assert (table["problem"] == "").all() and set(table["predicted_category"]) <= set(names)
         assert all(Path(p).exists() for p in table["heatmap"])     # Grad-CAM of the Keras model
 
@@ -186,14 +196,14 @@ def test_export_cli_checks_parity_and_quantises_on_the_runs_images(model_dir, tm
     paths = sorted(p.relative_to(data).as_posix() for p in data.rglob("*.png"))
     pd.DataFrame({"path": paths, "category": "bottle", "label": [0, 0, 0, 0, 0, 1, 0, 1, 1],
                   "split": ["val"] * 4 + ["test"] * 5, "score": 0.5}).to_csv(folder / "scores.csv", index=False)
-    card = json.loads((folder / deploy.CARD).read_text())
+    card = json.loads((folder / layout.CARD).read_text())
     card["data"]["root"] = str(data)
-    (folder / deploy.CARD).write_text(json.dumps(card))
+    (folder / layout.CARD).write_text(json.dumps(card))
     res = subprocess.run([sys.executable, "-m", "helpers", "export", "--model", str(folder), "--int8"], cwd=ROOT,
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "parity on 5 test images" in res.stdout and "same decisions: True" in res.stdout
-    assert "test AUROC fp32" in res.stdout and deploy.read_model_card(folder)["int8"]["calibrated_on"] == "4 good val images"
+    assert "test AUROC fp32" in res.stdout and read_card(folder).int8.calibrated_on == "4 good val images"
     (folder / "scores.csv").unlink()                            # the run's images unknown: no silent skip
     res = subprocess.run([sys.executable, "-m", "helpers", "export", "--model", str(folder), "--int8"], cwd=ROOT,
                          capture_output=True, text=True, timeout=600)
@@ -213,17 +223,17 @@ def test_patchcore_from_notebook_06_exports_reproduces_its_scores_and_draws_maps
                          capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stderr[-2000:]
     folder = runs_dir / layout.PATCHCORE
-    card = deploy.read_model_card(folder)
-    assert card["arch"] == "patchcore" and card["output"]["category"]["names"] == ["bottle", "carpet"]
-    assert set(card["threshold"]["per_category"]) == {"bottle", "carpet"} and card["threshold"]["value"] == 0.5
+    card = read_card(folder)
+    assert card.kind == kinds.PATCHCORE.name and card.categories == ("bottle", "carpet")
+    assert set(card.threshold.per_category) == {"bottle", "carpet"} and card.threshold.value == 0.5
     res = subprocess.run([sys.executable, "-m", "helpers", "export", "--model", str(folder), "--int8"], cwd=ROOT,
                          capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     assert "same decisions: True" in res.stdout and "test AUROC fp32" in res.stdout
     written = pd.read_csv(folder / "scores.csv").query("split == 'test'")
-    onnx = deploy.evaluate(folder, "onnx")
+    onnx = checks.evaluate(folder, "onnx")
     # the smoke data's val range is under 1 distance unit, so normalised scores magnify fp32 noise: 1e-3 here
-    assert len(written) == onnx["n"] and np.abs(onnx["scores"] - written["score"].to_numpy()).max() <= 1e-3
+    assert len(written) == onnx.n and np.abs(onnx.scores - written["score"].to_numpy()).max() <= 1e-3
 
     data = tmp_path / "incoming"
     shutil.copytree(synthetic_root / "bottle" / "test", data / "bottle")
@@ -242,16 +252,16 @@ def test_patchcore_from_notebook_06_exports_reproduces_its_scores_and_draws_maps
     scored = table[table["problem"] == ""]
     n_bottle = sum(1 for _ in (synthetic_root / "bottle" / "test").rglob("*.png")) + n_real
     assert n_real > 0 and len(scored) == n_bottle and set(scored["category"]) == {"bottle"}
-    assert card["output"]["category"]["bank_rows"]["bottle"] > 0
+    assert card.bank_rows["bottle"] > 0
     problems = dict(zip(table["path"].map(lambda p: Path(p).name), table["problem"]))
     assert "corrupt or truncated" in problems["corrupt.png"] and "no category" in problems["no_category.png"]
     assert all("no memory bank for category 'screw'" in p for p in table.loc[table["category"] == "screw", "problem"])
-    crop = card["input"]["image_size"]
+    crop = card.input.image_size
     overlay = np.asarray(PILImage.open(scored["heatmap"].iloc[0]))
     assert overlay.shape == (crop, 2 * crop + 4, 3) and len(list(heat.glob("*.png"))) == n_bottle
     left, right = overlay[:, :crop].astype(int), overlay[:, crop + 4:].astype(int)
     assert np.abs(left - right).mean() > 5                           # the map is drawn over the image
-    forced = deploy.predict(folder, [data / "no_category.png"], category="bottle", progress=False)
+    forced = predict(folder, [data / "no_category.png"], category="bottle", progress=False)
     assert forced["problem"].tolist() == [""] and forced["category"].tolist() == ["bottle"]
 
 
@@ -260,31 +270,29 @@ def test_large_banks_go_to_an_external_data_file(synthetic_root, tmp_path, monke
     written with the model and read back by onnxruntime — here forced with a limit of 0 bytes."""
     import torch
 
-    from helpers.models.patchcore import efficientnet_lite0_levels
-    from helpers.training.recipes import PatchCoreRecipe
-    from helpers.workflows import oneclass
+    from helpers.models.patchcore import PatchCore, PatchFeatures
 
     folder = tmp_path / "model"
     folder.mkdir()
-    backbone = efficientnet_lite0_levels()
+    spec = kinds.PATCHCORE.input_spec(56, resize=64)
     paths = sorted((synthetic_root / "bottle" / "train" / "good").glob("*.png"))
-    x = torch.from_numpy(deploy.preprocess(paths, 56, "NCHW float32 [0, 1]", 64))
-    from helpers.models.patchcore import PatchCore
-
-    bank = PatchCore(backbone).fit(x).bank
-    oneclass.save_banks(folder / "model.pt", oneclass.OneClassResult(
-        "shared-split", backbone.name, pd.DataFrame(), pd.DataFrame(), {}, PatchCoreRecipe(64, 56), {"bottle": bank}))
+    model = PatchCore(PatchFeatures("efficientnet_lite0"), ["bottle"])
+    model.fit("bottle", torch.from_numpy(preprocessing.batch(spec, paths)))
+    model.set_normalisation({"bottle": (10.0, 10.0)})
+    kinds.PATCHCORE.save(model, folder / "model.pt")
     params = {"bottle": {"threshold": 10.0, "min": 5.0, "max": 15.0, "note": ""}}
-    deploy.write_model_card(_fake_run(folder, 0.5), "model.pt", "patchcore", 56, ["bottle"], resize=64,
-                            per_category=params, bank_rows={"bottle": len(bank)})
-    monkeypatch.setattr(deploy, "EXTERNAL_DATA_BYTES", 0)
-    deploy.export_onnx(folder)
-    assert deploy.read_model_card(folder)["onnx"]["data_file"] == "model.onnx.data"
-    assert (folder / "model.onnx.data").stat().st_size > bank.numel() * 4 and not list(folder.glob(".model*"))
+    rows = int(model.bank_rows[0])
+    write_card(folder, card_for(fake_run(folder, 0.5, layout.PATCHCORE, params), kinds.PATCHCORE.name, "model.pt", spec,
+                                categories=("bottle",), bank_rows={"bottle": rows}))
+    monkeypatch.setattr(kinds, "EXTERNAL_DATA_BYTES", 0)
+    export.export_onnx(folder)
+    assert read_card(folder).onnx.data_file == "model.onnx.data"
+    assert (folder / "model.onnx.data").stat().st_size > rows * model.banks.shape[-1] * 4 and not list(folder.glob(".model*"))
+    assert inferencers.external_locations(folder / "model.onnx") == {"model.onnx.data"}
     images = [synthetic_root / "bottle" / "test" / "good" / p.name for p in
               sorted((synthetic_root / "bottle" / "test" / "good").glob("*.png"))]
-    check = deploy.parity(folder, images)
-    assert check["n"] == len(images) and check["ok"] and check["map_scale"] > 0
-    monkeypatch.setattr(deploy, "DISTANCE_FLOATS", 1)                  # huge banks: one image per batch
-    card = deploy.read_model_card(folder)
-    assert deploy._batch_limit(card) == 1 and [len(c) for c, _ in deploy._groups(card, images, 32)] == [1] * len(images)
+    check = checks.parity(folder, images)
+    assert check.n == len(images) and check.ok and check.map_scale > 0
+    monkeypatch.setattr(inputs, "DISTANCE_FLOATS", 1)                  # huge banks: one image per batch
+    card = read_card(folder)
+    assert inputs.batch_limit(card) == 1 and [len(c) for c, _ in inputs.batches(card, images, 32)] == [1] * len(images)

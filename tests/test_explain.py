@@ -8,7 +8,7 @@ import pytest
 import torch
 from scipy.ndimage import gaussian_filter
 
-from helpers.artefacts import runs
+from helpers.core import layout
 from helpers.data.synthetic import render_image
 from helpers.evaluation import localisation
 from helpers.explain import features, gradcam
@@ -69,32 +69,34 @@ def test_localise_scores_every_models_maps_with_good_images_included(planted):
 
 
 def _normalised(images: np.ndarray) -> torch.Tensor:
-    from helpers.data.torch_data import eval_transform
+    from helpers.data import preprocessing
+    from helpers.models import backbones, kinds
 
-    tf = eval_transform(64)
-    return torch.stack([tf(image=im)["image"] for im in images])
+    entry = backbones.get("resnet50")
+    return torch.from_numpy(preprocessing.batch(kinds.SUPERVISED.input_spec(64, entry.mean, entry.std), images))
 
 
 def test_torch_gradcam_shape_range_and_input_dependence(planted):
-    from helpers.models.classifiers import supervised_resnet50
+    from helpers.models.classifiers import Classifier, starting_backbone
 
     torch.manual_seed(0)
-    model, _ = supervised_resnet50(pretrained=False)
+    model = Classifier(starting_backbone("resnet50", pretrained=False)[0])
     img, _ = planted
     other, _ = render_image("hazelnut", np.random.default_rng(8), 128, defect="crack", defect_scale=1.5,
                             difficulty="uniform")
     x = _normalised(np.stack([img, other]))
-    maps = gradcam.torch_gradcam(model, x, model.layer4[-1])
+    target = model.backbone.stages["stride32"]
+    maps = gradcam.torch_gradcam(model, x, target)
     assert maps.shape == (2, 64, 64) and maps.min() >= 0 and maps.max() <= 1 and maps.max() == 1
     assert np.abs(maps[0] - maps[1]).mean() > 0.01                       # a different input, a different map
-    again = gradcam.torch_gradcam(model, x[:1], model.layer4[-1])
+    again = gradcam.torch_gradcam(model, x[:1], target)
     np.testing.assert_allclose(again[0], maps[0], atol=1e-5)            # deterministic
-    assert all(not p.requires_grad for n, p in model.named_parameters() if n.startswith("conv1"))  # frozen stays frozen
+    assert all(not p.requires_grad for n, p in model.named_parameters() if ".stem." in n)  # frozen stays frozen
 
 
 def test_keras_gradcam_shape_range_and_input_dependence(planted):
     keras = pytest.importorskip("keras")
-    from helpers.workflows.keras_track import build_multitask
+    from helpers.models.multitask import build_multitask
 
     keras.utils.set_random_seed(0)
     model = build_multitask(3, 64)

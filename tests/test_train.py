@@ -15,7 +15,9 @@ import pytest
 import torch
 from torch import nn
 
-from helpers.models.classifiers import LinearProbe, inverse_frequency_weights, nt_xent, supervised_head
+from helpers.models import kinds
+from helpers.models.classifiers import Classifier, LinearProbe, inverse_frequency_weights, starting_backbone, supervised_head
+from helpers.models.simclr import nt_xent
 from helpers.training.loop import fit
 
 WORKER = Path(__file__).with_name("_resume_worker.py")
@@ -55,15 +57,16 @@ def test_class_weights_and_head():
     assert w.tolist() == pytest.approx([4 / 6, 2.0])
     with pytest.raises(ValueError, match="no examples"):
         inverse_frequency_weights([0, 0])
-    head = supervised_head()
-    kinds = [type(m).__name__ for m in head]
-    assert kinds == ["Dropout", "Linear", "ReLU", "BatchNorm1d", "Dropout", "Linear"]
+    head = supervised_head(2048)
+    layers = [type(m).__name__ for m in head]
+    assert layers == ["Dropout", "Linear", "ReLU", "BatchNorm1d", "Dropout", "Linear"]
     assert (head[1].in_features, head[1].out_features, head[5].out_features) == (2048, 512, 2)
     assert (head[0].p, head[4].p) == (0.5, 0.3)
 
 
 def test_linear_probe_keeps_encoder_frozen():
     enc = nn.Sequential(nn.Linear(4, 2048), nn.BatchNorm1d(2048))
+    enc.feature_dim = 2048
     probe = LinearProbe(enc)
     before = [p.clone() for p in enc.parameters()]
     opt = torch.optim.Adam([p for p in probe.parameters() if p.requires_grad], lr=0.1)
@@ -143,20 +146,25 @@ def test_resume_after_sigkill_matches_uninterrupted_run(synthetic_root, tmp_path
     assert len(a["history"]["epoch"]) == epochs and np.isfinite(a["history"]["train_loss"]).all()
 
 
-def test_saved_model_reloads_and_predicts_the_same(tmp_path):
-    from helpers.models.classifiers import predict, save_model, supervised_resnet50
+def test_saved_model_reloads_and_scores_the_same(tmp_path):
+    from helpers.data import preprocessing
+    from helpers.models import backbones
 
     torch.manual_seed(0)
-    model, weights = supervised_resnet50(pretrained=False)
+    backbone, weights = starting_backbone("resnet50", pretrained=False)
     assert weights == "none (random init)"
-    trainable = {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad}
-    assert trainable == {"layer3", "layer4", "fc"}
+    model = Classifier(backbone)
+    trainable = {".".join(n.split(".")[:3]) if n.startswith("backbone") else n.split(".")[0]
+                 for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"backbone.stages.stride16", "backbone.stages.stride32", "head"}   # ResNet's layer3, layer4
     model.eval()
+    entry = backbones.get("resnet50")
+    spec = kinds.SUPERVISED.input_spec(32, entry.mean, entry.std)
     rng = np.random.default_rng(0)
-    images = [rng.integers(0, 256, (40, 40, 3), dtype=np.uint8) for _ in range(3)]
-    direct = predict(model, images, image_size=32)
-    path = save_model(model, tmp_path / "m.pt", "supervised_resnet50", image_size=32)
-    again = predict(path, images)
+    batch = preprocessing.batch(spec, [rng.integers(0, 256, (40, 40, 3), dtype=np.uint8) for _ in range(3)])
+    direct = kinds.SUPERVISED.score(model, batch).defect
+    path = kinds.SUPERVISED.save(model, tmp_path / "m.pt", backbone="resnet50", image_size=32)
+    again = kinds.SUPERVISED.score(kinds.SUPERVISED.load(path)[0], batch).defect
     assert direct.shape == (3,) and ((direct > 0) & (direct < 1)).all()
     np.testing.assert_allclose(again, direct, rtol=1e-5)
 
@@ -172,17 +180,15 @@ class _Payload:
 
 
 def test_no_code_runs_from_a_model_file_or_a_checkpoint(tmp_path):
-    from helpers.models.classifiers import load_model, save_model, supervised_resnet50
-
-    model, _ = supervised_resnet50(pretrained=False)
-    good = save_model(model, tmp_path / "model.pt", "supervised_resnet50", 64, weights="none")
-    load_model(good)                                                       # a real model still loads
+    model = Classifier(starting_backbone("resnet50", pretrained=False)[0])
+    good = kinds.SUPERVISED.save(model, tmp_path / "model.pt", backbone="resnet50", image_size=64, weights="none")
+    kinds.SUPERVISED.load(good)                                            # a real model still loads
     marker = tmp_path / "pwned"
     evil = tmp_path / "evil.pt"
-    torch.save({"arch": "supervised_resnet50", "state_dict": model.state_dict(), "image_size": 64,
+    torch.save({"kind": kinds.SUPERVISED.name, "state_dict": model.state_dict(), "image_size": 64,
                 "note": _Payload(marker)}, evil)
     with pytest.raises(ValueError, match="Refusing to load model file .*evil.pt: it holds more than weights"):
-        load_model(evil)
+        kinds.SUPERVISED.load(evil)
     assert not marker.exists()                                             # the payload did not run
     head = torch.nn.Linear(4, 2)
     opt = torch.optim.SGD(head.parameters(), lr=0.1)
@@ -231,13 +237,15 @@ def test_a_damaged_checkpoint_is_named_with_the_way_out(tmp_path):
 
 
 def test_frozen_stages_keep_their_batchnorm_statistics():
-    """01 freezes conv1/bn1/layer1/layer2: their running statistics must not move while the rest trains."""
-    from helpers.models.classifiers import supervised_resnet50
-
+    """01 freezes the stem and the stride-4 and stride-8 stages (ResNet's conv1/bn1/layer1/layer2): their running
+    statistics must not move while the rest trains."""
     torch.manual_seed(0)
-    model, _ = supervised_resnet50(pretrained=False)
-    frozen = {k: v.clone() for k, v in model.state_dict().items() if k.startswith(("bn1", "layer1", "layer2"))}
-    trained = {k: v.clone() for k, v in model.state_dict().items() if k.startswith("layer3") and "running" in k}
+    model = Classifier(starting_backbone("resnet50", pretrained=False)[0])
+    stages = model.backbone.stages
+    frozen = {k: v.clone() for k, v in model.state_dict().items()
+              if k.startswith(tuple(f"backbone.stages.{s}." for s in ("stem", "stride4", "stride8")))}
+    trained = {k: v.clone() for k, v in model.state_dict().items()
+               if k.startswith("backbone.stages.stride16.") and "running" in k}
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01)
     model.train()
     for _ in range(3):
@@ -248,7 +256,7 @@ def test_frozen_stages_keep_their_batchnorm_statistics():
     state = model.state_dict()
     assert all(torch.equal(v, state[k]) for k, v in frozen.items())                    # frozen means frozen
     assert not all(torch.equal(v, state[k]) for k, v in trained.items())               # layer3 does learn
-    assert model.training and model.layer3.training and not model.layer1.training
+    assert model.training and stages["stride16"].training and not stages["stride4"].training
 
 
 def test_out_of_gpu_memory_says_what_to_change(tmp_path):

@@ -136,6 +136,7 @@ class PatchCore(nn.Module):
         self.register_buffer("thresholds", torch.zeros(n))
         self.register_buffer("spans", torch.ones(n))
         self.info: dict[str, dict[str, Any]] = {}
+        self.k = 1
 
     def index(self, category: str) -> int:
         """The index of ``category`` (its bank); an unknown one is refused with the known ones."""
@@ -148,11 +149,11 @@ class PatchCore(nn.Module):
         i = self.index(category)
         return self.banks[i, : int(self.bank_rows[i])]
 
-    @property
-    def k(self) -> int:
-        """Neighbours for the reweighting: b, or fewer when a bank is smaller (static, for the exported graph)."""
-        filled = self.bank_rows[self.bank_rows > 0]
-        return int(min(self.num_neighbors, int(filled.min()) if len(filled) else 1))
+    def _update_k(self) -> None:
+        """Neighbours for the reweighting: b, or fewer when a bank is smaller (a plain int: static in the exported
+        graph)."""
+        filled = [int(r) for r in self.bank_rows.tolist() if r > 0]
+        self.k = int(min(self.num_neighbors, min(filled) if filled else 1))
 
     def _embed(self, x01: torch.Tensor, batch_size: int = 16) -> tuple[torch.Tensor, tuple[int, int]]:
         device = self.banks.device
@@ -174,6 +175,7 @@ class PatchCore(nn.Module):
             padded[j, :len(b)] = b
             self.bank_rows[j] = len(b)
         self.banks = padded
+        self._update_k()
 
     def fit(self, category: str, good_x01: torch.Tensor, seed: int = 42, progress: bool = False) -> dict[str, Any]:
         """Build ``category``'s memory bank from its good images (N×3×H×W in [0, 1]) and subsample it."""

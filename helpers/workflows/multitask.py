@@ -122,7 +122,7 @@ def run(prepared: Prepared, recipe: KerasRecipe | None = None, shuffled_defect: 
                "category_per_class_recall": cat_m["per_class_recall"]},
         run_type=MultitaskRun, model=model, history=log, categories=categories, category_metrics=cat_m,
         epochs_run=len(log), resumed=resumed)
-    if write:
+    if not shuffled_defect:       # the label encoding and the threshold travel with the model, in its card
         name = layout.MODEL_FILES[layout.KERAS]
         write_card(out, card_for(run, kinds.MULTITASK.name, name, kinds.MULTITASK.input_spec(recipe.image_size),
                                  categories=tuple(categories), weights="none (trained from scratch, as study 001)"))
