@@ -4,9 +4,9 @@
         [--n-train-good 40 --n-test-good 10 --n-per-defect 8] [--epoch-scale 0.2] [--batch 16] [--max-lr 1e-3]
     .venv/bin/python benchmarks/builtin_learning.py keras --epochs 20 [--difficulty uniform --defect-scale 4]
 
-Generates built-in data (default: the built-in settings, ``helpers.config.BUILTIN_DATASET``) in a temporary
-folder, prepares it with the shared split, and runs the notebook's own training code (``run_supervised`` from
-random weights, as offline; ``run_multitask``) at the quick profile's size unless told otherwise. Prints the
+Generates built-in data (default: the built-in settings, ``helpers.core.config.BUILTIN_DATASET``) in a temporary
+folder, prepares it with the shared split, and runs the notebook's own training code (``supervised.run`` from
+random weights, as offline; ``multitask.run``) at the quick profile's size unless told otherwise. Prints the
 recipe used (every change from the quick profile's recipe is listed as a deviation), the training history and
 the test AUROC, pooled and per category. Nothing is written outside the temporary folder.
 """
@@ -62,11 +62,11 @@ def main() -> None:
         print(f"recipe: {recipe}\nchanged from the quick profile's recipe (quick -> here): {deviations or 'none'}")
         t0 = time.time()
         if a.model == "supervised":
-            from helpers.workflows.pytorch_track import run_supervised
-            run = run_supervised(prep, recipe, pretrained=False, write=False, progress=False)
+            from helpers.workflows import supervised
+            run = supervised.run(prep, recipe, pretrained=False, write=False, progress=False)
         else:
-            from helpers.workflows.keras_track import run_multitask
-            run = run_multitask(prep, recipe, out_dir=Path(tmp) / "keras", write_metrics=False, verbose=0)
+            from helpers.workflows import multitask
+            run = multitask.run(prep, recipe, out_dir=Path(tmp) / "keras", write_metrics=False, verbose=0)
         print(run.history.round(3).to_string())
         print(f"\ntest AUROC {run.test_metrics['roc_auc']:.3f}, F1 {run.test_metrics['f1']:.3f} "
               f"({len(run.history)} epochs, {time.time() - t0:.0f} s)")

@@ -23,9 +23,12 @@ sys.path.insert(0, str(ROOT))
 
 def one(folder: str, backend: str, repeats: int, threads: int) -> None:
     """Child process: time one backend, print its rows and its peak memory as JSON."""
-    from helpers.deploy import models as deploy
+    import dataclasses
 
-    if deploy.read_model_card(folder)["framework"] == "keras":
+    from helpers.artefacts.card import read_card
+    from helpers.deploy import checks, latency
+
+    if read_card(folder).framework == "keras":
         import tensorflow as tf
 
         tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -34,9 +37,9 @@ def one(folder: str, backend: str, repeats: int, threads: int) -> None:
         import torch
 
         torch.set_num_threads(threads)
-    images, _ = deploy.run_images(folder, "test")
-    rows = deploy.latency(folder, backend, images[:32], batch_sizes=(1, 32), repeats=repeats, warmup=3,
-                          threads=threads)
+    images, _ = checks.run_images(folder, "test")
+    rows = [dataclasses.asdict(r) for r in latency.latency(folder, backend, images[:32], batch_sizes=(1, 32),
+                                                             repeats=repeats, warmup=3, threads=threads)]
     # VmHWM: this process's peak resident memory (ru_maxrss would carry the parent's over fork + exec)
     status = Path("/proc/self/status").read_text().splitlines()
     peak = next((int(line.split()[1]) / 1024 for line in status if line.startswith("VmHWM:")), float("nan"))
@@ -53,9 +56,12 @@ def main() -> None:
     if args.one:
         return one(*args.one, args.repeats, args.threads)
 
-    from helpers.deploy import models as deploy
+    from helpers.artefacts.card import read_card
+    from helpers.core import layout
+    from helpers.deploy import checks, export, inferencers, latency
+    from helpers.workflows.deployment import model_folders
 
-    folders, missing = deploy.model_folders(args.runs)
+    folders, missing = model_folders(args.runs)
     if not folders:
         sys.exit("no model folders under " + args.runs + ": " + "; ".join(missing))
     print(f"machine: {platform.processor() or platform.machine()}, {args.threads} threads; repeats {args.repeats}\n")
@@ -63,14 +69,14 @@ def main() -> None:
           "batch 1 img/s | batch 32 p50 / p95 ms | batch 32 img/s | peak RSS MiB |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for stem, folder in folders.items():
-        card = deploy.read_model_card(folder)
-        if not card.get("onnx") or not (folder / deploy.ONNX_FILE).exists():
-            deploy.export_onnx(folder)
-            card = deploy.read_model_card(folder)
-        if not card.get("int8") or not (folder / deploy.INT8_FILE).exists():
-            deploy.quantize_int8(folder)
-        quality = {b: deploy.evaluate(folder, b) for b in deploy.BACKENDS}
-        sizes = deploy.file_sizes(folder)
+        card = read_card(folder)
+        if card.onnx is None or not (folder / layout.ONNX).exists():
+            export.export_onnx(folder)
+            card = read_card(folder)
+        if card.int8 is None or not (folder / layout.ONNX_INT8).exists():
+            export.quantize_int8(folder)
+        quality = {b: checks.evaluate(folder, b) for b in inferencers.BACKENDS}
+        sizes = latency.file_sizes(folder)
         for backend in ("framework", "onnx", "onnx-int8"):
             out = subprocess.run([sys.executable, __file__, "--one", str(folder), backend, "--repeats",
                                   str(args.repeats), "--threads", str(args.threads)],
@@ -78,9 +84,9 @@ def main() -> None:
             result = json.loads(out.stdout.strip().splitlines()[-1])
             b1, b32 = result["rows"]
             q, eager = quality[backend], quality["framework"]
-            name = f"eager ({card['framework']})" if backend == "framework" else backend
-            print(f"| {stem} | {name} | {q['roc_auc']:.4f} | {q['roc_auc'] - eager['roc_auc']:+.4f} | "
-                  f"{int((q['decisions'] != eager['decisions']).sum())} / {q['n']} | {sizes[backend]:.1f} | "
+            name = f"eager ({card.framework})" if backend == "framework" else backend
+            print(f"| {stem} | {name} | {q.roc_auc:.4f} | {q.roc_auc - eager.roc_auc:+.4f} | "
+                  f"{int((q.decisions != eager.decisions).sum())} / {q.n} | {sizes[backend]:.1f} | "
                   f"{b1['p50_ms']:.1f} / {b1['p95_ms']:.1f} | {b1['images_per_s']:.1f} | "
                   f"{b32['p50_ms']:.0f} / {b32['p95_ms']:.0f} | {b32['images_per_s']:.1f} | "
                   f"{result['peak_rss_mib']:.0f} |", flush=True)

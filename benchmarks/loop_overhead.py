@@ -1,4 +1,4 @@
-"""The shared training loop (helpers.train.fit) against a bare PyTorch loop: images/s on the same model, batch and
+"""The shared training loop (helpers.training.loop.fit) against a bare PyTorch loop: images/s on the same model, batch and
 data, and (on a GPU) the effect of TF32 and channels_last.
 
 Both loops train a ResNet-50 (random init, as the loop's cost does not depend on the weights) on the same
@@ -22,14 +22,14 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from helpers.models.classifiers import supervised_resnet50  # noqa: E402
-from helpers.training.loop import fit
-from helpers.training.schedules import onecycle
+from helpers.models.classifiers import Classifier, starting_backbone  # noqa: E402
+from helpers.training.loop import fit  # noqa: E402
+from helpers.training.schedules import onecycle  # noqa: E402
 
 
 def setup(size: int, batch: int, steps: int, device: torch.device, channels_last: bool):
     torch.manual_seed(0)
-    model, _ = supervised_resnet50(pretrained=False)
+    model = Classifier(starting_backbone("resnet50", pretrained=False)[0])
     model = model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     data = [{"image": torch.randn(batch, 3, size, size), "label": torch.randint(0, 2, (batch,))} for _ in range(steps)]
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)

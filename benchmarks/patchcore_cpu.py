@@ -26,27 +26,31 @@ def one(coreset: float, category: str, n_train: int, n_good: int, n_bad: int) ->
     from sklearn.metrics import roc_auc_score
 
     from helpers.core.env import cpu_threads
+    from helpers.data import preprocessing
     from helpers.data.synthetic import DEFECTS, render_image
+    from helpers.models import kinds
     from helpers.models import patchcore as pc
 
     torch.set_num_threads(cpu_threads())
-    kinds = list(DEFECTS[category])
+    defects = list(DEFECTS[category])
     train = [render_image(category, np.random.default_rng([1, i]), 256)[0] for i in range(n_train)]
     test = [render_image(category, np.random.default_rng([2, i]), 256)[0] for i in range(n_good)]
-    bad = [render_image(category, np.random.default_rng([3, i]), 256, defect=kinds[i % len(kinds)], difficulty="uniform")
+    bad = [render_image(category, np.random.default_rng([3, i]), 256, defect=defects[i % len(defects)], difficulty="uniform")
            for i in range(n_bad)]
     rgb = lambda a: np.repeat(a[..., None], 3, 2) if a.ndim == 2 else a  # noqa: E731
-    backbone = pc.efficientnet_lite0_levels()
+    spec = kinds.PATCHCORE.input_spec(224, resize=256)       # the recipe's 256 → 224, the one preprocessing
+    x01 = lambda images: torch.from_numpy(preprocessing.batch(spec, [rgb(x) for x in images]))  # noqa: E731
+    model = pc.PatchCore(pc.PatchFeatures("efficientnet_lite0"), [category], coreset_fraction=coreset)
     t0 = time.time()
-    model = pc.PatchCore(backbone, coreset_fraction=coreset).fit(pc.preprocess([rgb(x) for x in train]))
+    info = model.fit(category, x01(train))
     fit_s = time.time() - t0
     t0 = time.time()
-    scores, maps = model.score(pc.preprocess([rgb(x) for x in test] + [rgb(b[0]) for b in bad]))
+    scores, maps = model.raw_scores(x01(test + [b[0] for b in bad]), category)
     score_s = time.time() - t0
     y = [0] * n_good + [1] * n_bad
-    masks = pc.preprocess_masks([np.zeros((256, 256), bool)] * n_good + [b[1] for b in bad])
+    masks = preprocessing.crop_masks(spec, [np.zeros((256, 256), bool)] * n_good + [b[1] for b in bad])
     return {"coreset": coreset, "category": category, "train_images": n_train, "test_images": n_good + n_bad,
-            "patches": model.info["patches"], "bank": model.info["bank"], "fit_s": round(fit_s, 1),
+            "patches": info["patches"], "bank": info["bank"], "fit_s": round(fit_s, 1),
             "score_s": round(score_s, 1), "ms_per_test_image": round(1000 * score_s / (n_good + n_bad), 1),
             "image_auroc": round(float(roc_auc_score(y, scores)), 4),
             "pixel_auroc": round(float(roc_auc_score(masks.ravel(), maps.ravel())), 4),

@@ -4,7 +4,7 @@
   of the dimensions; with the offline EfficientNet-Lite0, 40 + 112 channels, nothing was pooled: the wider level
   got 74% of them);
 - after: each level brought to the same dimension first, then concatenated and pooled
-  (:func:`helpers.patchcore.patch_features`, as patchcore-inspection does).
+  (:func:`helpers.models.patchcore.patch_features`, as patchcore-inspection does).
 
 Measured with the offline backbone (EfficientNet-Lite0: WideResNet-50 weights cannot be downloaded here) on
 (a) the team's real MVTec AD sample (``../shared/mvtec_sample``: the four categories with masks, fitted on the
@@ -25,8 +25,10 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from helpers.data import preprocessing  # noqa: E402
 from helpers.data.images import load_mask, load_rgb  # noqa: E402
 from helpers.evaluation.localisation import au_pro, pixel_auroc  # noqa: E402
+from helpers.models import kinds  # noqa: E402
 from helpers.models import patchcore as pc  # noqa: E402
 
 SAMPLE = ROOT.parent / "shared" / "mvtec_sample"
@@ -46,19 +48,22 @@ def before(levels, out_channels: int = 1024):
 
 
 def evaluate(backbone, features, fit, scored, masks, labels, size=(256, 224)) -> dict:
+    spec = kinds.PATCHCORE.input_spec(size[1], resize=size[0])     # the one preprocessing (resize, centre crop)
+    x01 = lambda images: torch.from_numpy(preprocessing.batch(spec, images))  # noqa: E731
     pc.patch_features = features
     try:
-        model = pc.PatchCore(backbone, coreset_fraction=0.1).fit(pc.preprocess(fit, *size))
-        scores, maps = model.score(pc.preprocess(scored, *size))
+        model = pc.PatchCore(backbone, ["c"], coreset_fraction=0.1)
+        model.fit("c", x01(fit))
+        scores, maps = model.raw_scores(x01(scored), "c")
     finally:
         pc.patch_features = AFTER
-    small = pc.preprocess_masks(masks, *size)
+    small = preprocessing.crop_masks(spec, masks)
     y = np.asarray(labels)
     from sklearn.metrics import roc_auc_score
 
     return {"image_auroc": roc_auc_score(y, scores) if 0 < y.sum() < len(y) else np.nan,
             "pixel_auroc": pixel_auroc(list(maps), list(small)), "au_pro": au_pro(list(maps), list(small)),
-            "dim": model.bank.shape[1]}
+            "dim": model.bank("c").shape[1]}
 
 
 def real_sample() -> list[tuple[str, list, list, list, list]]:
@@ -98,7 +103,7 @@ def generated() -> list[tuple[str, list, list, list, list]]:
 
 def main() -> None:
     torch.manual_seed(0)
-    backbone = pc.efficientnet_lite0_levels().eval()
+    backbone = pc.PatchFeatures("efficientnet_lite0")
     cases = (real_sample() if SAMPLE.is_dir() else []) + generated()
     print("| data | features | dim | image AUROC | pixel AUROC | AU-PRO (FPR ≤ 0.3) |\n|---|---|---|---|---|---|")
     for name, fit, scored, masks, labels in cases:

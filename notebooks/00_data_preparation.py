@@ -91,15 +91,14 @@ print(f"outputs: {cfg.runs_dir}")
 # `./data/...`, else the built-in sample. On Colab tick `DOWNLOAD_MVTEC` in the settings to fetch the
 # official archive (4.9 GB, checksum verified, CC BY-NC-SA 4.0): with Drive on, the archive is kept in
 # `MyDrive/mvtec-defect-toolkit/` (downloaded once) and each runtime extracts it to its local disk.
-# Per-category archives or a Drive folder work too: `helpers.download.extract_archives([...], dest)` then
+# Per-category archives or a Drive folder work too: `helpers.data.download.extract_archives([...], dest)` then
 # point `MVTEC_DIR` there.
 
 # %%
-from helpers.data import prepare
+from helpers.core import layout
+from helpers.data import cache, prepare, split
 from helpers.data import scan as data
-from helpers.data import split
 from helpers.viz import data as viz
-from helpers.data import cache
 source = prepare.locate_data(cfg, download=DOWNLOAD_MVTEC)
 print(prepare.describe_source(source))
 
@@ -160,7 +159,7 @@ if source.builtin:
 # standard protocol (fit on MVTec train/good, score MVTec test) is kept for comparison with the literature.
 
 # %%
-shared_split = split.ensure_split(scan.manifest, cfg.runs_dir / "split.csv", seed=cfg.seed)
+shared_split = split.ensure_split(scan.manifest, cfg.runs_dir / layout.SPLIT, seed=cfg.seed)
 report = split.check_leakage(shared_split, scan.manifest)
 print("Leakage check passed:", report)
 display(split.split_counts(shared_split))
@@ -169,7 +168,8 @@ display(split.split_counts(shared_split))
 standard = split.standard_protocol(scan.manifest)
 print("MVTec standard protocol:", standard["split"].value_counts().to_dict())
 info = prepare.write_outputs(cfg, source, scan, shared_split)
-print("Written:", *[cfg.runs_dir / f for f in ("manifest.csv", "quarantine.csv", "warnings.csv", "split.csv", "dataset.json")], sep="\n  ")
+print("Written:", *[cfg.runs_dir / f for f in (layout.MANIFEST, layout.QUARANTINE, layout.WARNINGS, layout.SPLIT, layout.DATASET)],
+      sep="\n  ")
 
 # %% [markdown]
 # ## 6 · Cache

@@ -85,14 +85,12 @@ print(f"outputs: {cfg.runs_dir}")
 # ## 1 · Data and recipe
 
 # %%
-from helpers.data import prepare
-from helpers.viz import data as viz
-from helpers.models import classifiers as torch_models
-from helpers.training import recipes
 from helpers.evaluation import studies
-from helpers.workflows import pytorch_track as pt
+from helpers.training import recipes
+from helpers.viz import results, training
+from helpers.workflows import common, supervised
 import pandas as pd, matplotlib.pyplot as plt
-prep = prepare.start_notebook(cfg)   # thread caps, TF32 on GPU, seeds; the split notebook 00 wrote
+prep = common.start_notebook(cfg)   # thread caps, TF32 on GPU, seeds; the split notebook 00 wrote
 recipe = recipes.scaled(recipes.SupervisedRecipe(), cfg.profile)
 recipes.recipe_table(recipe)   # each value, the published one where a profile shrinks it, and its source
 
@@ -104,9 +102,9 @@ recipes.recipe_table(recipe)   # each value, the published one where a profile s
 # resumes where it stopped.
 
 # %%
-run = pt.run_supervised(prep, recipe)
-fitted = run.info["fit"]
-print(f"weights: {run.info['weights']} | epochs run: {len(run.history)} | best epoch: {fitted.best_epoch}"
+run = supervised.run(prep, recipe)
+fitted = run.fit
+print(f"weights: {run.weights} | epochs run: {len(run.history)} | best epoch: {fitted.best_epoch}"
       f"{' (stopped early)' if fitted.stopped_early else ''}")
 display(run.history.round(4))
 
@@ -114,10 +112,10 @@ display(run.history.round(4))
 # ## 3 · Curves and the learning-rate schedule (dotted: the epoch whose weights were kept)
 
 # %%
-viz.plot_history(run.history, {"loss": ["train_loss", "val_loss"], "val accuracy and F1": ["val_acc", "val_f1"],
-                                   "val AUROC": ["val_auroc"]},
-                 lrs=pt.schedule_lrs(recipe, run.info["steps_per_epoch"]),
-                 steps_per_epoch=run.info["steps_per_epoch"], best_epoch=fitted.best_epoch);
+training.plot_history(run.history, {"loss": ["train_loss", "val_loss"], "val accuracy and F1": ["val_acc", "val_f1"],
+                                    "val AUROC": ["val_auroc"]},
+                      lrs=supervised.schedule_lrs(recipe, run.steps_per_epoch),
+                      steps_per_epoch=run.steps_per_epoch, best_epoch=fitted.best_epoch);
 
 # %% [markdown]
 # ## 4 · Held-out test results
@@ -132,24 +130,26 @@ display(table.loc[["accuracy", "precision", "recall", "f1", "specificity", "fpr"
 # %%
 test = run.split_scores("test")
 print(f"threshold {run.threshold:.4f}, chosen on val (F1-max); scored once on {len(test)} held-out test images")
-viz.plot_test_results(run); plt.show()
+results.plot_test_results(run); plt.show()
 
 # %% [markdown]
 # ## 5 · Per category
 
 # %%
 display(run.per_category.round(3))
-viz.plot_per_category(run); plt.show()
+results.plot_per_category(run); plt.show()
 
 # %% [markdown]
-# ## 6 · Saved model and `predict()`
+# ## 6 · The model folder and `predict()`
 #
 # `metrics.json` (the shared schema), `scores.csv` (val and test scores, read by the report),
-# `history.csv` and `model.pt` are under `RUNS_DIR/01_supervised_resnet50/`. `predict()` reloads the
-# saved model and returns defect probabilities for image paths or arrays.
+# `history.csv`, `model.pt` and its `model_card.json` are under `RUNS_DIR/01_supervised_resnet50/`: a model folder.
+# `predict()` reloads it and scores image files the way `test` was scored (the same preprocessing); notebook 08
+# exports it to ONNX.
 
 # %%
+from helpers.deploy.predict import predict
 print(*sorted(p.name for p in run.out_dir.iterdir()), sep="\n")
 sample = test.groupby("label").head(2)
-probs = torch_models.predict(run.out_dir / "model.pt", [prep.root / p for p in sample["path"]])
-display(sample.assign(predict=probs)[["path", "label", "score", "predict"]])
+again = predict(run.out_dir, [prep.root / p for p in sample["path"]], backend="framework", progress=False)
+display(sample.assign(predict=again["score"].to_numpy())[["path", "label", "score", "predict"]])

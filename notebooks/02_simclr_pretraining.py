@@ -90,11 +90,10 @@ print(f"outputs: {cfg.runs_dir}")
 # ## 1 · Data and recipe
 
 # %%
-from helpers.data import prepare
-from helpers.viz import data as viz
 from helpers.training import recipes
-from helpers.workflows import pytorch_track as pt
-prep = prepare.start_notebook(cfg)   # thread caps, TF32 on GPU, seeds; the split notebook 00 wrote
+from helpers.viz import training
+from helpers.workflows import common, simclr
+prep = common.start_notebook(cfg)   # thread caps, TF32 on GPU, seeds; the split notebook 00 wrote
 recipe = recipes.scaled(recipes.SimCLRRecipe(), cfg.profile)
 recipes.recipe_table(recipe)   # each value, the published one where a profile shrinks it, and its source
 
@@ -102,10 +101,10 @@ recipes.recipe_table(recipe)   # each value, the published one where a profile s
 # ## 2 · Pretrain (checkpoint every epoch; a re-run resumes)
 
 # %%
-run = pt.run_simclr(prep, recipe)
+run = simclr.run(prep, recipe)
 import math
-chance = math.log(2 * run.info["batch_size"] - 1)
-print(f"weights: {run.weights} | {run.info['n_train_good']} good training images | batch {run.info['batch_size']}"
+chance = math.log(2 * run.batch_size - 1)
+print(f"weights: {run.weights} | {run.n_train_good} good training images | batch {run.batch_size}"
       f" | chance level log(2B-1) = {chance:.3f}")
 display(run.fit.history.round(4))
 
@@ -113,9 +112,8 @@ display(run.fit.history.round(4))
 # ## 3 · Loss and learning-rate schedule
 
 # %%
-fig = viz.plot_history(run.fit.history, {"NT-Xent": ["train_loss", "val_loss"]},
-                       lrs=pt.schedule_lrs(recipe, run.info["steps_per_epoch"]),
-                       steps_per_epoch=run.info["steps_per_epoch"])
+fig = training.plot_history(run.fit.history, {"NT-Xent": ["train_loss", "val_loss"]},
+                            lrs=simclr.schedule_lrs(recipe, run.steps_per_epoch), steps_per_epoch=run.steps_per_epoch)
 fig.axes[0].axhline(chance, ls="--", c="grey", label="chance"); fig.axes[0].legend(fontsize=8);
 
 # %% [markdown]
@@ -123,5 +121,6 @@ fig.axes[0].axhline(chance, ls="--", c="grey", label="chance"); fig.axes[0].lege
 
 # %%
 print(*sorted(p.name for p in run.out_dir.iterdir()), sep="\n")
-encoder, meta = pt.load_simclr_encoder(cfg.runs_dir)
-print("reloaded:", meta["arch"], "| image size", meta["image_size"], "| init weights", meta["weights"])
+encoder, meta = simclr.load_encoder(cfg.runs_dir)
+print("reloaded:", meta["kind"], "| backbone", meta["backbone"], "| image size", meta["image_size"],
+      "| init weights", meta["weights"])

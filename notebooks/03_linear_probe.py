@@ -92,16 +92,14 @@ print(f"outputs: {cfg.runs_dir}")
 # ## 1 · Data, recipe and the frozen encoder from notebook 02
 
 # %%
-from helpers.data import prepare
-from helpers.evaluation import metrics
-from helpers.viz import data as viz
-from helpers.training import recipes
 from helpers.evaluation import studies
-from helpers.workflows import pytorch_track as pt
+from helpers.training import recipes
+from helpers.viz import results, training
+from helpers.workflows import common, probe, simclr
 import pandas as pd, matplotlib.pyplot as plt
-prep = prepare.start_notebook(cfg)   # thread caps, TF32 on GPU, seeds; the split notebook 00 wrote
+prep = common.start_notebook(cfg)   # thread caps, TF32 on GPU, seeds; the split notebook 00 wrote
 recipe = recipes.scaled(recipes.ProbeRecipe(), cfg.profile)
-encoder, meta = pt.load_simclr_encoder(cfg.runs_dir)   # a missing file names the notebook to run first
+encoder, meta = simclr.load_encoder(cfg.runs_dir)   # a missing file names the notebook to run first
 print("encoder: SimCLR from notebook 02, init weights:", meta["weights"])
 recipes.recipe_table(recipe)   # each value, the published one where a profile shrinks it, and its source
 
@@ -109,12 +107,12 @@ recipes.recipe_table(recipe)   # each value, the published one where a profile s
 # ## 2 · Train the probe
 
 # %%
-run = pt.run_probe(prep, encoder, recipe, encoder_info={"weights": meta["weights"], "simclr_recipe": meta.get("recipe")})
-labelled = run.info["labelled"]
+run = probe.run(prep, encoder, recipe, encoder_info={"weights": meta["weights"], "simclr_recipe": meta.get("recipe")})
+labelled = run.labelled
 print(f"{len(labelled)} labelled training images (of {len(prep.frame('train'))}):",
       labelled.groupby("label").size().rename({0: "good", 1: "defective"}).to_dict())
 display(run.history.round(4))
-viz.plot_history(run.history, {"loss": ["train_loss", "val_loss"], "val F1 and AUROC": ["val_f1", "val_auroc"]});
+training.plot_history(run.history, {"loss": ["train_loss", "val_loss"], "val F1 and AUROC": ["val_f1", "val_auroc"]});
 
 # %% [markdown]
 # ## 3 · Held-out test results, beside the study's
@@ -128,11 +126,11 @@ display(pd.DataFrame({"ours (test)": ours, "study (as reported)": studies.STUDY_
 # %%
 test = run.split_scores("test")
 print(f"threshold {run.threshold:.4f}, chosen on val (F1-max); scored once on {len(test)} held-out test images")
-viz.plot_test_results(run); plt.show()
+results.plot_test_results(run); plt.show()
 
 # %%
 display(run.per_category.round(3))
-viz.plot_per_category(run); plt.show()
+results.plot_per_category(run); plt.show()
 
 # %% [markdown]
 # ## 4 · Label-free: k-nearest-neighbour distance to good training images
@@ -140,7 +138,7 @@ viz.plot_per_category(run); plt.show()
 # No defect label is used: only "these training images are good". Higher distance = more anomalous.
 
 # %%
-knn = run.info["knn"]
+knn = run.knn
 display(pd.DataFrame({f"k={k}": {"test AUROC": v["auroc"]} for k, v in knn.items()}).round(4))
 per_cat = pd.concat({f"k={k}": v["per_category"].set_index("category")["auroc"] for k, v in knn.items()}, axis=1)
 per_cat["probe"] = run.per_category.set_index("category")["auroc"]
@@ -148,5 +146,5 @@ display(per_cat.round(3))
 axes = None
 for k, v in knn.items():
     t = v["scores"][v["scores"]["split"] == "test"]
-    axes = metrics.plot_roc_pr(t["label"], t["score"], label=f"kNN k={k}", axes=axes)
-metrics.plot_roc_pr(test["label"], test["score"], label="probe", axes=axes); plt.show()
+    axes = results.plot_roc_pr(t["label"], t["score"], label=f"kNN k={k}", axes=axes)
+results.plot_roc_pr(test["label"], test["score"], label="probe", axes=axes); plt.show()

@@ -88,22 +88,21 @@ print(f"outputs: {cfg.runs_dir}")
 # ## 1 · Data, recipe, determinism
 
 # %%
-from helpers.data import prepare
-from helpers.evaluation import metrics
-from helpers.viz import data as viz
-from helpers.training import recipes
 from helpers.evaluation import studies
-from helpers.workflows import keras_track as kt
+from helpers.models import multitask as mt
+from helpers.training import keras_fit, recipes
+from helpers.viz import results, training
+from helpers.workflows import common, multitask
 import pandas as pd, matplotlib.pyplot as plt
-prep = prepare.start_notebook(cfg)   # thread caps, TF GPU memory growth, seeds; the split notebook 00 wrote
-kt.set_determinism(cfg.seed)         # keras.utils.set_random_seed + TF op determinism
+prep = common.start_notebook(cfg)   # thread caps, TF GPU memory growth, seeds; the split notebook 00 wrote
+keras_fit.set_determinism(cfg.seed)  # keras.utils.set_random_seed + TF op determinism
 recipe = recipes.scaled(recipes.KerasRecipe(), cfg.profile)
 recipes.recipe_table(recipe)   # each value, the published one where a profile shrinks it, and its source
 
 # %%
-model = kt.build_multitask(prep.manifest["category"].nunique(), recipe.image_size)
+model = mt.build_multitask(prep.manifest["category"].nunique(), recipe.image_size)
 model.summary(line_length=100)
-print("layers kept stable for notebook 05:", kt.LAST_CONV, "(last Conv2D) and", kt.SHARED_DENSE, "(shared Dense(512))")
+print("layers kept stable for notebook 05:", mt.LAST_CONV, "(last Conv2D) and", mt.SHARED_DENSE, "(shared Dense(512))")
 
 # %% [markdown]
 # ## 2 · Train
@@ -113,19 +112,19 @@ print("layers kept stable for notebook 05:", kt.LAST_CONV, "(last Conv2D) and", 
 # removed, so a re-run trains again (deterministically).
 
 # %%
-run = kt.run_multitask(prep, recipe)
-print(f"epochs run: {run.info['epochs_run']}{' (resumed from a backup)' if run.info['resumed'] else ''}")
+run = multitask.run(prep, recipe)
+print(f"epochs run: {run.epochs_run}{' (resumed from a backup)' if run.resumed else ''}")
 display(run.history.round(4))
-kt.plot_log(run.history);
+training.plot_log(run.history);
 
 # %% [markdown]
 # ## 3 · Category task (held-out test)
 
 # %%
 test = run.split_scores("test")
-cm = run.info["category_metrics"]
+cm = run.category_metrics
 display(pd.Series({k: v for k, v in cm.items() if k != "per_class_recall"}, name="test").round(4).to_frame())
-metrics.plot_confusion(test["category"], test["pred_category"], labels=run.info["categories"], title="category (test)")
+results.plot_confusion(test["category"], test["pred_category"], labels=run.categories, title="category (test)")
 plt.show()
 
 # %% [markdown]
@@ -134,9 +133,9 @@ plt.show()
 # %%
 print(f"threshold {run.threshold:.4f} (from val); {len(test)} test images")
 display(pd.Series(run.test_metrics, name="test").round(4).to_frame().T)
-viz.plot_test_results(run, title="defect (test)"); plt.show()
+results.plot_test_results(run, title="defect (test)"); plt.show()
 display(run.per_category.round(3))
-viz.plot_per_category(run, title="defect AUROC per category (test)"); plt.show()
+results.plot_per_category(run, title="defect AUROC per category (test)"); plt.show()
 
 # %% [markdown]
 # ## 5 · Beside the study's own table
@@ -156,9 +155,8 @@ display(pd.DataFrame({"ours (held-out test)": ours, "study (as reported, on trai
 
 # %%
 print(*sorted(p.name for p in run.out_dir.iterdir()), sep="\n")
-reloaded, meta = kt.load_multitask(run.out_dir)
+reloaded, categories, size = multitask.load(run.out_dir)   # the label encoding comes from the model card
 from helpers.data.tf_data import make_dataset
-ds = make_dataset(prep.frame("test"), meta["categories"], meta["image_size"], recipe.batch_size,
-                  cache=prep.cache(meta["image_size"], progress=False))
-_, again = kt.predict_multitask(reloaded, ds)
+ds = make_dataset(prep.frame("test"), categories, size, recipe.batch_size, cache=prep.cache(size, progress=False))
+_, again = mt.predict_multitask(reloaded, ds)
 print("reloaded model gives identical defect scores:", bool(abs(again - test["score"].to_numpy()).max() < 1e-5))

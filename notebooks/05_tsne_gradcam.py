@@ -84,17 +84,17 @@ print(f"outputs: {cfg.runs_dir}")
 # %%
 import time
 import numpy as np, pandas as pd, matplotlib.pyplot as plt
-from helpers.data import prepare
-from helpers.workflows import explain
-from helpers.explain import features
-from helpers.explain import gradcam
-from helpers.artefacts import runs
+from helpers.artefacts import scored
+from helpers.explain import features, gradcam
+from helpers.viz import features as feature_plots
+from helpers.viz import maps as map_plots
+from helpers.workflows import common, explain
 started = time.time()
-prep = prepare.start_notebook(cfg)
+prep = common.start_notebook(cfg)
 models, missing = explain.load_trained_models(cfg.runs_dir)
 for line in missing:
     print("MISSING —", line)
-display(pd.DataFrame([{"model": m.name, "framework": m.framework, "from": m.notebook, "input px": m.image_size,
+display(pd.DataFrame([{"model": m.name, "framework": m.kind.framework, "from": m.notebook, "input px": m.image_size,
                        "init weights": m.weights} for m in models]))
 test = prep.frame("test")
 print(f"{len(test)} test images, {int(test['label'].sum())} defective")
@@ -113,7 +113,7 @@ for m in models:
 print(f"t-SNE: perplexity {features.effective_perplexity(len(test))}, PCA init, random_state 42")
 display(pd.DataFrame(silhouette).T.round(3).rename_axis("silhouette (original space)"))
 if embeddings:
-    features.plot_tsne(embeddings, test["category"], test["label"], silhouette); plt.show()
+    feature_plots.plot_tsne(embeddings, test["category"], test["label"], silhouette); plt.show()
 
 # %% [markdown]
 # ## 3 · Grad-CAM toward "defective"
@@ -137,7 +137,7 @@ print("Grad-CAM for:", list(cams) or "no classifier found")
 
 # %%
 if cams:
-    gradcam.cam_explorer(test, images, cams, masks)
+    map_plots.cam_explorer(test, images, cams, masks)
 
 # %% [markdown]
 # ### Correct vs wrong predictions (each model's own val-chosen threshold)
@@ -146,7 +146,7 @@ if cams:
 for m in models:
     if m.name not in cams:
         continue
-    pred = runs.test_predictions(cfg.runs_dir, m.notebook)
+    pred = scored.test_predictions(cfg.runs_dir, m.notebook)
     if pred is None:
         print(f"{m.name}: no scores.csv — run {m.notebook}.ipynb first"); continue
     joined = test.reset_index().merge(pred[["path", "pred"]], on="path")
@@ -155,7 +155,7 @@ for m in models:
         if len(rows) == 0:
             print(f"{m.name}: no {verdict} predictions"); continue
         idx = rows["index"].to_numpy()
-        fig = gradcam.plot_overlays(images[idx], {m.name: cams[m.name][idx]}, [masks[i] for i in idx],
+        fig = map_plots.plot_overlays(images[idx], {m.name: cams[m.name][idx]}, [masks[i] for i in idx],
                                     [f"{r.category} true={r.label} pred={r.pred}" for r in rows.itertuples()], max_images=4)
         fig.suptitle(f"{m.name}: {verdict}", y=1.02); plt.show()
 

@@ -87,16 +87,15 @@ print(f"outputs: {cfg.runs_dir}")
 # %%
 import time
 import pandas as pd, matplotlib.pyplot as plt
-from helpers.data import prepare
-from helpers.viz import data as viz
+from helpers.models.patchcore import load_features
 from helpers.training import recipes
-from helpers.workflows import oneclass
-from helpers.models.patchcore import load_backbone
+from helpers.viz import maps, results
+from helpers.workflows import common, oneclass
 started = time.time()
-prep = prepare.start_notebook(cfg)
+prep = common.start_notebook(cfg)
 CORESET = 0.1          # the paper's 10%; try 0.01 for a 10× smaller bank
 recipe = recipes.scaled(recipes.PatchCoreRecipe(coreset_fraction=CORESET), cfg.profile)
-backbone = load_backbone(recipe.backbone)
+backbone = load_features(recipe.backbone)
 print("backbone:", backbone.name)
 recipe
 
@@ -104,7 +103,7 @@ recipe
 # ## 2 · MVTec standard protocol, next to the published numbers
 
 # %%
-standard = oneclass.run_protocol(prep, "mvtec-standard", recipe, backbone=backbone)
+standard = oneclass.run_protocol(prep, "mvtec-standard", recipe, features=backbone)
 table = oneclass.compare_with_published(standard.per_category)
 display(table.round(3))
 print(f"mean image AUROC {table['image_auroc'].mean():.3f} (published WRN-50: 0.980) | "
@@ -119,12 +118,12 @@ if prep.source.builtin:
 # category's threshold and score range), which notebook 08 and `python -m helpers export|predict` deploy.
 
 # %%
-shared = oneclass.run_protocol(prep, "shared-split", recipe, backbone=backbone)
+shared = oneclass.run_protocol(prep, "shared-split", recipe, features=backbone)
 run = oneclass.write_shared(prep, shared, standard, started)
 print(f"threshold {run.threshold:.4f} (F1-max on val, pooled over categories); written to {run.out_dir}")
 display(pd.Series(run.test_metrics, name="test").round(4).to_frame().T)
 display(shared.per_category.round(3))
-viz.plot_test_results(run, label="PatchCore"); plt.show()
+results.plot_test_results(run, label="PatchCore"); plt.show()
 
 # %% [markdown]
 # ## 4 · Where does it look? Anomaly maps with the ground-truth masks
@@ -133,10 +132,10 @@ viz.plot_test_results(run, label="PatchCore"); plt.show()
 # gives the image score.
 
 # %%
-oneclass.plot_examples(standard); plt.show()
+maps.plot_examples(standard.examples); plt.show()
 
 # %% [markdown]
 # ## 5 · Score distributions, good vs defective (MVTec standard protocol)
 
 # %%
-oneclass.plot_score_histograms(standard.scores); plt.show()
+results.plot_score_histograms(standard.scores); plt.show()

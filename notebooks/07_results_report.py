@@ -75,10 +75,10 @@ print(f"outputs: {cfg.runs_dir}")
 
 # %%
 import matplotlib.pyplot as plt
-from helpers.data import prepare
-from helpers.workflows import report
 from helpers.evaluation import studies
-prep = prepare.start_notebook(cfg, frameworks=False)
+from helpers.viz import results
+from helpers.workflows import common, report
+prep = common.start_notebook(cfg, frameworks=False)
 approaches, missing = report.load_approaches(cfg.runs_dir)
 for line in missing:
     print("MISSING —", line)
@@ -127,8 +127,8 @@ display(studies.study_rows().set_index("approach"))
 # %%
 heatmap = report.category_auroc(approaches)
 if len(heatmap):
-    report.plot_heatmap(heatmap); plt.show()
-    report.plot_curves(approaches); plt.show()
+    results.plot_heatmap(heatmap); plt.show()
+    results.plot_curves(approaches); plt.show()
 
 # %% [markdown]
 # ## 4 · Localisation: Grad-CAM of each model and PatchCore's maps, against the masks
@@ -144,7 +144,7 @@ display(loc.round(3))
 # false-positive rate trade off. The val-chosen threshold is printed for reference.
 
 # %%
-report.threshold_explorer(approaches);
+results.threshold_explorer(approaches);
 
 # %% [markdown]
 # ## 6 · Export

@@ -78,18 +78,21 @@ print(f"outputs: {cfg.runs_dir}")
 # ## 1 · The model folders
 
 # %%
-import json, shutil
+import dataclasses, json, shutil
 import pandas as pd, matplotlib.pyplot as plt
-from helpers.deploy import models as deploy
-from helpers.data import prepare
-from helpers.artefacts import runs
-prep = prepare.start_notebook(cfg, frameworks=False)
-folders, missing = deploy.model_folders(cfg.runs_dir)
+from helpers.artefacts.card import read_card
+from helpers.core import layout
+from helpers.deploy import checks, export, inferencers, inputs, latency
+from helpers.deploy.predict import predict
+from helpers.workflows import common, deployment
+prep = common.start_notebook(cfg, frameworks=False)
+folders, missing = deployment.model_folders(cfg.runs_dir)
 print("model folders:", *[f"{stem}: {path}" for stem, path in folders.items()], sep="\n  ")
 if missing:
     print("left out:", *missing, sep="\n  ")
-card = deploy.read_model_card(next(iter(folders.values())))
-print(json.dumps({k: card[k] for k in ("approach", "input", "output", "threshold", "test_metrics")}, indent=1))
+card = read_card(next(iter(folders.values())))   # validated: every field typed and bounded, the model file's hash checked
+print(json.dumps({k: v for k, v in card.as_dict().items() if k in ("kind", "approach", "input", "threshold", "test_metrics")},
+                 indent=1))
 
 # %% [markdown]
 # ## 2 · Export to ONNX and check it against the framework
@@ -104,12 +107,12 @@ print(json.dumps({k: card[k] for k in ("approach", "input", "output", "threshold
 # %%
 rows = []
 for stem, folder in folders.items():
-    deploy.export_onnx(folder)
-    images, labels = deploy.run_images(folder, "test", root=prep.root)
-    check = deploy.parity(folder, images)
-    rows.append({"model": stem, "test images": check["n"], "max |onnx - framework|": check["max_abs_diff"],
-                 "maps: max |Δ|": check["map_max_abs_diff"] or None, "maps: largest |value|": check["map_scale"] or None,
-                 "same decisions": check["same_decisions"], "parity": "ok" if check["ok"] else "FAILED"})
+    export.export_onnx(folder)
+    images, labels = checks.run_images(folder, "test", root=prep.root)
+    check = checks.parity(folder, images)
+    rows.append({"model": stem, "test images": check.n, "max |onnx - framework|": check.max_abs_diff,
+                 "maps: max |Δ|": check.map_max_abs_diff or None, "maps: largest |value|": check.map_scale or None,
+                 "same decisions": check.same_decisions, "parity": "ok" if check.ok else "FAILED"})
 parity = pd.DataFrame(rows)
 parity
 
@@ -119,7 +122,7 @@ parity
 # onnxruntime's static quantisation of the convolutions (int8 weights per channel, uint8 activations; the head and
 # the softmax stay fp32, so scores are not rounded) needs the range of every activation: it runs the `val` good images through the model — never `test`. The question is what it costs in
 # detection: the test AUROC of each backend, and how many test decisions change. The budget is 0.005 AUROC
-# (`deploy.AUROC_BUDGET`); the card records each model's result (`int8.quality`).
+# (`checks.AUROC_BUDGET`); the card records each model's result (`int8.quality`).
 #
 # Watch PatchCore's row. Its score is a distance between patch features, and neighbouring good and defective
 # patches differ by less than INT8's rounding of those features: on the built-in data INT8 cost it 0.10 AUROC
@@ -130,14 +133,14 @@ parity
 # %%
 rows = []
 for stem, folder in folders.items():
-    deploy.quantize_int8(folder, root=prep.root)
-    budget = deploy.record_int8_quality(folder, root=prep.root)["within_budget"]
-    results = {b: deploy.evaluate(folder, b, root=prep.root) for b in deploy.BACKENDS}
-    sizes = deploy.file_sizes(folder)
+    export.quantize_int8(folder, root=prep.root)
+    budget = checks.record_int8_quality(folder, root=prep.root).within_budget
+    results = {b: checks.evaluate(folder, b, root=prep.root) for b in inferencers.BACKENDS}
+    sizes = latency.file_sizes(folder)
     for backend, res in results.items():
-        rows.append({"model": stem, "backend": backend, "test AUROC": res["roc_auc"],
-                     "AUROC change vs framework": res["roc_auc"] - results["framework"]["roc_auc"],
-                     "decisions changed vs framework": int((res["decisions"] != results["framework"]["decisions"]).sum()),
+        rows.append({"model": stem, "backend": backend, "test AUROC": res.roc_auc,
+                     "AUROC change vs framework": res.roc_auc - results["framework"].roc_auc,
+                     "decisions changed vs framework": int((res.decisions != results["framework"].decisions).sum()),
                      "size MiB": sizes.get(backend), "INT8 within budget": budget if backend == "onnx-int8" else None})
 quality = pd.DataFrame(rows)
 quality.round(4)
@@ -153,15 +156,15 @@ quality.round(4)
 repeats = {"smoke": 3, "quick": 5}.get(cfg.profile.name, 10)   # few: make run stays within 5 minutes on a CPU
 rows = []
 for stem, folder in folders.items():
-    images, _ = deploy.run_images(folder, "test", root=prep.root)
-    for backend in deploy.BACKENDS:
-        for row in deploy.latency(folder, backend, images[:32], batch_sizes=(1, 32), repeats=repeats, warmup=1):
-            rows.append({"model": stem, **row})
+    images, _ = checks.run_images(folder, "test", root=prep.root)
+    for backend in inferencers.BACKENDS:
+        for row in latency.latency(folder, backend, images[:32], batch_sizes=(1, 32), repeats=repeats, warmup=1):
+            rows.append({"model": stem, **dataclasses.asdict(row)})
 speed = pd.DataFrame(rows)
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
 for ax, batch in zip(axes, (1, 32)):
     view = speed[speed["batch"] == batch].pivot(index="model", columns="backend", values="images_per_s")
-    view[list(deploy.BACKENDS)].plot.barh(ax=ax)
+    view[list(inferencers.BACKENDS)].plot.barh(ax=ax)
     ax.set_title(f"images / s at batch {batch} (higher is better)"); ax.set_ylabel("")
 plt.tight_layout(); plt.show()
 speed.round(1)
@@ -179,23 +182,23 @@ speed.round(1)
 # with its INT8 file where INT8 stayed within the AUROC budget above, else with the fp32 one.
 
 # %%
-incoming = cfg.runs_dir / layout.DEPLOY / "incoming"
+incoming = cfg.runs_dir / layout.DEPLOY / layout.INCOMING
 shutil.rmtree(incoming, ignore_errors=True)
 first = next(iter(folders.values()))
-images, labels = deploy.run_images(first, "test", root=prep.root)
+images, labels = checks.run_images(first, "test", root=prep.root)
 picked = [i for i in range(len(images)) if labels[i] == 1][:3] + [i for i in range(len(images)) if labels[i] == 0][:3]
 for i in picked:
     path = images[i]
-    target = incoming / deploy.category_of(path) / f"{i}_{path.parent.name}_{path.name}"
+    target = incoming / inputs.category_of(path) / f"{i}_{path.parent.name}_{path.name}"
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(path, target)
 (target.parent / "broken.png").write_bytes(images[picked[0]].read_bytes()[:200])
 tables = {}
 for stem, folder in folders.items():
-    heatmaps = cfg.runs_dir / layout.DEPLOY / "heatmaps" / stem
+    heatmaps = cfg.runs_dir / layout.DEPLOY / layout.HEATMAPS / stem
     shutil.rmtree(heatmaps, ignore_errors=True)
-    backend = "onnx-int8" if deploy.read_model_card(folder)["int8"]["quality"]["within_budget"] is not False else "onnx"
-    tables[stem] = deploy.predict(folder, [incoming], backend=backend, heatmaps=heatmaps, progress=False)
+    backend = "onnx-int8" if read_card(folder).int8.quality.within_budget is not False else "onnx"
+    tables[stem] = predict(folder, [incoming], backend=backend, heatmaps=heatmaps, progress=False)
     tables[stem]["path"] = tables[stem]["path"].map(lambda p: Path(p).relative_to(incoming).as_posix())
 display(tables[next(iter(tables))].drop(columns="heatmap"))
 pd.DataFrame({stem: t.set_index("path")["decision"] for stem, t in tables.items()})

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from helpers.artefacts import runs
+from helpers.core import layout
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -242,7 +242,7 @@ def test_a_non_finite_loss_stops_training_with_the_way_out(tmp_path):
 
 def test_keras_stops_on_a_non_finite_loss():
     from helpers.errors import NonFiniteLossError
-    from helpers.workflows.keras_track import stop_on_non_finite_loss
+    from helpers.training.keras_fit import stop_on_non_finite_loss
 
     callback = stop_on_non_finite_loss()
     callback.on_train_batch_end(0, {"loss": 0.7})

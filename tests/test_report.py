@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers.artefacts import runs
+from helpers.artefacts import record as R
+from helpers.core import layout
 from helpers.evaluation import metrics as M
 from helpers.workflows import report
 
@@ -17,11 +18,11 @@ def _write(runs, folder, file, scores, threshold=None, data=DATA):
     d.mkdir(parents=True, exist_ok=True)
     scores.to_csv(d / file, index=False)
     if threshold is not None:
-        record = M.metrics_record(folder, folder, "shared-split", "smoke", {"test": 4}, threshold, "f1",
+        record = R.metrics_record(folder, folder, "shared-split", "smoke", {"test": 4}, threshold, "f1",
                                   {"roc_auc": 0.5}, data=data,
                                   labels_used={"defect_labels_for_training": 120, "labels_to_select_good": 0,
                                                "val_labels": 30, "val_labels_for": "early stopping, threshold"})
-        M.write_metrics(record, runs)
+        R.write_metrics(record, runs)
 
 
 def _scores(seed, paths=None):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import helpers
-from helpers.artefacts import runs
+from helpers.core import layout
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "helpers"
@@ -61,11 +61,11 @@ def test_no_function_is_longer_than_sixty_lines():
     assert not long, "split these functions: " + ", ".join(long)
 
 
-def test_notebook_folders_are_named_only_in_runs():
+def test_notebook_folders_are_named_only_in_the_layout():
     stem = re.compile(r"\b0\d_[a-z]\w+")
-    offenders = [f"{p.relative_to(ROOT)}:{i}" for p in FILES if p != PACKAGE / "artefacts" / "runs.py"
+    offenders = [f"{p.relative_to(ROOT)}:{i}" for p in FILES if p != PACKAGE / "core" / "layout.py"
                  for i, line in enumerate(p.read_text().splitlines(), 1) if stem.search(line)]
-    assert not offenders, "use the constants of helpers.runs instead: " + ", ".join(offenders)
+    assert not offenders, "use the constants of helpers.core.layout instead: " + ", ".join(offenders)
 
 
 def test_notebooks_are_paired_stripped_and_carry_the_setup_cell():

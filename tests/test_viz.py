@@ -10,11 +10,12 @@ import pandas as pd
 
 from helpers.data.scan import scan_mvtec
 from helpers.viz import data as viz
+from helpers.viz import training, widgets
 
 
 def test_plot_history_draws_each_panel_and_schedule():
     h = pd.DataFrame({"epoch": [1, 2, 3], "train_loss": [1.0, 0.6, 0.5], "val_loss": [1.1, 0.7, 0.8]})
-    fig = viz.plot_history(h, {"loss": ["train_loss", "val_loss", "missing_col"]}, lrs=np.linspace(1, 0.1, 30),
+    fig = training.plot_history(h, {"loss": ["train_loss", "val_loss", "missing_col"]}, lrs=np.linspace(1, 0.1, 30),
                            steps_per_epoch=10, best_epoch=2)
     assert len(fig.axes) == 2
     labels = [line.get_label() for line in fig.axes[0].get_lines() if not line.get_label().startswith("_")]
@@ -23,9 +24,9 @@ def test_plot_history_draws_each_panel_and_schedule():
 
 
 def test_explorer_is_static_when_headless(synthetic_root, monkeypatch, capsys):
-    monkeypatch.setenv(viz.HEADLESS_ENV, "1")
-    assert viz.widgets_wanted() is False
+    monkeypatch.setenv(widgets.HEADLESS_ENV, "1")
+    assert widgets.widgets_wanted() is False
     assert viz.explorer(scan_mvtec(synthetic_root, progress=False).manifest, synthetic_root) is None
     assert "static figures" in capsys.readouterr().out
-    monkeypatch.setenv(viz.HEADLESS_ENV, "0")
-    assert viz.widgets_wanted() is True
+    monkeypatch.setenv(widgets.HEADLESS_ENV, "0")
+    assert widgets.widgets_wanted() is True
