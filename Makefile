@@ -32,8 +32,9 @@ venv: $(VENV)/.installed
 run: venv
 	RUNS_DIR="$(RUNS_DIR)" $(PY) -m helpers run-notebooks
 
-lint: venv   # ruff over the package, tests, tools and notebooks; the notebook pairs and setup cells
+lint: venv   # ruff over the package, tests, tools and notebooks; mypy over helpers/; the notebook pairs and setup cells
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 	$(PY) tools/notebooks.py check
 
 test: test-dev test-colab

@@ -7,8 +7,8 @@ those inside functions too):
 ==============  =========================================================================================
 ``core``        settings and the runtime: profiles, locations, Colab, atomic files, torchrun
 ``data``        the images: find, fetch, validate, split, generate, cache, and the one preprocessing
+``explain``     explanations as arrays: Grad-CAM maps and learned features (of any model it is given)
 ``models``      what a model is: the registry of model kinds and backbones, each model's network
-``explain``     explanations as arrays: Grad-CAM maps and learned features
 ``training``    how models learn: the PyTorch loop, checkpoints, schedules, the published recipes
 ``evaluation``  how results are measured: metrics, intervals, localisation against masks, published figures
 ``viz``         every figure
@@ -28,7 +28,7 @@ from typing import Any
 __version__ = "0.3.0"
 
 #: The layers, lowest first (a module may import from its own layer and those before it).
-LAYERS = ("core", "data", "models", "explain", "training", "evaluation", "viz", "artefacts", "deploy", "workflows")
+LAYERS = ("core", "data", "explain", "models", "training", "evaluation", "viz", "artefacts", "deploy", "workflows")
 #: Everything importable as ``helpers.<name>`` on first use.
 SUBPACKAGES = (*LAYERS, "errors", "cli")
 

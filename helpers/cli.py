@@ -5,9 +5,9 @@
   Exits non-zero only when nothing usable was found.
 - ``oneclass --data DIR --runs DIR [--categories ...]``: PatchCore (notebook 06) under both protocols;
   writes notebook 06's ``metrics.json``, ``scores.csv`` and the per-category tables.
-- ``train supervised|simclr|probe|keras``: a model notebook's training and scoring (01, 02, 03, 04), writing
+- ``train supervised|simclr|probe|multitask``: a model notebook's training and scoring (01, 02, 03, 04), writing
   what the notebook writes. The torch ones also run under ``torchrun --nproc_per_node N`` (one process per
-  GPU: DistributedDataParallel, each global batch split over the processes, rank 0 writes); ``keras --mirrored``
+  GPU: DistributedDataParallel, each global batch split over the processes, rank 0 writes); ``multitask --mirrored``
   uses tf.distribute.MirroredStrategy over every GPU of the machine.
 - ``export --model DIR [--int8]``: writes ``model.onnx`` into a model folder (01, 03, 04 or 06) and checks it against the
   framework on the folder's own test images (max |Δ| and decisions at the card's threshold); ``--int8`` adds
@@ -26,7 +26,6 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from .core import layout
 from .errors import UserError
@@ -115,42 +114,23 @@ def _train(args: argparse.Namespace) -> int:
     from .core import distributed
     from .core.config import get_config
     from .data.prepare import load_prepared
+    from .models import kinds
+    from .workflows import commands
 
     several = distributed.init_from_env()
-    if several and args.model == "keras":
-        raise SystemExit("error: the Keras model does not run under torchrun; run it as one process "
-                         "(`python -m helpers train keras`).")
+    if several and kinds.get(args.model).framework != "torch":
+        raise SystemExit(f"error: the {kinds.get(args.model).title} does not run under torchrun; run it as one process "
+                         f"(`python -m helpers train {args.model}`).")
     try:
         cfg = get_config(profile=args.profile, data_dir=args.data, runs_dir=args.runs)
         prepared = load_prepared(cfg)
-        summary = _train_one(args.model, prepared, distributed.is_main(), mirrored=args.mirrored)
+        summary = commands.train(args.model, prepared, distributed.is_main(), mirrored=args.mirrored)
         if distributed.is_main():
             size = distributed.world()[1]
             print(f"{summary} ({size} process{'es' if size > 1 else ''})")
     finally:
         distributed.cleanup()
     return 0
-
-
-def _train_one(model: str, prepared: Any, progress: bool, mirrored: bool = False) -> str:
-    """Run the notebook's training function for ``model`` (the probe needs notebook 02's encoder); a summary line."""
-    from .workflows import multitask, probe, simclr, supervised
-
-    if model == "simclr":
-        sim = simclr.run(prepared, progress=progress)
-        return f"SimCLR: last val loss {sim.fit.history['val_loss'].iloc[-1]:.4f}; encoder -> {sim.out_dir}"
-    if model == "keras":
-        from .training.keras_fit import mirrored_strategy
-
-        run: Any = multitask.run(prepared, verbose=2 if progress else 0, strategy=mirrored_strategy() if mirrored else None)
-    elif model == "supervised":
-        run = supervised.run(prepared, progress=progress)
-    else:
-        encoder, meta = simclr.load_encoder(prepared.cfg.runs_dir)
-        run = probe.run(prepared, encoder, progress=progress,
-                        encoder_info={"weights": meta.get("weights"), "simclr_recipe": meta.get("recipe")})
-    return (f"{run.approach}: test AUROC {run.test_metrics['roc_auc']:.3f}, F1 {run.test_metrics['f1']:.3f} "
-            f"-> {run.out_dir}")
 
 
 def _int8(folder: Path) -> None:
@@ -210,6 +190,8 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .workflows.commands import TRAINABLE
+
     SUPERVISED = layout.SUPERVISED
 
     parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__,
@@ -229,12 +211,12 @@ def main(argv: list[str] | None = None) -> int:
     o.add_argument("--coreset", type=float, default=0.1, help="coreset fraction (default 0.1; the paper also uses 0.01)")
     o.set_defaults(func=_oneclass)
     t = sub.add_parser("train", help="a model notebook's training as a command (torch ones also under torchrun)")
-    t.add_argument("model", choices=["supervised", "simclr", "probe", "keras"])
+    t.add_argument("model", choices=TRAINABLE, help="the kind of model to train: " + ", ".join(TRAINABLE))
     t.add_argument("--data", help="MVTec AD root (default: what notebook 00 prepared under RUNS_DIR)")
     t.add_argument("--runs", help="output folder (default: RUNS_DIR or ./runs)")
     t.add_argument("--profile", help="full | quick | smoke (default: DEFECTS_PROFILE)")
     t.add_argument("--mirrored", action="store_true",
-                   help="keras: tf.distribute.MirroredStrategy over every GPU (each batch split over them)")
+                   help="multitask: tf.distribute.MirroredStrategy over every GPU (each batch split over them)")
     t.set_defaults(func=_train)
     e = sub.add_parser("export", help="ONNX export of a model folder (01, 03, 04 or 06) with a parity check")
     e.add_argument("--model", required=True, help=f"a model notebook's folder (01, 03, 04 or 06), e.g. runs/{SUPERVISED}")

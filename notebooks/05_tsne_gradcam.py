@@ -162,7 +162,7 @@ for m in models:
 # %% [markdown]
 # ## 4 · Localisation against the ground-truth masks
 #
-# The field's own measures, defined once in `helpers.localisation` and used for PatchCore's maps in 06 too:
+# The field's own measures, defined once in `helpers.evaluation.localisation` and used for PatchCore's maps in 06 too:
 # **pixel AUROC** (all pixels of a category's test images pooled, good images included, as MVTec AD reports
 # it), **AU-PRO** (per-region overlap up to a false-positive rate of 0.3, normalised: a small defect counts
 # as much as a large one) and the **pointing game** (the map's peak inside the mask), each per category and

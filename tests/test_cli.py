@@ -83,5 +83,5 @@ def test_train_runs_a_notebooks_training_in_one_process_and_under_torchrun(synth
         assert card["data"]["split_hash"] == record["data"]["split_hash"]
         processes = "2 processes" if name == "two" else "1 process"
         assert res.stdout.count("Supervised ResNet-50: test AUROC") == 1 and processes in res.stdout
-    res = _run("train", "keras", "--runs", str(tmp_path / "missing"), "--profile", "smoke", "--data", str(tmp_path))
+    res = _run("train", "multitask", "--runs", str(tmp_path / "missing"), "--profile", "smoke", "--data", str(tmp_path))
     assert res.returncode == 2 and "not an MVTec AD root" in res.stderr

@@ -1,5 +1,5 @@
 """The package's shape, checked: every module lazily importable and with ``__all__``, short functions, and
-notebook folder names only in :mod:`helpers.runs`; the notebooks paired with their scripts."""
+notebook folder names only in :mod:`helpers.artefacts.scored`; the notebooks paired with their scripts."""
 from __future__ import annotations
 
 import ast

@@ -4,7 +4,7 @@ Usage (the Makefile runs these inside the `.venv-colab` environment)::
 
     python tools/colab_stack.py constraints OUT     # tools/colab-versions.txt as a pip constraints file
     python tools/colab_stack.py check-install       # install this checkout the way the Colab setup cell does
-                                                    # (helpers.colab.install) and fail if any version listed in
+                                                    # (helpers.core.colab.install) and fail if any version listed in
                                                     # tools/colab-versions.txt changed
 
 ``tools/colab-versions.txt`` is a copy of ``../shared/colab/colab-versions.txt`` (Colab's published GPU runtime,

@@ -120,7 +120,11 @@ class ModelCard:
 
     def with_export(self, name: str, export: Export | None) -> ModelCard:
         """This card with its ``onnx`` or ``int8`` entry replaced."""
-        return replace(self, **{name: export})
+        if name == "onnx":
+            return replace(self, onnx=export)
+        if name == "int8":
+            return replace(self, int8=export)
+        raise ValueError(f"a card records the exports 'onnx' and 'int8', not {name!r}")
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -239,14 +243,14 @@ class _Fields:
     def fail(self, key: str, value: Any, expected: str) -> ModelCardError:
         return ModelCardError(f"field {self._name(key)!r} is {_show(value)}; expected {expected}")
 
-    def int(self, key: str, lo: int, hi: int, default: Any = ...) -> int:
+    def integer(self, key: str, lo: int, hi: int, default: Any = ...) -> int:
         v = self.get(key, default)
         if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
             raise self.fail(key, v, f"an integer from {lo} to {hi}")
         return v
 
-    def float(self, key: str, lo: float = -math.inf, hi: float = math.inf, default: Any = ..., none: bool = False
-              ) -> float | None:
+    def number(self, key: str, lo: float = -math.inf, hi: float = math.inf, default: Any = ..., none: bool = False
+               ) -> float | None:
         v = self.get(key, default)
         if v is None and none:
             return None
@@ -310,7 +314,7 @@ def _card(f: _Fields, kind: str) -> ModelCard:
     bank_rows = None
     if f.get("bank_rows", None) is not None:
         rows = f.obj("bank_rows")
-        bank_rows = {rows.name(c, c): rows.int(c, 1, _MAX_BANK_ROWS) for c in rows.raw}
+        bank_rows = {rows.name(c, c): rows.integer(c, 1, _MAX_BANK_ROWS) for c in rows.raw}
     return ModelCard(
         kind=kind, approach=str(f.text("approach", 200)), notebook=f.name("notebook"),
         framework=str(f.text("framework", 20)), model_file=check_file_name(f.get("model_file"), "model_file"),
@@ -340,8 +344,8 @@ def _texts(f: _Fields, key: str) -> list[str]:
 
 
 def _input(f: _Fields) -> InputSpec:
-    size = f.int("image_size", 8, MAX_IMAGE_SIZE)
-    resize = f.int("resize", size, MAX_IMAGE_SIZE)
+    size = f.integer("image_size", 8, MAX_IMAGE_SIZE)
+    resize = f.integer("resize", size, MAX_IMAGE_SIZE)
     layout = f.get("layout")
     if layout not in ("NCHW", "NHWC"):
         raise f.fail("layout", layout, "'NCHW' or 'NHWC'")
@@ -353,8 +357,8 @@ def _input(f: _Fields) -> InputSpec:
             if not isinstance(values, list) or len(values) != 3:
                 raise f.fail(key, values, "3 numbers (one per channel)")
             for i, v in enumerate(values):
-                _Fields({f"{key}[{i}]": v}, f.where).float(f"{key}[{i}]", lo, 1.0)
-        return InputSpec(size, resize, layout, tuple(mean), tuple(std))  # type: ignore[arg-type]
+                _Fields({f"{key}[{i}]": v}, f.where).number(f"{key}[{i}]", lo, 1.0)
+        return InputSpec(size, resize, layout, tuple(mean), tuple(std))
     return InputSpec(size, resize, layout)
 
 
@@ -365,14 +369,14 @@ def _threshold(f: _Fields) -> Threshold:
         per = {}
         for c in p.raw:
             g = p.obj(p.name(c, c))
-            lo, hi = g.float("min"), g.float("max")
-            if hi < lo:  # type: ignore[operator]
+            lo, hi = g.number("min"), g.number("max")
+            if hi < lo:
                 raise g.fail("max", hi, f"at least min ({lo})")
-            per[c] = CategoryThreshold(g.float("threshold"), lo, hi, str(g.text("note", 300, "")))  # type: ignore[arg-type]
+            per[c] = CategoryThreshold(g.number("threshold"), lo, hi, str(g.text("note", 300, "")))
     method = f.get("method")
     if method not in ("f1", "youden", "fixed"):
         raise f.fail("method", method, "'f1', 'youden' or 'fixed'")
-    return Threshold(f.float("value"), method, str(f.text("chosen_on", 20, "val")), per)  # type: ignore[arg-type]
+    return Threshold(f.number("value"), method, str(f.text("chosen_on", 20, "val")), per)  # type: ignore[arg-type]
 
 
 _METRICS = ("roc_auc", "pr_auc", "f1", "precision", "recall", "accuracy", "category_accuracy")
@@ -384,7 +388,7 @@ def _metrics(f: _Fields | None) -> dict[str, float | None]:
     unknown = sorted(set(f.raw) - set(_METRICS))
     if unknown:
         raise f.fail(unknown[0], f.raw[unknown[0]], f"one of the metrics {', '.join(_METRICS)}")
-    return {k: f.float(k, 0.0, 1.0, none=True) for k in f.raw}
+    return {k: f.number(k, 0.0, 1.0, none=True) for k in f.raw}
 
 
 def _export(f: _Fields | None) -> Export | None:
@@ -396,9 +400,9 @@ def _export(f: _Fields | None) -> Export | None:
         within = q.get("within_budget")
         if within not in (True, False, None):
             raise q.fail("within_budget", within, "true, false or null")
-        quality = Int8Quality(q.float("test_roc_auc_fp32", 0, 1, none=True), q.float("test_roc_auc_int8", 0, 1, none=True),
-                              q.float("change", -1, 1, none=True), q.int("test_images", 0, 10**7),
-                              q.int("decisions_changed", 0, 10**7), within, q.float("budget", 0, 1))  # type: ignore[arg-type]
+        quality = Int8Quality(q.number("test_roc_auc_fp32", 0, 1, none=True), q.number("test_roc_auc_int8", 0, 1, none=True),
+                              q.number("change", -1, 1, none=True), q.integer("test_images", 0, 10**7),
+                              q.integer("decisions_changed", 0, 10**7), within, q.number("budget", 0, 1))
     data = f.get("data_file", None)
     return Export(check_file_name(f.get("file"), f"{f.where}.file"), str(f.sha("sha256")), str(f.text("exporter", 300)),
                   None if data is None else check_file_name(data, f"{f.where}.data_file"), f.sha("data_sha256", none=True),

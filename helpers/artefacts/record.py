@@ -59,7 +59,7 @@ def metrics_record(notebook: str, approach: str, protocol: str, profile: str, sp
         protocol: ``shared-split`` (the project's split, scored on ``test``) or ``mvtec-standard``.
         threshold_method: ``f1`` / ``youden`` (chosen on val) or ``fixed``.
         started: ``time.time()`` at the start of the work, for ``time_taken_s``.
-        data: which data and split (:meth:`helpers.prepare.Prepared.provenance`); the code (package version,
+        data: which data and split (:meth:`helpers.data.prepare.Prepared.provenance`); the code (package version,
             git commit) and the device are added here.
         labels_used: how many labels the approach used, and for what (:data:`LABELS_USED_KEYS`); ``{}`` for a
             notebook that trains nothing.

@@ -36,7 +36,7 @@ PROFILE_CHOICES = ("auto", "full", "quick", "smoke")
 
 def installed_versions() -> dict[str, str]:
     """``{normalised name: version}`` of every distribution importable in this interpreter."""
-    out = {}
+    out: dict[str, str] = {}
     for dist in importlib.metadata.distributions():
         name = dist.metadata["Name"] if dist.metadata else None
         if name:
@@ -119,7 +119,7 @@ class Settings:
 
 def apply_settings(use_drive: bool = True, mvtec_dir: str = "", profile: str = "auto", is_colab: bool | None = None,
                    content: str | os.PathLike | None = None) -> Settings:
-    """Turn a notebook's parameters into environment variables that :func:`helpers.config.get_config` reads.
+    """Turn a notebook's parameters into environment variables that :func:`helpers.core.config.get_config` reads.
 
     ``use_drive`` matters on Colab only: Drive is mounted and ``RUNS_DIR`` / ``DEFECTS_ARCHIVE_DIR`` point into
     ``MyDrive/mvtec-defect-toolkit``, ``DEFECTS_LOCAL_DIR`` to ``content`` (Colab's working folder, ``/content``).

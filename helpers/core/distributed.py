@@ -2,7 +2,7 @@
 
 Under ``torchrun --nproc_per_node N python -m helpers train supervised ...`` every process runs the same
 code; :func:`init_from_env` joins them (NCCL with CUDA, gloo on CPU). The shared training loop
-(:func:`helpers.train.fit`) then wraps the model in DDP, averages the logged losses over the processes,
+(:func:`helpers.training.loop.fit`) then wraps the model in DDP, averages the logged losses over the processes,
 and lets rank 0 alone write checkpoints (every rank resumes from them). The loaders split each *global*
 batch over the processes (:func:`loader_sampler`, :func:`per_rank_batch`), so N processes take the same
 optimisation steps as one process with the same global batch — the tests check it on CPU with gloo.

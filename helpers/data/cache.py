@@ -64,10 +64,10 @@ class ImageCache:
                            "rebuild it from the current manifest") from None
 
 
-def _resize(arr: np.ndarray, size: int, resample=Image.BILINEAR) -> np.ndarray:
+def _resize(arr: np.ndarray, size: int, resample: Image.Resampling = Image.Resampling.BILINEAR) -> np.ndarray:
     img = Image.fromarray(arr)
     if img.size != (size, size):
-        img = img.resize((size, size), resample, reducing_gap=3.0 if resample != Image.NEAREST else None)
+        img = img.resize((size, size), resample, reducing_gap=3.0 if resample != Image.Resampling.NEAREST else None)
     return np.asarray(img)
 
 
@@ -75,7 +75,7 @@ def load_resized(image: str | os.PathLike | np.ndarray, size: int) -> np.ndarray
     """An image file (any mode) or an ``H×W×3`` uint8 array as ``size×size×3`` uint8, resized exactly as the
     cache resizes it (PIL, bilinear, antialiased). Training, evaluation and ``predict`` all see this."""
     arr = load_rgb(image) if isinstance(image, (str, os.PathLike)) else np.asarray(image, dtype=np.uint8)
-    return _resize(arr, size, Image.BILINEAR)
+    return _resize(arr, size, Image.Resampling.BILINEAR)
 
 
 def build_cache(manifest: pd.DataFrame, data_root: str | os.PathLike, size: int,
@@ -101,7 +101,7 @@ def build_cache(manifest: pd.DataFrame, data_root: str | os.PathLike, size: int,
         images[i] = load_resized(data_root / paths[i], size)  # noqa: F821 - closed below, after the pool
         if mask_paths[i]:
             masks[i] = _resize(load_mask(  # noqa: F821
-                data_root / mask_paths[i]) * 255, size, Image.BILINEAR) > 127
+                data_root / mask_paths[i]) * 255, size, Image.Resampling.BILINEAR) > 127
         else:
             masks[i] = 0  # noqa: F821
 

@@ -53,7 +53,8 @@ def locate_data(cfg: Config, download: bool = False, progress: bool = True) -> D
         if not looks_like_mvtec_root(cfg.data_dir):
             raise DatasetLayoutError(describe_layout_problem(cfg.data_dir))
         return DataSource(cfg.data_dir, False, "MVTEC_DIR / data_dir")
-    for place in (cfg.local_dir / MVTEC_FOLDER, *KNOWN_DATA_PLACES):
+    places: list[str | Path] = [cfg.local_dir / MVTEC_FOLDER, *KNOWN_DATA_PLACES]
+    for place in places:
         path = Path(place).expanduser().resolve()
         if looks_like_mvtec_root(path):
             return DataSource(path, False, f"found at known place {place}")

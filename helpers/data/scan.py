@@ -130,7 +130,7 @@ def describe_layout_problem(root: Path) -> str:
     archives = [e.name for e in entries if e.name.endswith((".tar.xz", ".tar.gz", ".zip"))]
     if archives:
         hints.append(f"Archives found ({', '.join(archives[:3])}): extract them first "
-                     "(helpers.download.extract_archives).")
+                     "(helpers.data.download.extract_archives).")
     return f"{root} is not an MVTec AD root. {expected} Found: {found or 'an empty folder'}. " + " ".join(hints)
 
 
@@ -231,7 +231,7 @@ def _split_dirs(root: Path, cat_dir: Path, found: _Findings) -> dict[str, Path]:
 def _candidates(root: Path, cat_dir: Path, dirs: dict[str, Path], found: _Findings
                 ) -> list[tuple[Path, str, str, str]]:
     """Every file of one category's ``train/`` and ``test/`` as (file, category, split, defect type)."""
-    category, out = cat_dir.name, []
+    category, out = cat_dir.name, list[tuple[Path, str, str, str]]()
     if category not in MVTEC_CATEGORIES:
         found.warnings.append((category + "/", "not one of the 15 MVTec AD category names; kept"))
     for split in ("train", "test"):
@@ -315,7 +315,7 @@ def _check_all(candidates: list[tuple[Path, str, str, str]], workers: int | None
 
 def _duplicate_warnings(manifest: pd.DataFrame) -> list[tuple[str, str]]:
     """A warning for every file whose bytes are identical to another's."""
-    out = []
+    out: list[tuple[str, str]] = []
     for _, group in manifest[manifest.duplicated("content_hash", keep=False)].groupby("content_hash"):
         others = ", ".join(group["path"])
         out.extend((p, f"identical bytes to other files ({others}); the split keeps them together")
@@ -361,7 +361,7 @@ def scan_mvtec(root: str | os.PathLike, workers: int | None = None, progress: bo
 
 
 def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a ``manifest.csv`` written by :func:`helpers.prepare.prepare` (empty mask paths as "")."""
+    """Read a ``manifest.csv`` written by :func:`helpers.data.prepare.prepare` (empty mask paths as "")."""
     df = pd.read_csv(path, keep_default_na=False, dtype={"mask_path": str, "content_hash": str})
     missing = set(MANIFEST_COLUMNS) - set(df.columns)
     if missing:

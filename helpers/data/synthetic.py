@@ -122,7 +122,7 @@ class SyntheticSpec:
 def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
     """Low-frequency noise in [-1, 1]: ``cells``×``cells`` random values upsampled bicubically."""
     small = rng.uniform(0, 255, (cells, cells)).astype(np.uint8)
-    big = Image.fromarray(small).resize((size, size), Image.BICUBIC)
+    big = Image.fromarray(small).resize((size, size), Image.Resampling.BICUBIC)
     return np.asarray(big, dtype=np.float32) / 127.5 - 1.0
 
 

@@ -110,8 +110,9 @@ class MVTecDataset(Dataset):
 
     def image(self, i: int) -> np.ndarray:
         """The H×W×3 uint8 image of row ``i`` (from the cache when there is one)."""
-        if self.cache is not None:
+        if self.cache is not None and self.rows is not None:
             return np.array(self.cache.images[self.rows[i]])
+        assert self.root is not None
         return load_rgb(self.root / self.frame.at[i, "path"])
 
     def __getitem__(self, i: int) -> dict:

@@ -41,7 +41,7 @@ def resize_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     mask = np.asarray(mask, bool)
     if mask.shape == tuple(shape):
         return mask
-    img = Image.fromarray(mask.astype(np.uint8) * 255).resize((shape[1], shape[0]), Image.NEAREST)
+    img = Image.fromarray(mask.astype(np.uint8) * 255).resize((shape[1], shape[0]), Image.Resampling.NEAREST)
     return np.asarray(img) > 127
 
 
@@ -96,7 +96,7 @@ def au_pro(maps: Iterable[np.ndarray], masks: Iterable[np.ndarray], fpr_limit: f
     end = int(np.searchsorted(fpr, fpr_limit, side="right"))
     at_limit = float(np.interp(fpr_limit, fpr, pro)) if end < len(fpr) else float(pro[-1])
     x, y = np.r_[fpr[:end], fpr_limit], np.r_[pro[:end], at_limit]
-    trapezoid = getattr(np, "trapezoid", None) or np.trapz
+    trapezoid = getattr(np, "trapezoid", None) or getattr(np, "trapz")  # noqa: B009 - NumPy 2 renamed it
     return float(trapezoid(y, x) / fpr_limit)
 
 

@@ -21,7 +21,8 @@ from ..core.env import load_torch_before_tensorflow
 
 __all__ = ["TSNE_PARAMS", "torch_features", "keras_features", "tsne_2d", "effective_perplexity", "silhouettes"]
 
-TSNE_PARAMS = {"perplexity": 30.0, "random_state": 42, "init": "pca"}
+TSNE_PARAMS: dict[str, Any] = {"perplexity": 30.0, "random_state": 42, "init": "pca"}
+_PERPLEXITY = 30.0
 
 
 @torch.no_grad()
@@ -52,7 +53,7 @@ def tsne_2d(features: np.ndarray, **overrides: Any) -> np.ndarray:
     return TSNE(n_components=2, **params).fit_transform(np.asarray(features, dtype=np.float32))
 
 
-def effective_perplexity(n: int, perplexity: float = TSNE_PARAMS["perplexity"]) -> float:
+def effective_perplexity(n: int, perplexity: float = _PERPLEXITY) -> float:
     """The perplexity :func:`tsne_2d` uses for ``n`` samples."""
     return float(min(perplexity, max(1.0, n - 1.0)))
 
@@ -60,8 +61,8 @@ def effective_perplexity(n: int, perplexity: float = TSNE_PARAMS["perplexity"]) 
 def silhouettes(features: np.ndarray, categories: Sequence, labels: Sequence[int]) -> dict[str, float]:
     """Silhouette scores in the original feature space: by category and by defect label (NaN if undefined)."""
     out = {}
-    for name, groups in (("by_category", categories), ("by_defect", labels)):
-        groups = np.asarray(groups)
+    for name, values in (("by_category", categories), ("by_defect", labels)):
+        groups = np.asarray(values)
         k = len(np.unique(groups))
         out[name] = float(skm.silhouette_score(features, groups)) if 1 < k < len(groups) else math.nan
     return out

@@ -18,6 +18,7 @@ import contextlib
 import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -121,7 +122,7 @@ class Backbone:
         return str(getattr(getattr(tvm, enum), member).url.rsplit("/", 1)[-1])
 
 
-def _resnet_stages(net: nn.Module) -> list[nn.Module]:
+def _resnet_stages(net: Any) -> list[nn.Module]:
     stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
     return [stem, net.layer1, net.layer2, net.layer3, net.layer4]
 
@@ -167,6 +168,7 @@ def _lite0(imagenet: bool) -> StagedNet:
     rate, n = net._global_params.drop_connect_rate or 0.0, len(net._blocks)
     blocks = [_Block(b, rate * i / n) for i, b in enumerate(net._blocks)]
     strides, x = [], torch.zeros(1, 3, 64, 64)
+    net.eval()      # the stride probe must not move BatchNorm's running statistics
     with torch.no_grad():
         x = net._swish(net._bn0(net._conv_stem(x)))
         for block in net._blocks:

@@ -51,7 +51,7 @@ class LinearProbe(nn.Module):
         self.encoder = encoder
         for p in self.encoder.parameters():
             p.requires_grad = False
-        self.head = nn.Linear(int(encoder.feature_dim), n_classes)
+        self.head = nn.Linear(_width(encoder), n_classes)
 
     def train(self, mode: bool = True) -> LinearProbe:
         super().train(mode)
@@ -62,6 +62,14 @@ class LinearProbe(nn.Module):
         # no torch.no_grad() here: the frozen encoder builds no graph by itself, and Grad-CAM
         # (notebook 05) must be able to take gradients through it
         return self.head(self.encoder(x))
+
+
+def _width(encoder: nn.Module) -> int:
+    """The width of an encoder's pooled features (its ``feature_dim``)."""
+    width = getattr(encoder, "feature_dim", None)
+    if not isinstance(width, int):
+        raise ValueError(f"{type(encoder).__name__} has no feature_dim: an encoder declares the width of its features")
+    return width
 
 
 def defect_probability(logits: torch.Tensor) -> torch.Tensor:

@@ -9,8 +9,8 @@ kind               framework  the model
 =================  =========  =========================================================================
 ``supervised``     torch      a backbone + study 000's head, fine-tuned on the labels (notebook 01)
 ``simclr``         torch      an encoder + projection head, pretrained with NT-Xent (notebook 02; not scored)
-``linear_probe``   torch      SimCLR's frozen encoder + Linear(feature_dim, 2) (notebook 03)
-``keras_multitask`` keras     study 001's CNN: category and defect heads (notebook 04)
+``probe``          torch      SimCLR's frozen encoder + Linear(feature_dim, 2) (notebook 03)
+``multitask``      keras      study 001's CNN: category and defect heads (notebook 04)
 ``patchcore``      torch      per-category memory banks on an ImageNet backbone (notebook 06)
 =================  =========  =========================================================================
 """
@@ -55,7 +55,7 @@ class ModelKind:
 
     def input_spec(self, image_size: int, mean: Any = None, std: Any = None, resize: int | None = None) -> InputSpec:
         """The model's input (:mod:`helpers.data.preprocessing`): NCHW, normalised with the backbone's mean/std."""
-        return InputSpec(image_size, resize or image_size, "NCHW", tuple(mean), tuple(std))  # type: ignore[arg-type]
+        return InputSpec(image_size, resize or image_size, "NCHW", (mean[0], mean[1], mean[2]), (std[0], std[1], std[2]))
 
     # --- files ---------------------------------------------------------------------------------------------------
     def save(self, model: Any, path: str | os.PathLike, **meta: Any) -> Path:
@@ -205,7 +205,7 @@ class _SimCLR(ModelKind):
 
 
 class _Probe(ModelKind):
-    name, title = "linear_probe", "linear probe"
+    name, title = "probe", "linear probe"
 
     def build(self, meta: dict[str, Any]) -> Any:
         from .classifiers import LinearProbe
@@ -217,7 +217,7 @@ class _Probe(ModelKind):
 
 
 class _Multitask(ModelKind):
-    name, title, framework, category_head = "keras_multitask", "Keras multi-task CNN", "keras", True
+    name, title, framework, category_head = "multitask", "Keras multi-task CNN", "keras", True
     onnx_outputs = ("defect", "category")
 
     def input_spec(self, image_size: int, mean: Any = None, std: Any = None, resize: int | None = None) -> InputSpec:

@@ -34,6 +34,9 @@ __all__ = ["PatchFeatures", "load_features", "patch_features", "PatchCore", "gau
 class PatchFeatures(nn.Module):
     """A backbone's stride-8 and stride-16 stages as patch features (:func:`patch_features`); input in [0, 1]."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, key: str, weights: str = "imagenet"):
         super().__init__()
         entry = B.get(key)
@@ -124,6 +127,11 @@ class PatchCore(nn.Module):
     and map. Banks are one padded C×M×D buffer; padding rows lie far from any feature, so they are never a nearest
     neighbour. A batch holds images of one category.
     """
+
+    banks: torch.Tensor
+    bank_rows: torch.Tensor
+    thresholds: torch.Tensor
+    spans: torch.Tensor
 
     def __init__(self, features: PatchFeatures, categories: Sequence[str], coreset_fraction: float = 0.1,
                  num_neighbors: int = 9, blur_sigma: float = 4.0):

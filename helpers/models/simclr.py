@@ -5,6 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .classifiers import _width
+
 __all__ = ["SimCLR", "nt_xent"]
 
 
@@ -15,8 +17,7 @@ class SimCLR(nn.Module):
     def __init__(self, encoder: nn.Module):
         super().__init__()
         self.encoder = encoder
-        self.projector = nn.Sequential(nn.Linear(int(encoder.feature_dim), 1024), nn.ReLU(inplace=True),
-                                       nn.Linear(1024, 256))
+        self.projector = nn.Sequential(nn.Linear(_width(encoder), 1024), nn.ReLU(inplace=True), nn.Linear(1024, 256))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.projector(self.encoder(x))

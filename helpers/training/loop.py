@@ -58,11 +58,12 @@ def reseed(seed: int, loader: torch.utils.data.DataLoader | None = None, epoch: 
     torch.manual_seed(seed)
     if loader is None:
         return
-    if epoch is not None and hasattr(getattr(loader, "sampler", None), "set_epoch"):
-        loader.sampler.set_epoch(epoch)
+    sampler: Any = getattr(loader, "sampler", None)
+    if epoch is not None and hasattr(sampler, "set_epoch"):
+        sampler.set_epoch(epoch)
     if getattr(loader, "generator", None) is not None:
         loader.generator.manual_seed(seed)
-    transform = getattr(loader.dataset, "transform", None)
+    transform: Any = getattr(loader.dataset, "transform", None)
     transform = getattr(transform, "transform", transform)  # TwoViews wraps a Compose
     if hasattr(transform, "set_random_seed"):
         transform.set_random_seed(seed)
@@ -73,7 +74,7 @@ def _rng_state() -> dict[str, Any]:
 
     Plain tuples and tensors only, so that the checkpoint loads with ``weights_only=True``.
     """
-    numpy_state = np.random.get_state()
+    numpy_state: Any = np.random.get_state()
     return {"python": random.getstate(), "numpy": torch.from_numpy(numpy_state[1].astype(np.int64)),
             "torch": torch.get_rng_state()}
 

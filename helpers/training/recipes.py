@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from ..core.config import Profile
 
@@ -164,11 +164,12 @@ def scaled(recipe: R, profile: Profile) -> R:
     - the Keras recipe: ``image_size`` = the profile's ``tf_image_size``, epochs scaled;
     - PatchCore (no epochs): resize = the profile's image size, crop kept at the same ratio (7/8).
     """
-    if isinstance(recipe, PatchCoreRecipe):
+    r: Any = recipe              # one of the recipe dataclasses (the TypeVar keeps the caller's type)
+    if isinstance(r, PatchCoreRecipe):
         size = profile.image_size
-        return replace(recipe, resize=size, crop=int(round(size * recipe.crop / recipe.resize)))
-    size = profile.tf_image_size if isinstance(recipe, KerasRecipe) else profile.image_size
-    return replace(recipe, image_size=size, epochs=profile.epochs(recipe.epochs))
+        return replace(r, resize=size, crop=int(round(size * r.crop / r.resize)))  # type: ignore[return-value]
+    size = profile.tf_image_size if isinstance(r, KerasRecipe) else profile.image_size
+    return replace(r, image_size=size, epochs=profile.epochs(r.epochs))
 
 
 def max_batches(profile: Profile, batch_size: int) -> int | None:

@@ -28,7 +28,7 @@ def blend(image: np.ndarray, heat: np.ndarray, vmin: float = 0.0, vmax: float = 
 
     heat = np.asarray(heat, np.float32)
     if heat.shape != image.shape[:2]:
-        heat = resize_maps(heat[None], image.shape[:2])[0]
+        heat = resize_maps(heat[None], (image.shape[0], image.shape[1]))[0]
     scaled = np.clip((heat - vmin) / ((vmax - vmin) or 1.0), 0, 1)
     colour = (colormaps["jet"](scaled)[..., :3] * 255).astype(np.float32)
     return ((1 - alpha) * image.astype(np.float32) + alpha * colour).clip(0, 255).astype(np.uint8)
@@ -38,7 +38,7 @@ def _contour(ax: Any, mask: np.ndarray | None, shape: tuple[int, ...]) -> None:
     """The mask's outline in white over an image of ``shape``."""
     if mask is None or not np.asarray(mask).any():
         return
-    mk = mask if mask.shape == shape[:2] else resize_maps(mask[None].astype(np.float32), shape[:2])[0] > 0.5
+    mk = mask if mask.shape == shape[:2] else resize_maps(mask[None].astype(np.float32), (shape[0], shape[1]))[0] > 0.5
     ax.contour(mk, levels=[0.5], colors="white", linewidths=1.0)
 
 

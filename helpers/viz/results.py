@@ -115,7 +115,7 @@ def threshold_explorer(approaches: Sequence[Any]) -> Any:
 
     by_name = {a.name: a for a in approaches}
 
-    def show(name: str, quantile: float) -> None:
+    def show(name: str, quantile: float | None) -> None:
         a = by_name[name]
         t = a.test
         thr = float(np.quantile(t["score"], quantile)) if quantile is not None else a.threshold

@@ -187,7 +187,7 @@ def compare_with_published(per_category: pd.DataFrame) -> pd.DataFrame:
 
 
 def localisation_table(result: OneClassResult) -> pd.DataFrame:
-    """The run's localisation in the series' one format (:data:`helpers.localisation.LOCALISATION_COLUMNS`):
+    """The run's localisation in the series' one format (:data:`helpers.evaluation.localisation.LOCALISATION_COLUMNS`):
     one row per category and the mean over categories."""
     per = result.per_category
     if "pixel_auroc" not in per:

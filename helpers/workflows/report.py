@@ -90,7 +90,7 @@ def check_same_data(runs_dir: str | Path, expected: dict[str, Any] | None = None
     """The data every scored notebook's metrics.json says it was measured on, checked to be one.
 
     Raises ``ValueError`` naming each notebook's data and split when two differ (or differ from
-    ``expected``, e.g. :meth:`helpers.prepare.Prepared.provenance` of this run): runs from different data
+    ``expected``, e.g. :meth:`helpers.data.prepare.Prepared.provenance` of this run): runs from different data
     or splits never share a table.
     """
     seen = {stem: rec["data"] for stem in dict.fromkeys(s for s, *_ in APPROACHES)
