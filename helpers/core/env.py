@@ -129,8 +129,12 @@ def load_torch_before_tensorflow() -> None:
 
     With torch 2.14 (CUDA build, which ships triton) and TensorFlow 2.21 in one process, importing
     triton *after* TensorFlow crashes the interpreter (segmentation fault); in the other order both work.
-    Every helpers module that imports TensorFlow calls this first. No-op without torch.
+    Every helpers module that imports TensorFlow calls this first (it also sets ``TF_CPP_MIN_LOG_LEVEL=2`` unless set:
+    TensorFlow's C++ INFO and WARNING lines are noise in a notebook; its errors still show). No-op without torch.
     """
+    # TensorFlow's C++ logs INFO and WARNING lines (oneDNN, CPU features, device lookups, "Starting new session")
+    # from the moment it is imported: set before the import, errors still show
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if "tensorflow" in sys.modules and "triton" not in sys.modules:
         return  # too late to fix the order here; torch-free TF use still works
     try:

@@ -39,13 +39,17 @@ def _decode_png(path: tf.Tensor, size: int) -> tf.Tensor:
 
 def make_dataset(frame: pd.DataFrame, categories: list[str], size: int = 224, batch_size: int = 32,
                  training: bool = False, cache: ImageCache | None = None, root: str | os.PathLike | None = None,
-                 seed: int = 42, shuffle_buffer: int = 1000) -> tf.data.Dataset:
+                 seed: int = 42, shuffle_buffer: int = 1000, parallel: bool = True) -> tf.data.Dataset:
     """A batched, prefetched ``tf.data.Dataset`` of ``frame``'s rows.
 
     Args:
         categories: the label encoding (sorted names, shared with the torch track).
         cache: read images from the memory-mapped cache (fast); else decode PNGs under ``root``.
         training: shuffle and augment.
+        parallel: map with AUTOTUNE threads (in order). False under TensorFlow's op determinism (notebook 04), which
+            turns parallel maps into sequential ones anyway — and its rewrite logs an error line
+            (``node_def_util ... use_unbounded_threadpool``) on every run: sequential maps give the same pipeline
+            without it.
     """
     lookup = {c: i for i, c in enumerate(categories)}
     cats = frame["category"].map(lookup).to_numpy(np.int32)
@@ -78,8 +82,9 @@ def make_dataset(frame: pd.DataFrame, categories: list[str], size: int = 224, ba
         def read(p, c, d):
             return _decode_png(p, size), c, d
 
-    ds = ds.map(read, num_parallel_calls=AUTOTUNE, deterministic=True)
+    order = {"num_parallel_calls": AUTOTUNE, "deterministic": True} if parallel else {}
+    ds = ds.map(read, **order)
     if training:
-        ds = ds.map(lambda x, c, d: (augment(x), c, d), num_parallel_calls=AUTOTUNE, deterministic=True)
+        ds = ds.map(lambda x, c, d: (augment(x), c, d), **order)
     ds = ds.map(lambda x, c, d: (x, {"category": c, "defect": d}))
     return ds.batch(batch_size).prefetch(AUTOTUNE)

@@ -17,6 +17,7 @@ kind               framework  the model
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -246,7 +247,9 @@ class _Multitask(ModelKind):
         import keras
 
         model(np.zeros((1, *spec.shape), np.float32), training=False)    # export needs a model that has been called
-        model.export(str(path), format="onnx", verbose=False)
+        with warnings.catch_warnings():       # keras's tf2onnx shim probes np.object: NumPy's FutureWarning, not ours
+            warnings.filterwarnings("ignore", message=r"In the future `np.object`", category=FutureWarning)
+            model.export(str(path), format="onnx", verbose=False)
         return f"keras Model.export(format='onnx') (tf2onnx), keras {keras.__version__}"
 
     def gradcam(self, model: Any, batch: np.ndarray) -> np.ndarray:

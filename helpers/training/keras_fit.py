@@ -13,12 +13,13 @@ from ..core import files, layout
 from ..core.env import load_torch_before_tensorflow
 from .recipes import KerasRecipe
 
+load_torch_before_tensorflow()     # before any TensorFlow import below (and its log level)
+
 __all__ = ["set_determinism", "compile_multitask", "stop_on_non_finite_loss", "mirrored_strategy", "fit_or_reuse"]
 
 
 def set_determinism(seed: int) -> None:
     """Seed Python/NumPy/TF (``keras.utils.set_random_seed``) and make TF ops deterministic."""
-    load_torch_before_tensorflow()
     import keras
     import tensorflow as tf
 
@@ -95,7 +96,8 @@ def fit_or_reuse(model, out: Path, fingerprint: str, recipe: KerasRecipe, train_
         return True
     files.write_json(out / layout.KERAS_FINGERPRINT, {"fingerprint": fingerprint, "finished": False})
     callbacks, resumed = _callbacks(out, recipe, extra_callbacks)
-    model.fit(train_ds, validation_data=val_ds, epochs=recipe.epochs, callbacks=callbacks, verbose=verbose)
+    # shuffle=False: the tf.data pipeline shuffles (Keras ignores shuffle for a dataset, and warns about it otherwise)
+    model.fit(train_ds, validation_data=val_ds, epochs=recipe.epochs, callbacks=callbacks, verbose=verbose, shuffle=False)
     files.write_json(out / layout.KERAS_FINGERPRINT, {"fingerprint": fingerprint, "finished": True})
     return resumed
 

@@ -55,7 +55,7 @@ def _datasets(prepared: Prepared, recipe: KerasRecipe, categories: list[str], se
 
     def make(frame: pd.DataFrame, training: bool) -> Any:
         return make_dataset(frame, categories, recipe.image_size, recipe.batch_size, training=training, cache=cache,
-                            seed=seed)
+                            seed=seed, parallel=False)     # op determinism (set_determinism) maps in order anyway
     return make(train, True), {s: (prepared.frame(s), make(prepared.frame(s), False)) for s in ("val", "test")}
 
 
