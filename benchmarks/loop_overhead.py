@@ -22,14 +22,15 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from helpers.models.classifiers import Classifier, starting_backbone  # noqa: E402
+from helpers.models import backbones  # noqa: E402
+from helpers.models.classifiers import Classifier  # noqa: E402
 from helpers.training.loop import fit  # noqa: E402
 from helpers.training.schedules import onecycle  # noqa: E402
 
 
 def setup(size: int, batch: int, steps: int, device: torch.device, channels_last: bool):
     torch.manual_seed(0)
-    model = Classifier(starting_backbone("resnet50", pretrained=False)[0])
+    model = Classifier(backbones.build("resnet50", "random"))
     model = model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     data = [{"image": torch.randn(batch, 3, size, size), "label": torch.randint(0, 2, (batch,))} for _ in range(steps)]
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 __all__ = ["UserError", "RunsDirError", "UnsafeFileError", "InstallError", "DatasetLayoutError", "ChecksumError",
            "IncompleteDownloadError", "DownloadError", "UnsafeArchiveError", "LeakageError", "SplitMismatchError",
-           "PreparedStateError", "OutOfMemoryError", "NonFiniteLossError", "ModelFolderError", "ModelCardError"]
+           "PreparedStateError", "OutOfMemoryError", "NonFiniteLossError", "BackboneError", "ModelFolderError", "ModelCardError"]
 
 
 class UserError(Exception):
@@ -68,6 +68,10 @@ class OutOfMemoryError(UserError, RuntimeError):
 
 class NonFiniteLossError(UserError, FloatingPointError):
     """The loss became NaN or infinite: training stops (the message names the checkpoint it resumed from)."""
+
+
+class BackboneError(UserError, ValueError):
+    """A ``BACKBONE`` that cannot be used: unknown, or its ImageNet weights cannot be had (the message says how)."""
 
 
 # model folders ---------------------------------------------------------------------------------------------------

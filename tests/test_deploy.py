@@ -23,7 +23,7 @@ from helpers.data.synthetic import render_image
 from helpers.deploy import checks, export, inferencers, inputs
 from helpers.deploy.predict import predict
 from helpers.models import backbones, kinds
-from helpers.models.classifiers import Classifier, starting_backbone
+from helpers.models.classifiers import Classifier
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 32
@@ -43,7 +43,7 @@ def supervised_folder(folder: Path, size: int = SIZE) -> Path:
     import torch
 
     torch.manual_seed(0)
-    model = Classifier(starting_backbone("resnet50", pretrained=False)[0]).eval()
+    model = Classifier(backbones.build("resnet50", "random")).eval()
     kinds.SUPERVISED.save(model, folder / "model.pt", backbone="resnet50", image_size=size)
     spec = kinds.SUPERVISED.input_spec(size, RESNET.mean, RESNET.std)
     images = [render_image("bottle", np.random.default_rng(i), 64)[0] for i in range(6)]

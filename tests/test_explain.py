@@ -77,10 +77,11 @@ def _normalised(images: np.ndarray) -> torch.Tensor:
 
 
 def test_torch_gradcam_shape_range_and_input_dependence(planted):
-    from helpers.models.classifiers import Classifier, starting_backbone
+    from helpers.models import backbones
+    from helpers.models.classifiers import Classifier
 
     torch.manual_seed(0)
-    model = Classifier(starting_backbone("resnet50", pretrained=False)[0])
+    model = Classifier(backbones.build("resnet50", "random"))
     img, _ = planted
     other, _ = render_image("hazelnut", np.random.default_rng(8), 128, defect="crack", defect_scale=1.5,
                             difficulty="uniform")

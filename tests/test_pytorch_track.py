@@ -92,13 +92,13 @@ def test_missing_encoder_names_the_notebook(tmp_path):
 @pytest.mark.slow
 def test_supervised_learns_and_shuffled_control_does_not(learnable):
     recipe = SupervisedRecipe(batch_size=16, epochs=15, patience=15, image_size=SIZE)
-    real = supervised.run(learnable, recipe, pretrained=False, write=False, progress=False)
+    real = supervised.run(learnable, recipe, backbone="resnet50:random", write=False, progress=False)
     h = real.history
     assert h["val_loss"].min() < 0.7 * h["val_loss"].iloc[0]           # val loss falls
     assert real.test_metrics["roc_auc"] >= 0.80
     assert set(real.scores["split"]) == {"val", "test"}
     assert len(real.split_scores("test")) == len(learnable.frame("test"))
-    control = supervised.run(learnable, recipe, pretrained=False, shuffled_labels=True, write=False, progress=False)
+    control = supervised.run(learnable, recipe, backbone="resnet50:random", shuffled_labels=True, write=False, progress=False)
     assert control.test_metrics["roc_auc"] < 0.80
 
 
@@ -171,14 +171,14 @@ def test_runs_write_outputs_and_resume(learnable, tmp_path):
                               image_size=SIZE, max_train_images=32)
     prep = prepare.prepare(cfg, progress=False)
     recipe = SupervisedRecipe(batch_size=16, epochs=2, image_size=SIZE)
-    first = supervised.run(prep, recipe, pretrained=False, progress=False)
+    first = supervised.run(prep, recipe, backbone="resnet50:random", progress=False)
     out = tmp_path / layout.SUPERVISED
     for name in (layout.METRICS, layout.SCORES, layout.MODEL_FILES[layout.SUPERVISED], layout.HISTORY, layout.CARD):
         assert (out / name).exists(), name
     scores = pd.read_csv(out / layout.SCORES)
     assert list(scores.columns) == ["path", "category", "label", "split", "score"]
     assert first.history["epoch"].tolist() == [1, 2]
-    again = supervised.run(prep, recipe, pretrained=False, progress=False)
+    again = supervised.run(prep, recipe, backbone="resnet50:random", progress=False)
     assert again.fit.resumed_from == 1
     pd.testing.assert_frame_equal(again.history, first.history)
     np.testing.assert_allclose(again.scores["score"], first.scores["score"], rtol=1e-5)

@@ -15,8 +15,8 @@ import pytest
 import torch
 from torch import nn
 
-from helpers.models import kinds
-from helpers.models.classifiers import Classifier, LinearProbe, inverse_frequency_weights, starting_backbone, supervised_head
+from helpers.models import backbones, kinds
+from helpers.models.classifiers import Classifier, LinearProbe, inverse_frequency_weights, supervised_head
 from helpers.models.simclr import nt_xent
 from helpers.training.loop import fit
 
@@ -151,9 +151,7 @@ def test_saved_model_reloads_and_scores_the_same(tmp_path):
     from helpers.models import backbones
 
     torch.manual_seed(0)
-    backbone, weights = starting_backbone("resnet50", pretrained=False)
-    assert weights == "none (random init)"
-    model = Classifier(backbone)
+    model = Classifier(backbones.build("resnet50", "random"))
     trainable = {".".join(n.split(".")[:3]) if n.startswith("backbone") else n.split(".")[0]
                  for n, p in model.named_parameters() if p.requires_grad}
     assert trainable == {"backbone.stages.stride16", "backbone.stages.stride32", "head"}   # ResNet's layer3, layer4
@@ -180,7 +178,7 @@ class _Payload:
 
 
 def test_no_code_runs_from_a_model_file_or_a_checkpoint(tmp_path):
-    model = Classifier(starting_backbone("resnet50", pretrained=False)[0])
+    model = Classifier(backbones.build("resnet50", "random"))
     good = kinds.SUPERVISED.save(model, tmp_path / "model.pt", backbone="resnet50", image_size=64, weights="none")
     kinds.SUPERVISED.load(good)                                            # a real model still loads
     marker = tmp_path / "pwned"
@@ -240,7 +238,7 @@ def test_frozen_stages_keep_their_batchnorm_statistics():
     """01 freezes the stem and the stride-4 and stride-8 stages (ResNet's conv1/bn1/layer1/layer2): their running
     statistics must not move while the rest trains."""
     torch.manual_seed(0)
-    model = Classifier(starting_backbone("resnet50", pretrained=False)[0])
+    model = Classifier(backbones.build("resnet50", "random"))
     stages = model.backbone.stages
     frozen = {k: v.clone() for k, v in model.state_dict().items()
               if k.startswith(tuple(f"backbone.stages.{s}." for s in ("stem", "stride4", "stride8")))}

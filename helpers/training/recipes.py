@@ -30,6 +30,7 @@ class SupervisedRecipe:
     clip_grad: float = 1.0
     image_size: int = 256
     threshold_method: str = "f1"
+    backbone: str = "resnet50"
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class SimCLRRecipe:
     warmup_fraction: float = 0.1
     clip_grad: float = 1.0
     image_size: int = 256
+    backbone: str = "resnet50"
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,8 @@ R = TypeVar("R", SupervisedRecipe, SimCLRRecipe, ProbeRecipe, KerasRecipe, Patch
 _OURS = "our choice: "
 _SHRUNK = "the study's value; smaller profiles shrink it"
 _PROTOCOL = _OURS + "the series' protocol: F1-max on val, the same rule for every model"
+_STUDY_NET = ("study 000 (ImageNet ResNet-50); BACKBONE='auto' uses it when its weights can be had, else, loudly, the "
+              "offline stand-in EfficientNet-Lite0 (helpers.models.backbones.resolve)")
 #: Where every recipe value comes from: the study that published it, or "our choice: <why>". A test keeps it
 #: complete; the notebooks show it beside the recipe (:func:`recipe_table`).
 SOURCES: dict[type, dict[str, str]] = {
@@ -109,7 +113,7 @@ SOURCES: dict[type, dict[str, str]] = {
         "patience": "study 000", "clip_grad": "study 000", "image_size": "study 000; " + _SHRUNK,
         "epochs": _OURS + "the study gives no epoch count; 30 is an upper bound that early stopping (patience 5) "
                           "cuts short",
-        "threshold_method": _PROTOCOL},
+        "threshold_method": _PROTOCOL, "backbone": _STUDY_NET},
     SimCLRRecipe: {
         "batch_size": "study 000", "epochs": "study 000", "temperature": "study 000",
         "image_size": "study 000; " + _SHRUNK,
@@ -117,7 +121,7 @@ SOURCES: dict[type, dict[str, str]] = {
                       "chance and 3e-3 collapsed (docs/benchmarks.md); untested from ImageNet weights",
         "weight_decay": _OURS + "AdamW's usual 1e-4 (the study names no optimiser)",
         "warmup_fraction": _OURS + "a 10% linear warm-up then cosine, the usual SimCLR schedule",
-        "clip_grad": _OURS + "max-norm 1.0, as every torch model here"},
+        "clip_grad": _OURS + "max-norm 1.0, as every torch model here", "backbone": _STUDY_NET},
     ProbeRecipe: {
         "label_fraction": "study 000 (which drew its 10% from its test data; ours is 10% of train)",
         "batch_size": "study 000", "epochs": "study 000", "lr": "study 000", "image_size": "study 000; " + _SHRUNK,

@@ -16,7 +16,6 @@ from ..core.env import torch_device
 from ..data.prepare import Prepared
 from ..data.torch_data import MVTecDataset, TwoViews, make_loader, simclr_transform
 from ..models import backbones, kinds
-from ..models.classifiers import starting_backbone
 from ..models.simclr import SimCLR, nt_xent
 from ..training.loop import FitResult, fingerprint, fit, reseed
 from ..training.recipes import SimCLRRecipe, max_batches, scaled
@@ -32,6 +31,7 @@ class SimCLRRun:
 
     model: nn.Module
     fit: FitResult
+    backbone: backbones.Choice | None
     weights: str
     out_dir: Path
     steps_per_epoch: int
@@ -77,26 +77,29 @@ def _step(recipe: SimCLRRecipe, shuffled_pairs: bool, device: torch.device) -> C
     return step
 
 
-def run(prepared: Prepared, recipe: SimCLRRecipe | None = None, pretrained: bool = True, shuffled_pairs: bool = False,
+def run(prepared: Prepared, recipe: SimCLRRecipe | None = None, backbone: str = "auto", shuffled_pairs: bool = False,
         stem: str = layout.SIMCLR, write: bool = True, progress: bool = True, encoder: nn.Module | None = None) -> SimCLRRun:
     """SimCLR pretraining on the good images of ``train`` (notebook 02); saves the encoder.
 
     The reported validation loss is NT-Xent on the good images of ``val`` (fixed views). All epochs run and the
     last weights are kept (the recipe has no early stopping). ``shuffled_pairs`` pairs each view with a view of a
     *different* image (the negative control: SimCLR's only supervision is which views belong together, so nothing
-    should be learned). ``encoder`` replaces the backbone (any module with a ``feature_dim`` attribute that returns
-    that many pooled features): the learning tests use a small CNN.
+    should be learned). ``backbone``: the notebook's ``BACKBONE`` (:func:`helpers.models.backbones.resolve`).
+    ``encoder`` replaces the backbone (any module with a ``feature_dim`` attribute that returns that many pooled
+    features): the learning tests use a small CNN.
     """
     cfg = prepared.cfg
     recipe = recipe or scaled(SimCLRRecipe(), cfg.profile)
     device = torch_device()
     folder = out_dir(prepared, stem, write)
     reseed(cfg.seed)
-    key = "resnet50"
+    choice: backbones.Choice | None = None
     if encoder is None:
-        encoder, weights = starting_backbone(key, pretrained)
+        choice, encoder = backbones.resolve(backbone, recipe.backbone)
+        weights = choice.weights
     else:
         weights = f"custom encoder ({type(encoder).__name__})"
+    key = choice.key if choice is not None else recipe.backbone
     model = SimCLR(encoder).to(device)
     entry = backbones.get(key)
     cache = prepared.cache(recipe.image_size, progress=False)
@@ -114,14 +117,14 @@ def run(prepared: Prepared, recipe: SimCLRRecipe | None = None, pretrained: bool
                  recipe.epochs, scheduler=scheduler(optimizer, recipe, steps), scheduler_step="batch",
                  clip_grad=recipe.clip_grad, monitor="val_loss", patience=None, restore_best=False, seed=cfg.seed,
                  max_batches=steps, progress=progress,
-                 fingerprint=fingerprint(prepared, recipe=asdict(recipe), weights=weights),
+                 fingerprint=fingerprint(prepared, recipe=asdict(recipe), backbone=key, weights=weights),
                  checkpoint=folder / layout.checkpoint_name(cfg.profile.name, cfg.profile.image_size)
                  if write and not shuffled_pairs else None)
     if write and not shuffled_pairs and distributed.is_main():
         kinds.SIMCLR.save(model, folder / layout.MODEL_FILES[layout.SIMCLR], backbone=key, image_size=recipe.image_size,
                           weights=weights, recipe=asdict(recipe))
         files.write_csv(result.history, folder / layout.HISTORY)
-    return SimCLRRun(model, result, weights, folder, steps, recipe, len(train_ds), batch)
+    return SimCLRRun(model, result, choice, weights, folder, steps, recipe, len(train_ds), batch)
 
 
 def load_encoder(runs_dir: str | Path) -> tuple[nn.Module, dict[str, Any]]:

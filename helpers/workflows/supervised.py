@@ -25,7 +25,7 @@ from ..data.prepare import Prepared
 from ..data.torch_data import MVTecDataset, eval_transform, make_loader, train_transform
 from ..evaluation import metrics as M
 from ..models import backbones, kinds
-from ..models.classifiers import Classifier, inverse_frequency_weights, starting_backbone
+from ..models.classifiers import Classifier, inverse_frequency_weights
 from ..training.loop import FitResult, fingerprint, fit, predict_scores, reseed
 from ..training.recipes import SupervisedRecipe, max_batches, scaled
 from ..training.schedules import onecycle, planned_lrs
@@ -41,9 +41,13 @@ class SupervisedRun(ScoredRun):
     """Notebook 01's scored run, with its training: the fit, the weights it started from, the recipe."""
 
     fit: FitResult
-    weights: str
+    backbone: backbones.Choice
     steps_per_epoch: int
     recipe: SupervisedRecipe
+
+    @property
+    def weights(self) -> str:
+        return self.backbone.weights
 
 
 def scheduler(optimizer: torch.optim.Optimizer, recipe: SupervisedRecipe, steps_per_epoch: int) -> Any:
@@ -82,8 +86,8 @@ def _classifier_eval(loss_fn: nn.Module, loader: Any) -> Callable[[nn.Module], d
     return evaluate
 
 
-def _fit(prepared: Prepared, model: nn.Module, recipe: SupervisedRecipe, sets: tuple[MVTecDataset, ...], weights: str,
-         shuffled: bool, checkpoint: Any, progress: bool) -> tuple[FitResult, int]:
+def _fit(prepared: Prepared, model: nn.Module, recipe: SupervisedRecipe, sets: tuple[MVTecDataset, ...],
+         choice: backbones.Choice, shuffled: bool, checkpoint: Any, progress: bool) -> tuple[FitResult, int]:
     """The recipe's optimisation: AdamW, OneCycle per batch, class-weighted cross-entropy, early stopping on val loss."""
     cfg, device = prepared.cfg, next(model.parameters()).device
     train_ds, val_ds, _ = sets
@@ -99,33 +103,35 @@ def _fit(prepared: Prepared, model: nn.Module, recipe: SupervisedRecipe, sets: t
                  recipe.epochs, scheduler=scheduler(optimizer, recipe, steps), scheduler_step="batch",
                  clip_grad=recipe.clip_grad, monitor="val_loss", mode="min", patience=recipe.patience, seed=cfg.seed,
                  max_batches=steps, progress=progress,
-                 fingerprint=fingerprint(prepared, recipe=asdict(recipe), weights=weights, shuffled=shuffled),
+                 fingerprint=fingerprint(prepared, recipe=asdict(recipe), backbone=choice.key, weights=choice.weights,
+                                         shuffled=shuffled),
                  checkpoint=checkpoint)
     return result, steps
 
 
-def run(prepared: Prepared, recipe: SupervisedRecipe | None = None, pretrained: bool = True,
+def run(prepared: Prepared, recipe: SupervisedRecipe | None = None, backbone: str = "auto",
         shuffled_labels: bool = False, stem: str = layout.SUPERVISED, write: bool = True,
         progress: bool = True) -> SupervisedRun:
     """Train and score the supervised classifier (notebook 01). Resumes from its checkpoint.
 
-    ``shuffled_labels`` permutes the training labels (negative control; nothing should be learned).
+    ``backbone``: the notebook's ``BACKBONE`` (:func:`helpers.models.backbones.resolve`: ``auto`` is the study's
+    network with ImageNet weights, offline the stand-in). ``shuffled_labels`` permutes the training labels (negative
+    control; nothing should be learned).
     """
     cfg = prepared.cfg
     recipe = recipe or scaled(SupervisedRecipe(), cfg.profile)
     started, device = time.time(), torch_device()
     folder = out_dir(prepared, stem, write)
     reseed(cfg.seed)
-    key = "resnet50"
-    backbone, weights = starting_backbone(key, pretrained)
-    model = Classifier(backbone).train().to(device)
-    entry = backbones.get(key)
+    choice, net = backbones.resolve(backbone, recipe.backbone)
+    model = Classifier(net).train().to(device)
+    entry = backbones.get(choice.key)
     sets = _datasets(prepared, recipe.image_size, (entry.mean, entry.std))
     if shuffled_labels:
         shuffle_labels(sets[0], cfg.seed)
     checkpoint = folder / layout.checkpoint_name(cfg.profile.name, cfg.profile.image_size,
                                                  "-shuffled" if shuffled_labels else "") if write else None
-    result, steps = _fit(prepared, model, recipe, sets, weights, shuffled_labels, checkpoint, progress)
+    result, steps = _fit(prepared, model, recipe, sets, choice, shuffled_labels, checkpoint, progress)
     scores = pd.concat([score_frame(ds.frame, predict_scores(model, make_loader(ds, recipe.batch_size))[0], split)
                         for ds, split in ((sets[1], "val"), (sets[2], "test"))], ignore_index=True)
     do_write = write and not shuffled_labels and distributed.is_main()
@@ -133,17 +139,18 @@ def run(prepared: Prepared, recipe: SupervisedRecipe | None = None, pretrained: 
         prepared, stem, APPROACH + (" (SHUFFLED LABELS control)" if shuffled_labels else ""), scores,
         labels=labels_used(prepared, len(sets[0]), False, "early stopping (val loss), best epoch, threshold"),
         started=started, threshold_method=recipe.threshold_method, write=do_write, out_dir=folder,
-        extra={"weights": weights, "backbone": key, "recipe": asdict(recipe), "best_epoch": result.best_epoch,
+        extra={**choice.as_dict(), "recipe": asdict(recipe), "best_epoch": result.best_epoch,
                "stopped_early": result.stopped_early, "epochs_run": len(result.history)},
-        run_type=SupervisedRun, model=model, history=result.history, fit=result, weights=weights,
+        run_type=SupervisedRun, model=model, history=result.history, fit=result, backbone=choice,
         steps_per_epoch=steps, recipe=recipe)
     if do_write:
-        _save(run, key, weights)
+        _save(run)
     return run
 
 
-def _save(run: SupervisedRun, key: str, weights: str) -> None:
+def _save(run: SupervisedRun) -> None:
     """The model, its card and its training history, in the run's folder."""
+    key, weights = run.backbone.key, run.backbone.weights
     entry, name = backbones.get(key), layout.MODEL_FILES[layout.SUPERVISED]
     kinds.SUPERVISED.save(run.model, run.out_dir / name, backbone=key, image_size=run.recipe.image_size, weights=weights)
     spec = kinds.SUPERVISED.input_spec(run.recipe.image_size, entry.mean, entry.std)
