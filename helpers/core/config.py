@@ -73,7 +73,9 @@ BUILTIN_DATASET: dict[str, Any] = {"size": 128, "n_train_good": 16, "n_test_good
 PROFILES: dict[str, Profile] = {
     "full": Profile("full", image_size=256, tf_image_size=224, epoch_scale=1.0,
                     max_train_images=None, num_workers=2, builtin=BUILTIN_DATASET),
-    "quick": Profile("quick", image_size=96, tf_image_size=96, epoch_scale=0.2,
+    # quick: 128 px (the built-in images' own size: EfficientNet-Lite0 learns the defects there, 96 px cost test AUROC)
+    # and a third of each recipe's epochs (10 of the supervised 30: the built-in train split is 4 batches an epoch)
+    "quick": Profile("quick", image_size=128, tf_image_size=96, epoch_scale=1 / 3,
                      max_train_images=None, num_workers=0, builtin=BUILTIN_DATASET),
     "smoke": Profile("smoke", image_size=64, tf_image_size=64, epoch_scale=0.05,
                      max_train_images=96, num_workers=0, builtin=BUILTIN_DATASET),

@@ -27,25 +27,28 @@ from .cache import ImageCache
 from ..core.config import IMAGENET_MEAN, IMAGENET_STD
 from .images import load_rgb
 
-__all__ = ["train_transform", "eval_transform", "simclr_transform", "TwoViews", "category_names", "MVTecDataset",
+__all__ = ["AUGMENTATIONS", "train_transform", "eval_transform", "simclr_transform", "TwoViews", "category_names", "MVTecDataset",
            "make_loader"]
 
 
 Stats = tuple[float, float, float]
 
 
-def train_transform(size: int = 256, mean: Stats = IMAGENET_MEAN, std: Stats = IMAGENET_STD) -> A.Compose:
-    """The supervised training augmentation (recipe: size 256), normalised with the backbone's ``mean``/``std``."""
-    return A.Compose([
-        A.Resize(size, size),
-        A.HorizontalFlip(p=0.5),
-        A.VerticalFlip(p=0.5),
-        A.Rotate(limit=20, border_mode=cv2.BORDER_REFLECT_101, p=0.5),
-        A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02, p=0.5),
-        A.GaussianBlur(blur_limit=(3, 5), p=0.2),
-        A.Normalize(mean=mean, std=std),
-        ToTensorV2(),
-    ])
+#: The supervised model's training augmentations: ``full`` (flips, ±20° rotation, colour jitter, blur) or ``flips``.
+AUGMENTATIONS = ("full", "flips")
+
+
+def train_transform(size: int = 256, mean: Stats = IMAGENET_MEAN, std: Stats = IMAGENET_STD,
+                    augment: str = "full") -> A.Compose:
+    """The supervised training augmentation (recipe: size 256), normalised with the backbone's ``mean``/``std``:
+    ``full`` (flips, rotation, colour jitter, blur) or ``flips`` (horizontal and vertical flips only)."""
+    if augment not in AUGMENTATIONS:
+        raise ValueError(f"augment={augment!r}: expected one of {AUGMENTATIONS}")
+    extra = [A.Rotate(limit=20, border_mode=cv2.BORDER_REFLECT_101, p=0.5),
+             A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02, p=0.5),
+             A.GaussianBlur(blur_limit=(3, 5), p=0.2)] if augment == "full" else []
+    return A.Compose([A.Resize(size, size), A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5), *extra,
+                      A.Normalize(mean=mean, std=std), ToTensorV2()])
 
 
 def eval_transform(size: int = 256, mean: Stats = IMAGENET_MEAN, std: Stats = IMAGENET_STD) -> A.Compose:

@@ -1,12 +1,15 @@
-"""Grad-CAM for both frameworks, computed apart from drawing it (:mod:`helpers.viz.maps` draws).
+"""Class-activation maps (Grad-CAM and HiResCAM) for both frameworks, computed apart from drawing them
+(:mod:`helpers.viz.maps` draws).
 
-:func:`torch_gradcam` uses the ``grad-cam`` package (``pytorch_grad_cam.GradCAM``) on a target layer,
-target = the defective class; :func:`keras_gradcam` is the tf.GradientTape recipe on the defect head
-w.r.t. the last Conv2D. Both return maps of the input's size in [0, 1].
+:func:`torch_gradcam` uses the ``grad-cam`` package (``GradCAM`` / ``HiResCAM``) on target layers, target = the
+defective class; :func:`keras_gradcam` is the tf.GradientTape recipe on the defect head w.r.t. a convolution. Both
+return maps of the input's size in [0, 1].
 """
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -14,7 +17,7 @@ from torch import nn
 
 from ..core.env import load_torch_before_tensorflow
 
-__all__ = ["torch_gradcam", "keras_gradcam", "resize_maps"]
+__all__ = ["METHODS", "DEFAULT_METHOD", "torch_gradcam", "keras_gradcam", "resize_maps"]
 
 
 @contextlib.contextmanager
@@ -30,19 +33,32 @@ def _gradients_on(model: nn.Module):
             p.requires_grad_(f)
 
 
-def torch_gradcam(model: nn.Module, images: torch.Tensor, target_layer: nn.Module, target_class: int = 1,
-                  batch_size: int = 16) -> np.ndarray:
-    """Grad-CAM maps (N×H×W in [0, 1], the input's size) from the ``grad-cam`` package.
+#: The class-activation methods: ``gradcam`` (Selvaraju et al. 2017: each channel weighted by its spatially averaged
+#: gradient — the studies') and ``hirescam`` (Draelos & Carin 2020: activations times gradients element by element,
+#: then summed over channels — the maps of a model that ends in pooling + a linear layer, without the averaging that
+#: blurs them). The series' default is HiResCAM (our choice: docs/benchmarks.md measures both on the masks).
+METHODS = ("gradcam", "hirescam")
+DEFAULT_METHOD = "hirescam"
+
+
+def torch_gradcam(model: nn.Module, images: torch.Tensor, target_layers: nn.Module | Sequence[nn.Module],
+                  target_class: int = 1, batch_size: int = 16, method: str = DEFAULT_METHOD) -> np.ndarray:
+    """Class-activation maps (N×H×W in [0, 1], the input's size) from the ``grad-cam`` package: ``method`` (one of
+    :data:`METHODS`) at each target layer, averaged over the layers (each scaled to [0, 1] first).
 
     ``images``: a normalised N×3×H×W tensor; the target is the ``target_class`` logit (1 = defective).
     """
-    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam import GradCAM, HiResCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
+    if method not in METHODS:
+        raise ValueError(f"method {method!r}: expected one of {METHODS}")
+    layers = [target_layers] if isinstance(target_layers, nn.Module) else list(target_layers)
+    cls = GradCAM if method == "gradcam" else HiResCAM
     model.eval()
     device = next(model.parameters()).device
     maps = []
-    with _gradients_on(model), GradCAM(model=model, target_layers=[target_layer]) as cam:
+    with _gradients_on(model), cls(model=model, target_layers=layers) as cam:
         for i in range(0, len(images), batch_size):
             x = images[i:i + batch_size].to(device)
             maps.append(cam(input_tensor=x, targets=[ClassifierOutputTarget(target_class)] * len(x)))
@@ -50,23 +66,27 @@ def torch_gradcam(model: nn.Module, images: torch.Tensor, target_layer: nn.Modul
     return _unit_range(out)
 
 
-def keras_gradcam(model, images: np.ndarray, conv_layer: str = "last_conv", head: str = "defect") -> np.ndarray:
-    """Grad-CAM of a multi-output Keras model: gradient of the ``head`` output w.r.t. ``conv_layer``.
+def keras_gradcam(model: Any, images: np.ndarray, conv_layer: str = "last_conv", head: str = "defect",
+                  method: str = DEFAULT_METHOD) -> np.ndarray:
+    """Class-activation maps of a multi-output Keras model: gradient of the ``head`` output w.r.t. ``conv_layer``.
 
-    ``images``: N×H×W×3 in [0, 1]. Channel weights are the spatially averaged gradients; the map is
-    ReLU(Σ weights · activations), upsampled to the input size and scaled to [0, 1] per image.
+    ``images``: N×H×W×3 in [0, 1]. ``gradcam``: channel weights are the spatially averaged gradients, the map
+    ReLU(Σ weights · activations); ``hirescam``: ReLU(Σ gradients ⊙ activations). Upsampled to the input size and
+    scaled to [0, 1] per image.
     """
     load_torch_before_tensorflow()
     import keras
     import tensorflow as tf
 
+    if method not in METHODS:
+        raise ValueError(f"method {method!r}: expected one of {METHODS}")
     grad_model = keras.Model(model.inputs, [model.get_layer(conv_layer).output, model.get_layer(head).output])
     x = tf.convert_to_tensor(np.asarray(images, np.float32))
     with tf.GradientTape() as tape:
         conv, out = grad_model(x, training=False)
         target = tf.reduce_sum(out[:, 0]) if out.shape[-1] == 1 else tf.reduce_sum(out[:, 1])
     grads = tape.gradient(target, conv)
-    weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
+    weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True) if method == "gradcam" else grads
     cam = tf.nn.relu(tf.reduce_sum(weights * conv, axis=-1))[..., None]
     cam = tf.image.resize(cam, images.shape[1:3], method="bilinear")[..., 0].numpy()
     return _unit_range(cam.astype(np.float32))

@@ -123,8 +123,9 @@ class ModelKind:
         return f"torch.onnx.export(dynamo=True, opset {opset}), torch {torch.__version__}"
 
     # --- explaining ------------------------------------------------------------------------------------------------
-    def gradcam(self, model: Any, batch: np.ndarray) -> np.ndarray | None:
-        """Grad-CAM toward "defective" (N×H×W in [0, 1]); None for a model without a classifier."""
+    def gradcam(self, model: Any, batch: np.ndarray, method: str | None = None) -> np.ndarray | None:
+        """Class-activation maps toward "defective" (N×H×W in [0, 1]; ``method``: one of
+        :data:`helpers.explain.gradcam.METHODS`, default HiResCAM); None for a model without a classifier."""
         return None
 
     def features(self, model: Any, batch: np.ndarray) -> np.ndarray | None:
@@ -150,12 +151,12 @@ def _torch_blob(path: str | os.PathLike, kind: ModelKind | None = None) -> dict[
     return blob
 
 
-def _torch_gradcam(model: Any, target: Any, batch: np.ndarray) -> np.ndarray:
+def _torch_gradcam(model: Any, target: Any, batch: np.ndarray, method: str | None) -> np.ndarray:
     import torch
 
-    from ..explain.gradcam import torch_gradcam
+    from ..explain.gradcam import DEFAULT_METHOD, torch_gradcam
 
-    return torch_gradcam(model, torch.from_numpy(batch), target, target_class=1)
+    return torch_gradcam(model, torch.from_numpy(batch), target, target_class=1, method=method or DEFAULT_METHOD)
 
 
 def _torch_features(module: Any, batch: np.ndarray) -> np.ndarray:
@@ -172,10 +173,11 @@ def _backbone(meta: dict[str, Any]) -> Any:
     return backbones.build(meta.get("backbone", "resnet50"), "random")     # weights come from the file
 
 
-def _stage(key: str | None) -> str:
+def _cam_layers(net: Any) -> list[Any]:
+    """The layers a backbone's class-activation maps are taken at (its registry entry's ``gradcam_stages``)."""
     from . import backbones
 
-    return backbones.get(key or "resnet50").gradcam_stage
+    return [net.stages[s] for s in backbones.get(net.key).gradcam_stages]
 
 
 class _Supervised(ModelKind):
@@ -186,11 +188,15 @@ class _Supervised(ModelKind):
 
         return Classifier(_backbone(meta))
 
-    def gradcam(self, model: Any, batch: np.ndarray) -> np.ndarray:
-        return _torch_gradcam(model, model.backbone.stages[_stage(model.backbone.key)], batch)
+    def gradcam(self, model: Any, batch: np.ndarray, method: str | None = None) -> np.ndarray:
+        return _torch_gradcam(model, _cam_layers(model.backbone), batch, method)
 
     def features(self, model: Any, batch: np.ndarray) -> np.ndarray:
-        return _torch_features(model.backbone, batch)
+        """The head's hidden layer (Linear → ReLU → BatchNorm: what its last layer separates), our choice over the
+        pooled backbone features, which a classifier is not trained to arrange."""
+        from torch import nn
+
+        return _torch_features(nn.Sequential(model.backbone, *list(model.head)[:4]), batch)
 
 
 class _SimCLR(ModelKind):
@@ -213,8 +219,8 @@ class _Probe(ModelKind):
 
         return LinearProbe(_backbone(meta))
 
-    def gradcam(self, model: Any, batch: np.ndarray) -> np.ndarray:
-        return _torch_gradcam(model, model.encoder.stages[_stage(model.encoder.key)], batch)
+    def gradcam(self, model: Any, batch: np.ndarray, method: str | None = None) -> np.ndarray:
+        return _torch_gradcam(model, _cam_layers(model.encoder), batch, method)
 
 
 class _Multitask(ModelKind):
@@ -252,11 +258,11 @@ class _Multitask(ModelKind):
             model.export(str(path), format="onnx", verbose=False)
         return f"keras Model.export(format='onnx') (tf2onnx), keras {keras.__version__}"
 
-    def gradcam(self, model: Any, batch: np.ndarray) -> np.ndarray:
-        from ..explain.gradcam import keras_gradcam
+    def gradcam(self, model: Any, batch: np.ndarray, method: str | None = None) -> np.ndarray:
+        from ..explain.gradcam import DEFAULT_METHOD, keras_gradcam
         from .multitask import LAST_CONV
 
-        return keras_gradcam(model, batch, conv_layer=LAST_CONV)
+        return keras_gradcam(model, batch, conv_layer=LAST_CONV, method=method or DEFAULT_METHOD)
 
     def features(self, model: Any, batch: np.ndarray) -> np.ndarray:
         from ..explain.features import keras_features

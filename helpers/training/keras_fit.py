@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -27,14 +28,20 @@ def set_determinism(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def compile_multitask(model, recipe: KerasRecipe) -> None:
-    """Losses (sparse CE + BCE, weights 1.0 / 2.0), Adam with defaults, accuracy and AUC metrics."""
+def compile_multitask(model: Any, recipe: KerasRecipe, n_categories: int = 15) -> None:
+    """Losses (sparse CE + BCE, weights 1.0 / 2.0), Adam with defaults, accuracy and AUC metrics.
+
+    With one category (a user's own product line) the category head has nothing to learn — its softmax over one
+    class is 1 whatever the image — so its loss weighs 0 and no category metric is computed (Keras would report the
+    one-unit head's "accuracy" as a binary accuracy: 0.0)."""
     import keras
 
+    single = n_categories < 2
     model.compile(optimizer=keras.optimizers.Adam(),
                   loss={"category": "sparse_categorical_crossentropy", "defect": "binary_crossentropy"},
-                  loss_weights={"category": recipe.category_weight, "defect": recipe.defect_weight},
-                  metrics={"category": ["accuracy"], "defect": ["accuracy", keras.metrics.AUC(name="auc")]})
+                  loss_weights={"category": 0.0 if single else recipe.category_weight, "defect": recipe.defect_weight},
+                  metrics={"category": [] if single else ["accuracy"],
+                           "defect": ["accuracy", keras.metrics.AUC(name="auc")]})
 
 
 def stop_on_non_finite_loss():

@@ -264,7 +264,7 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader, train_
                **{k: float(v) for k, v in scores.items()}, "seconds": round(time.time() - t0, 2)}
         _record(st, row, model, epoch, row[monitor], better(row[monitor], st.best_value))
         stopped = patience is not None and st.bad >= patience
-        if progress:
+        if progress and (epoch + 1) % max(1, epochs // 30) == 0 or progress and (stopped or epoch + 1 == epochs):
             shown = ", ".join(f"{k}={v:.4f}" for k, v in row.items() if k not in ("epoch", "seconds", "lr"))
             print(f"epoch {epoch + 1}/{epochs}: {shown} ({row['seconds']:.0f}s)" + (" — early stop" if stopped else ""))
         if ckpt is not None:

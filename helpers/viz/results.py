@@ -73,11 +73,13 @@ def plot_per_category_auroc(table: pd.DataFrame, ax=None, title: str = "image AU
     return ax
 
 
-def plot_score_histograms(scores: pd.DataFrame, split: str = "test", col_wrap: int = 5):
-    """Image scores of good vs defective images, one panel per category."""
+def plot_score_histograms(scores: pd.DataFrame, split: str = "test", col_wrap: int = 5) -> Any:
+    """Image scores of good vs defective images, one panel per category (as many columns as there are categories, up
+    to ``col_wrap``: one category's data is one panel, not the corner of a grid laid out for 15)."""
     import seaborn as sns
 
     data = scores[scores["split"] == split].assign(kind=lambda d: np.where(d["label"] == 1, "defective", "good"))
+    col_wrap = max(1, min(col_wrap, data["category"].nunique()))
     grid = sns.displot(data, x="score", hue="kind", col="category", col_wrap=col_wrap, kind="hist", bins=15,
                        height=2.2, aspect=1.2, facet_kws={"sharex": False, "sharey": False},
                        palette={"good": "#4c9a5b", "defective": "#c0504d"}, element="step")

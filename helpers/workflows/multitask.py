@@ -36,7 +36,8 @@ APPROACH = "Keras multi-task CNN"
 
 @dataclass(kw_only=True)
 class MultitaskRun(ScoredRun):
-    """Notebook 04's scored run, with the category task: the label encoding and its test metrics."""
+    """Notebook 04's scored run, with the category task: the label encoding and its test metrics (only ``note`` when
+    the data holds one category)."""
 
     categories: list[str]
     category_metrics: dict[str, Any]
@@ -70,6 +71,14 @@ def _score_splits(model: Any, evals: dict[str, tuple[pd.DataFrame, Any]], catego
     return pd.concat(rows, ignore_index=True)
 
 
+def _category_task(test: pd.DataFrame, categories: list[str]) -> dict[str, Any]:
+    """The category head's test metrics; with one category there is nothing to learn, and that is what is said."""
+    if len(categories) < 2:
+        return {"note": f"one category ({categories[0] if categories else 'none'}): the category head has nothing to "
+                        "learn (its softmax over one class is 1 for every image), so no category metric is reported"}
+    return M.category_metrics(test["category"], test["pred_category"], labels=categories)
+
+
 def _train(prepared: Prepared, recipe: KerasRecipe, out: Path, categories: list[str], shuffled_defect: bool,
            extra_callbacks: list | None, verbose: int, strategy: Any) -> tuple[Any, dict[str, Any], bool]:
     """Build, compile and fit (or resume, or reuse) the model; the evaluation datasets and whether it resumed."""
@@ -77,7 +86,7 @@ def _train(prepared: Prepared, recipe: KerasRecipe, out: Path, categories: list[
     train_ds, evals = _datasets(prepared, recipe, categories, prepared.cfg.seed, shuffled_defect)
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         model = build_multitask(len(categories), recipe.image_size)
-        compile_multitask(model, recipe)
+        compile_multitask(model, recipe, len(categories))
     key = fingerprint(prepared, recipe=asdict(recipe), shuffled=shuffled_defect, categories=categories)
     resumed = fit_or_reuse(model, out, key, recipe, train_ds, evals["val"][1], extra_callbacks, verbose)
     return model, evals, resumed
@@ -107,7 +116,7 @@ def run(prepared: Prepared, recipe: KerasRecipe | None = None, shuffled_defect: 
     model, _ = kinds.MULTITASK.load(out / layout.MODEL_FILES[layout.KERAS])
     scores = _score_splits(model, evals, categories)
     test = scores[scores["split"] == "test"]
-    cat_m = M.category_metrics(test["category"], test["pred_category"], labels=categories)
+    cat_m = _category_task(test, categories)
     write = write_metrics and not shuffled_defect
     run = write_scored(
         prepared, layout.KERAS, APPROACH + (" (SHUFFLED DEFECT LABELS control)" if shuffled_defect else ""),
@@ -115,11 +124,11 @@ def run(prepared: Prepared, recipe: KerasRecipe | None = None, shuffled_defect: 
         labels=labels_used(prepared, int((prepared.split["split"] == "train").sum()), False,
                            "early stopping (val loss), checkpoint (val defect AUC), threshold"),
         write=write,
-        extra_metrics={"category_accuracy": cat_m["accuracy"], "category_precision_weighted": cat_m["precision_weighted"],
-                       "category_recall_weighted": cat_m["recall_weighted"], "category_f1_weighted": cat_m["f1_weighted"]},
+        extra_metrics={f"category_{k}": cat_m[k] for k in ("accuracy", "precision_weighted", "recall_weighted",
+                                                            "f1_weighted") if k in cat_m},
         extra={"recipe": asdict(recipe), "categories": categories, "epochs_run": len(log),
                "scored_model": "ModelCheckpoint best val_defect_auc",
-               "category_per_class_recall": cat_m["per_class_recall"]},
+               "category_per_class_recall": cat_m.get("per_class_recall"), "category_note": cat_m.get("note", "")},
         run_type=MultitaskRun, model=model, history=log, categories=categories, category_metrics=cat_m,
         epochs_run=len(log), resumed=resumed)
     if not shuffled_defect:       # the label encoding and the threshold travel with the model, in its card

@@ -2,6 +2,7 @@
 label-free kNN score on the same features."""
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -25,7 +26,7 @@ from ..training.loop import FitResult, embed, fingerprint, fit, reseed, state_ha
 from ..training.recipes import ProbeRecipe, scaled
 from .common import out_dir, score_frame, train_loader
 
-__all__ = ["APPROACH", "ProbeRun", "labelled_fraction", "knn_scores", "run"]
+__all__ = ["APPROACH", "ProbeRun", "labelled_fraction", "knn_scores", "epochs_for", "run"]
 
 APPROACH = "SimCLR + linear probe"
 
@@ -115,6 +116,12 @@ def _knn_results(feats: dict[str, np.ndarray], frames: dict[str, MVTecDataset], 
     return knn
 
 
+def epochs_for(recipe: ProbeRecipe, steps_per_epoch: int) -> int:
+    """The recipe's epochs, or more when its labelled set is so small that they would take fewer than
+    ``recipe.min_steps`` optimisation steps (the features are computed once, so the extra epochs cost milliseconds)."""
+    return max(recipe.epochs, math.ceil(recipe.min_steps / max(1, steps_per_epoch)))
+
+
 def _train_head(prepared: Prepared, probe: LinearProbe, feats: dict[str, np.ndarray], y_lab: np.ndarray,
                 val_labels: np.ndarray, recipe: ProbeRecipe, checkpoint: Any, progress: bool, shuffled: bool) -> FitResult:
     """The recipe's optimisation of the head on the labelled rows' features: Adam, class-weighted cross-entropy."""
@@ -126,7 +133,7 @@ def _train_head(prepared: Prepared, probe: LinearProbe, feats: dict[str, np.ndar
     return fit(head, torch.optim.Adam(head.parameters(), lr=recipe.lr), train_dl,
                lambda m, b: loss_fn(m(b["image"]), b["label"]),
                _probe_eval(head, feats["val"], val_labels, nn.CrossEntropyLoss(weight=weights_t.cpu())),
-               recipe.epochs, clip_grad=recipe.clip_grad, patience=None, restore_best=False, seed=cfg.seed,
+               epochs_for(recipe, len(train_dl)), clip_grad=recipe.clip_grad, patience=None, restore_best=False, seed=cfg.seed,
                progress=progress, checkpoint=checkpoint,
                fingerprint=fingerprint(prepared, recipe=asdict(recipe), encoder=state_hash(probe.encoder),
                                        shuffled=shuffled))

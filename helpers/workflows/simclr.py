@@ -18,7 +18,7 @@ from ..data.torch_data import MVTecDataset, TwoViews, make_loader, simclr_transf
 from ..models import backbones, kinds
 from ..models.simclr import SimCLR, nt_xent
 from ..training.loop import FitResult, fingerprint, fit, reseed
-from ..training.recipes import SimCLRRecipe, max_batches, scaled
+from ..training.recipes import SimCLRRecipe, for_backbone, max_batches, scaled
 from ..training.schedules import planned_lrs, warmup_cosine
 from .common import out_dir, train_loader
 
@@ -77,7 +77,8 @@ def _step(recipe: SimCLRRecipe, shuffled_pairs: bool, device: torch.device) -> C
     return step
 
 
-def run(prepared: Prepared, recipe: SimCLRRecipe | None = None, backbone: str = "auto", shuffled_pairs: bool = False,
+def run(prepared: Prepared, recipe: SimCLRRecipe | None = None, backbone: str | backbones.Choice = "auto",
+        shuffled_pairs: bool = False,
         stem: str = layout.SIMCLR, write: bool = True, progress: bool = True, encoder: nn.Module | None = None) -> SimCLRRun:
     """SimCLR pretraining on the good images of ``train`` (notebook 02); saves the encoder.
 
@@ -95,10 +96,12 @@ def run(prepared: Prepared, recipe: SimCLRRecipe | None = None, backbone: str = 
     reseed(cfg.seed)
     choice: backbones.Choice | None = None
     if encoder is None:
-        choice, encoder = backbones.resolve(backbone, recipe.backbone)
+        choice, encoder = backbones.network(backbone, recipe.backbone)
         weights = choice.weights
+        recipe = for_backbone(recipe, choice.key)
     else:
         weights = f"custom encoder ({type(encoder).__name__})"
+    reseed(cfg.seed)             # the projection's initial weights do not depend on how the backbone was found
     key = choice.key if choice is not None else recipe.backbone
     model = SimCLR(encoder).to(device)
     entry = backbones.get(key)

@@ -27,7 +27,7 @@ from ..evaluation import metrics as M
 from ..models import backbones, kinds
 from ..models.classifiers import Classifier, inverse_frequency_weights
 from ..training.loop import FitResult, fingerprint, fit, predict_scores, reseed
-from ..training.recipes import SupervisedRecipe, max_batches, scaled
+from ..training.recipes import SupervisedRecipe, for_backbone, max_batches, scaled
 from ..training.schedules import onecycle, planned_lrs
 from .common import out_dir, score_frame, shuffle_labels, train_loader
 
@@ -60,11 +60,13 @@ def schedule_lrs(recipe: SupervisedRecipe, steps_per_epoch: int) -> np.ndarray:
     return planned_lrs(lambda opt: scheduler(opt, recipe, steps_per_epoch), recipe.lr, recipe.epochs * steps_per_epoch)
 
 
-def _datasets(prepared: Prepared, size: int, stats: tuple[Any, Any]) -> tuple[MVTecDataset, MVTecDataset, MVTecDataset]:
+def _datasets(prepared: Prepared, size: int, stats: tuple[Any, Any], augment: str = "full"
+              ) -> tuple[MVTecDataset, MVTecDataset, MVTecDataset]:
     cache = prepared.cache(size, progress=False)
     cats = sorted(prepared.manifest["category"].unique())
     evaluate = eval_transform(size, *stats)
-    return (MVTecDataset(prepared.frame("train"), cache, transform=train_transform(size, *stats), categories=cats),
+    return (MVTecDataset(prepared.frame("train"), cache, transform=train_transform(size, *stats, augment=augment),
+                         categories=cats),
             MVTecDataset(prepared.frame("val"), cache, transform=evaluate, categories=cats),
             MVTecDataset(prepared.frame("test"), cache, transform=evaluate, categories=cats))
 
@@ -101,7 +103,8 @@ def _fit(prepared: Prepared, model: nn.Module, recipe: SupervisedRecipe, sets: t
     result = fit(model, optimizer, train_dl, lambda m, b: loss_fn(m(b["image"]), b["label"]),
                  _classifier_eval(nn.CrossEntropyLoss(weight=weights_t.cpu()), make_loader(val_ds, recipe.batch_size)),
                  recipe.epochs, scheduler=scheduler(optimizer, recipe, steps), scheduler_step="batch",
-                 clip_grad=recipe.clip_grad, monitor="val_loss", mode="min", patience=recipe.patience, seed=cfg.seed,
+                 clip_grad=recipe.clip_grad, monitor=recipe.monitor, mode="min" if recipe.monitor.endswith("loss") else "max",
+                 patience=recipe.patience, seed=cfg.seed,
                  max_batches=steps, progress=progress,
                  fingerprint=fingerprint(prepared, recipe=asdict(recipe), backbone=choice.key, weights=choice.weights,
                                          shuffled=shuffled),
@@ -109,24 +112,27 @@ def _fit(prepared: Prepared, model: nn.Module, recipe: SupervisedRecipe, sets: t
     return result, steps
 
 
-def run(prepared: Prepared, recipe: SupervisedRecipe | None = None, backbone: str = "auto",
+def run(prepared: Prepared, recipe: SupervisedRecipe | None = None, backbone: str | backbones.Choice = "auto",
         shuffled_labels: bool = False, stem: str = layout.SUPERVISED, write: bool = True,
         progress: bool = True) -> SupervisedRun:
     """Train and score the supervised classifier (notebook 01). Resumes from its checkpoint.
 
     ``backbone``: the notebook's ``BACKBONE`` (:func:`helpers.models.backbones.resolve`: ``auto`` is the study's
-    network with ImageNet weights, offline the stand-in). ``shuffled_labels`` permutes the training labels (negative
-    control; nothing should be learned).
+    network with ImageNet weights, offline the stand-in) or the choice made already; the recipe takes that network's
+    changes (:func:`helpers.training.recipes.for_backbone`). ``shuffled_labels`` permutes the training labels
+    (negative control; nothing should be learned).
     """
     cfg = prepared.cfg
     recipe = recipe or scaled(SupervisedRecipe(), cfg.profile)
     started, device = time.time(), torch_device()
     folder = out_dir(prepared, stem, write)
     reseed(cfg.seed)
-    choice, net = backbones.resolve(backbone, recipe.backbone)
+    choice, net = backbones.network(backbone, recipe.backbone)
+    recipe = for_backbone(recipe, choice.key)
+    reseed(cfg.seed)             # the head's initial weights do not depend on how the backbone was found
     model = Classifier(net).train().to(device)
     entry = backbones.get(choice.key)
-    sets = _datasets(prepared, recipe.image_size, (entry.mean, entry.std))
+    sets = _datasets(prepared, recipe.image_size, (entry.mean, entry.std), recipe.augmentation)
     if shuffled_labels:
         shuffle_labels(sets[0], cfg.seed)
     checkpoint = folder / layout.checkpoint_name(cfg.profile.name, cfg.profile.image_size,
