@@ -63,7 +63,7 @@ def _oneclass(args: argparse.Namespace) -> int:
     prepared = prepare(cfg, progress=False)
     print(describe_source(prepared.source))
     recipe = scaled(PatchCoreRecipe(coreset_fraction=args.coreset), cfg.profile)
-    features = load_features(recipe.backbone)
+    features = load_features(args.backbone, recipe.backbone)
     print(f"backbone: {features.name}\nrecipe: {recipe}")
     try:
         standard = oneclass.run_protocol(prepared, "mvtec-standard", recipe, args.categories, features)
@@ -124,7 +124,8 @@ def _train(args: argparse.Namespace) -> int:
     try:
         cfg = get_config(profile=args.profile, data_dir=args.data, runs_dir=args.runs)
         prepared = load_prepared(cfg)
-        summary = commands.train(args.model, prepared, distributed.is_main(), mirrored=args.mirrored)
+        summary = commands.train(args.model, prepared, distributed.is_main(), mirrored=args.mirrored,
+                                 backbone=args.backbone)
         if distributed.is_main():
             size = distributed.world()[1]
             print(f"{summary} ({size} process{'es' if size > 1 else ''})")
@@ -189,6 +190,11 @@ def _predict(args: argparse.Namespace) -> int:
     return 0 if len(scored) else 1
 
 
+_BACKBONE_HELP = ("auto (default: the study's network with ImageNet weights, downloaded or in torch's hub cache; "
+                  "offline, loudly, EfficientNet-Lite0), a network's name (resnet50, wide_resnet50_2, resnet18, "
+                  "efficientnet_lite0), or NAME:random")
+
+
 def main(argv: list[str] | None = None) -> int:
     from .workflows.commands import TRAINABLE
 
@@ -209,12 +215,14 @@ def main(argv: list[str] | None = None) -> int:
     o.add_argument("--profile", help="full | quick | smoke (default: DEFECTS_PROFILE)")
     o.add_argument("--categories", nargs="*", help="categories to run (default: all)")
     o.add_argument("--coreset", type=float, default=0.1, help="coreset fraction (default 0.1; the paper also uses 0.01)")
+    o.add_argument("--backbone", default="auto", help=_BACKBONE_HELP)
     o.set_defaults(func=_oneclass)
     t = sub.add_parser("train", help="a model notebook's training as a command (torch ones also under torchrun)")
     t.add_argument("model", choices=TRAINABLE, help="the kind of model to train: " + ", ".join(TRAINABLE))
     t.add_argument("--data", help="MVTec AD root (default: what notebook 00 prepared under RUNS_DIR)")
     t.add_argument("--runs", help="output folder (default: RUNS_DIR or ./runs)")
     t.add_argument("--profile", help="full | quick | smoke (default: DEFECTS_PROFILE)")
+    t.add_argument("--backbone", default="auto", help=_BACKBONE_HELP + " (supervised and simclr; the probe uses 02's)")
     t.add_argument("--mirrored", action="store_true",
                    help="multitask: tf.distribute.MirroredStrategy over every GPU (each batch split over them)")
     t.set_defaults(func=_train)

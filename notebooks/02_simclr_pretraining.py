@@ -24,8 +24,8 @@
 #
 # | recipe (`full` profile) | |
 # |---|---|
-# | encoder | ResNet-50 (ImageNet init when available), `fc` removed → 2048-d |
-# | projection head | Linear(2048, 1024) → ReLU → Linear(1024, 256) |
+# | encoder | the study's ResNet-50 with ImageNet weights (`BACKBONE = "auto"`; offline, loudly, EfficientNet-Lite0: its ImageNet weights ship in a package), pooled features |
+# | projection head | Linear(features, 1024) → ReLU → Linear(1024, 256) |
 # | loss | NT-Xent, temperature 0.07 (each view's positive: the other view; negatives: the other 2N − 2) |
 # | batches, epochs | 48 with drop_last, 7 epochs, fp32 (TF32 on GPU), gradient clipping 1.0 |
 # | optimiser (**our choice**) | the study does not name one: AdamW(lr 1e-3, weight decay 1e-4), linear warm-up over 10% of steps, cosine decay to 0 |
@@ -49,6 +49,9 @@
 USE_DRIVE = True  #@param {type:"boolean"}
 MVTEC_DIR = ""  #@param {type:"string"}
 PROFILE = "auto"  #@param ["auto", "full", "quick", "smoke"]
+# BACKBONE: "auto" = the study's network with its ImageNet weights (downloaded, or found in torch's hub
+#   cache); without them, loudly, EfficientNet-Lite0 (ImageNet weights shipped in a package). Or a name.
+BACKBONE = "auto"  #@param ["auto", "resnet50", "wide_resnet50_2", "resnet18", "efficientnet_lite0"]
 
 # %% tags=["setup"]
 # Setup: applies the settings above; nothing to edit here. On Colab it fetches the project at PROJECT_REF
@@ -93,15 +96,18 @@ print(f"outputs: {cfg.runs_dir}")
 from helpers.training import recipes
 from helpers.viz import training
 from helpers.workflows import common, simclr
+from helpers.models import backbones
 prep = common.start_notebook(cfg)   # thread caps, TF32 on GPU, seeds; the split notebook 00 wrote
-recipe = recipes.scaled(recipes.SimCLRRecipe(), cfg.profile)
-recipes.recipe_table(recipe)   # each value, the published one where a profile shrinks it, and its source
+choice, _ = backbones.resolve(BACKBONE, recipes.SimCLRRecipe().backbone)   # offline: the stand-in, loudly
+print("backbone:", choice.describe())
+recipe = recipes.for_backbone(recipes.scaled(recipes.SimCLRRecipe(), cfg.profile), choice.key)
+recipes.recipe_table(recipe, choice.key)   # each value, the published one where a profile shrinks it, and its source
 
 # %% [markdown]
 # ## 2 · Pretrain (checkpoint every epoch; a re-run resumes)
 
 # %%
-run = simclr.run(prep, recipe)
+run = simclr.run(prep, recipe, backbone=choice)
 import math
 chance = math.log(2 * run.batch_size - 1)
 print(f"weights: {run.weights} | {run.n_train_good} good training images | batch {run.batch_size}"

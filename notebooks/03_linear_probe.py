@@ -18,7 +18,8 @@
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/mvtec-defects/mvtec-defect-toolkit/blob/main/notebooks/03_linear_probe.ipynb)
 #
-# How good are the SimCLR features? The encoder from notebook 02 is **frozen**; a single Linear(2048, 2)
+# How good are the SimCLR features? The encoder from notebook 02 (on the backbone 02 used) is **frozen**; a single
+# Linear(features, 2)
 # is trained on the labels of **10% of `train`**, drawn stratified by category × label. Labels counted
 # honestly, that is not all this approach used: SimCLR pretrained on `train`'s *good* images, and picking
 # them out of `train` (which also holds defective images) took every `train` label; the threshold took
@@ -26,8 +27,8 @@
 #
 # | recipe (`full` profile) | |
 # |---|---|
-# | probe | Linear(2048, 2) on the frozen encoder (features computed once, no augmentation) |
-# | optimiser | Adam(lr 1e-4), batch 32, 30 epochs; F1 and AUROC per epoch on `val` |
+# | probe | Linear(features, 2) on the frozen encoder (features computed once, no augmentation) |
+# | optimiser | Adam(lr 1e-4), batch 32, 30 epochs — and at least 300 steps (*our choice*: a small labelled set gives 30 epochs of one step each, too few to move the probe; the extra epochs cost milliseconds); F1 and AUROC per epoch on `val` |
 # | class balance | cross-entropy weighted by inverse class frequencies of the labelled 10% (our choice: the study's probe called almost everything defective) |
 # | gradient clipping | max-norm 1.0, as every other torch model here (our choice: the study does not say) |
 # | threshold | F1-max on `val` |

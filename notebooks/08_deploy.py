@@ -19,7 +19,7 @@
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/mvtec-defects/mvtec-defect-toolkit/blob/main/notebooks/08_deploy.ipynb)
 #
 # Both studies stop at "model quantization for edge deployment". This notebook does it for the models of
-# notebooks 01 (supervised ResNet-50), 03 (SimCLR encoder + linear probe), 04 (Keras multi-task CNN, both
+# notebooks 01 (supervised classifier), 03 (SimCLR encoder + linear probe), 04 (Keras multi-task CNN, both
 # heads) and 06 (PatchCore: backbone, every category's memory bank and the nearest-neighbour search in one graph
 # that returns the image score and the anomaly map): each model notebook leaves a
 # **model folder** (`RUNS_DIR/<notebook>/`) holding the model and `model_card.json` — the preprocessing, image

@@ -53,7 +53,7 @@ def test_oneclass_writes_the_notebooks_metrics(synthetic_root, tmp_path):
     assert res.returncode == 0, res.stderr
     out = runs_dir / layout.PATCHCORE
     record = json.loads((out / "metrics.json").read_text())
-    assert record["protocol"] == "shared-split" and "efficientnet-lite0" in record["extra"]["backbone"]
+    assert record["protocol"] == "shared-split" and record["extra"]["backbone"] == "efficientnet_lite0"
     std = pd.DataFrame(record["extra"]["mvtec_standard"]["per_category"])
     assert std["category"].tolist() == ["bottle", "carpet"] and std["image_auroc"].notna().all()
     scores = pd.read_csv(out / "scores.csv")
@@ -82,6 +82,6 @@ def test_train_runs_a_notebooks_training_in_one_process_and_under_torchrun(synth
         assert card["threshold"]["value"] == record["threshold"]["value"] and card["input"]["image_size"] == 64
         assert card["data"]["split_hash"] == record["data"]["split_hash"]
         processes = "2 processes" if name == "two" else "1 process"
-        assert res.stdout.count("Supervised ResNet-50: test AUROC") == 1 and processes in res.stdout
+        assert res.stdout.count("Supervised classifier: test AUROC") == 1 and processes in res.stdout
     res = _run("train", "multitask", "--runs", str(tmp_path / "missing"), "--profile", "smoke", "--data", str(tmp_path))
     assert res.returncode == 2 and "not an MVTec AD root" in res.stderr

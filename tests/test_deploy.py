@@ -35,7 +35,7 @@ def fake_run(out_dir: Path, threshold: float, stem: str = layout.SUPERVISED, per
     record = {"metrics": {"roc_auc": 0.9, "f1": 0.8}, "data": {"root": "/nowhere", "split_hash": "abc"},
               "code": {"package": "test"}, "device": {"kind": "cpu"}, "profile": "smoke",
               "threshold": {"value": threshold, "method": "f1", "chosen_on": "val", "per_category": per_category}}
-    return ScoredRun(stem, "Supervised ResNet-50", pd.DataFrame(), threshold, "f1", {}, pd.DataFrame(), record, out_dir)
+    return ScoredRun(stem, "Supervised classifier", pd.DataFrame(), threshold, "f1", {}, pd.DataFrame(), record, out_dir)
 
 
 def supervised_folder(folder: Path, size: int = SIZE) -> Path:

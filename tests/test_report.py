@@ -44,16 +44,16 @@ def test_table_uses_each_notebooks_val_threshold(tmp_path):
     knn.loc[knn["category"] == "b", "score"] += 10.0          # a distance on a scale of its own in category b
     _write(tmp_path, layout.PROBE, "scores_knn1.csv", knn)
     found, missing = report.load_approaches(tmp_path)
-    assert [a.name for a in found] == ["Supervised ResNet-50", "SimCLR kNN (k=1)"]
+    assert [a.name for a in found] == ["Supervised classifier", "SimCLR kNN (k=1)"]
     assert any(f"{layout.KERAS}.ipynb first" in m for m in missing)
     assert any(f"{layout.PATCHCORE}.ipynb first" in m for m in missing)
     assert report.check_same_test_images(found) == 20
     table = report.comparison_table(found).set_index("approach")
     test = sup[sup["split"] == "test"]
     expected = M.binary_metrics(test["label"], test["score"], 0.55)
-    assert table.loc["Supervised ResNet-50", "f1"] == pytest.approx(expected["f1"])
-    assert table.loc["Supervised ResNet-50", "threshold"] == 0.55
-    assert table.loc["Supervised ResNet-50", report.LABEL_COLUMNS].tolist() == [120, 0, "30 (early stopping, threshold)"]
+    assert table.loc["Supervised classifier", "f1"] == pytest.approx(expected["f1"])
+    assert table.loc["Supervised classifier", "threshold"] == 0.55
+    assert table.loc["Supervised classifier", report.LABEL_COLUMNS].tolist() == [120, 0, "30 (early stopping, threshold)"]
     # kNN: a threshold per category on that category's val rows; pooled metrics on per-category-normalised scores
     pred, truth = [], []
     for _, g in knn.groupby("category"):
@@ -75,7 +75,7 @@ def test_table_uses_each_notebooks_val_threshold(tmp_path):
     out = report.export(tmp_path, report.comparison_table(found), heat, report.localisation(tmp_path),
                         {"n_test": 20, "profile": "smoke", "data": "test"})
     md = out.read_text()
-    assert "| Supervised ResNet-50 |" in md and "as reported, on the study's training data" in md
+    assert "| Supervised classifier |" in md and "as reported, on the study's training data" in md
     assert pd.read_csv(tmp_path / "report" / "comparison.csv").shape[0] == 2
 
 

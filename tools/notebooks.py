@@ -30,10 +30,14 @@ SETUP_TAG = "setup"
 PARAMETERS_CELL = ROOT / "tools" / "parameters_cell.py"
 PARAMETERS_TAG = "parameters"
 #: Parameters only some notebooks have (by number prefix).
+_BACKBONE = ("# BACKBONE: \"auto\" = the study's network with its ImageNet weights (downloaded, or found in torch's hub\n"
+             "#   cache); without them, loudly, EfficientNet-Lite0 (ImageNet weights shipped in a package). Or a name.\n"
+             'BACKBONE = "auto"  #@param ["auto", "resnet50", "wide_resnet50_2", "resnet18", "efficientnet_lite0"]')
 EXTRA_PARAMETERS = {
     "00": ("# DOWNLOAD_MVTEC: download the official archive (4.9 GB; kept on Drive, so only once) when MVTec AD\n"
            "#   is not found; the images are extracted on each runtime's local disk.\n"
            'DOWNLOAD_MVTEC = False  #@param {type:"boolean"}'),
+    "01": _BACKBONE, "02": _BACKBONE, "06": _BACKBONE,
 }
 #: Notebook metadata that makes Colab open the notebook on a GPU runtime.
 COLAB_METADATA = {"accelerator": "GPU", "colab": {"gpuType": "T4", "provenance": []}}

@@ -123,9 +123,11 @@ class ModelKind:
         return f"torch.onnx.export(dynamo=True, opset {opset}), torch {torch.__version__}"
 
     # --- explaining ------------------------------------------------------------------------------------------------
-    def gradcam(self, model: Any, batch: np.ndarray, method: str | None = None) -> np.ndarray | None:
+    def gradcam(self, model: Any, batch: np.ndarray, method: str | None = None,
+                stages: tuple[str, ...] | None = None) -> np.ndarray | None:
         """Class-activation maps toward "defective" (N×H×W in [0, 1]; ``method``: one of
-        :data:`helpers.explain.gradcam.METHODS`, default HiResCAM); None for a model without a classifier."""
+        :data:`helpers.explain.gradcam.METHODS`, default HiResCAM; ``stages``: the backbone stages to take them at,
+        default its registry entry's); None for a model without a classifier."""
         return None
 
     def features(self, model: Any, batch: np.ndarray) -> np.ndarray | None:
@@ -173,11 +175,11 @@ def _backbone(meta: dict[str, Any]) -> Any:
     return backbones.build(meta.get("backbone", "resnet50"), "random")     # weights come from the file
 
 
-def _cam_layers(net: Any) -> list[Any]:
-    """The layers a backbone's class-activation maps are taken at (its registry entry's ``gradcam_stages``)."""
+def _cam_layers(net: Any, stages: tuple[str, ...] | None = None) -> list[Any]:
+    """The layers a backbone's class-activation maps are taken at (default: its registry entry's ``gradcam_stages``)."""
     from . import backbones
 
-    return [net.stages[s] for s in backbones.get(net.key).gradcam_stages]
+    return [net.stages[s] for s in stages or backbones.get(net.key).gradcam_stages]
 
 
 class _Supervised(ModelKind):
@@ -188,8 +190,9 @@ class _Supervised(ModelKind):
 
         return Classifier(_backbone(meta))
 
-    def gradcam(self, model: Any, batch: np.ndarray, method: str | None = None) -> np.ndarray:
-        return _torch_gradcam(model, _cam_layers(model.backbone), batch, method)
+    def gradcam(self, model: Any, batch: np.ndarray, method: str | None = None,
+                stages: tuple[str, ...] | None = None) -> np.ndarray:
+        return _torch_gradcam(model, _cam_layers(model.backbone, stages), batch, method)
 
     def features(self, model: Any, batch: np.ndarray) -> np.ndarray:
         """The head's hidden layer (Linear → ReLU → BatchNorm: what its last layer separates), our choice over the
@@ -219,8 +222,9 @@ class _Probe(ModelKind):
 
         return LinearProbe(_backbone(meta))
 
-    def gradcam(self, model: Any, batch: np.ndarray, method: str | None = None) -> np.ndarray:
-        return _torch_gradcam(model, _cam_layers(model.encoder), batch, method)
+    def gradcam(self, model: Any, batch: np.ndarray, method: str | None = None,
+                stages: tuple[str, ...] | None = None) -> np.ndarray:
+        return _torch_gradcam(model, _cam_layers(model.encoder, stages), batch, method)
 
 
 class _Multitask(ModelKind):
@@ -258,7 +262,8 @@ class _Multitask(ModelKind):
             model.export(str(path), format="onnx", verbose=False)
         return f"keras Model.export(format='onnx') (tf2onnx), keras {keras.__version__}"
 
-    def gradcam(self, model: Any, batch: np.ndarray, method: str | None = None) -> np.ndarray:
+    def gradcam(self, model: Any, batch: np.ndarray, method: str | None = None,
+                stages: tuple[str, ...] | None = None) -> np.ndarray:
         from ..explain.gradcam import DEFAULT_METHOD, keras_gradcam
         from .multitask import LAST_CONV
 

@@ -37,13 +37,16 @@ class PatchFeatures(nn.Module):
     mean: torch.Tensor
     std: torch.Tensor
 
-    def __init__(self, key: str, weights: str = "imagenet"):
+    def __init__(self, key: str, weights: str = "imagenet", net: B.StagedNet | None = None):
         super().__init__()
         entry = B.get(key)
-        self.key, self.net, self.stages = key, B.build(key, weights).eval(), entry.patchcore_stages
-        self.name = f"{entry.title} ({entry.weights}): stages {' + '.join(self.stages)}"
+        self.key, self.stages = key, entry.patchcore_stages
+        self.net = (net if net is not None else B.build(key, weights)).eval()
+        self.weights = entry.weights if weights == "imagenet" else "random"
+        self.name = f"{entry.title} ({self.weights}): stages {' + '.join(self.stages)}"
         self.register_buffer("mean", torch.tensor(entry.mean).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(entry.std).view(1, 3, 1, 1))
+        self.choice = B.Choice(key, self.weights, key, key)
 
     @torch.no_grad()
     def forward(self, x01: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -51,20 +54,15 @@ class PatchFeatures(nn.Module):
         return patch_features((fine, coarse))
 
 
-def load_features(prefer: str = "wide_resnet50_2") -> PatchFeatures:
-    """The recipe's backbone when its ImageNet weights can be had, else the offline one (EfficientNet-Lite0) — never
-    random weights: a random backbone would make PatchCore meaningless. The fallback is announced loudly; which
-    backbone ran is in ``.name`` (and in metrics.json)."""
-    from ..core.env import loud_warning
-
-    if prefer != B.OFFLINE:
-        try:
-            return PatchFeatures(prefer)
-        except Exception as err:  # noqa: BLE001 - any download failure
-            loud_warning(f"{prefer} ImageNet weights unavailable ({type(err).__name__}: {err}). Using the offline "
-                         f"ImageNet backbone {B.get(B.OFFLINE).title} instead (a random backbone would make PatchCore "
-                         "meaningless). Numbers are not the paper's backbone's.")
-    return PatchFeatures(B.OFFLINE)
+def load_features(backbone: str | B.Choice = "auto", study: str = "wide_resnet50_2") -> PatchFeatures:
+    """PatchCore's backbone for a ``BACKBONE`` request (:func:`helpers.models.backbones.resolve`): the paper's
+    WideResNet-50 when its ImageNet weights can be had, else, loudly, the offline EfficientNet-Lite0 — never random
+    weights unless asked for by name (a random backbone makes PatchCore meaningless). Which backbone ran is in
+    ``.name`` and ``.choice`` (and in metrics.json and the model card)."""
+    choice, net = B.network(backbone, study)
+    features = PatchFeatures(choice.key, "random" if choice.weights.startswith("random") else "imagenet", net=net)
+    features.choice = choice
+    return features
 
 
 def _pool_channels(flat: torch.Tensor, dim: int) -> torch.Tensor:

@@ -21,8 +21,8 @@ from ..evaluation.localisation import MEAN_ROW
 from ..explain.features import TSNE_PARAMS
 from ..models import backbones, kinds
 
-__all__ = ["TrainedModel", "MODELS", "load_trained_models", "features_of", "gradcam_of", "load_masks", "localise",
-           "write_outputs"]
+__all__ = ["TrainedModel", "MODELS", "CAM_SETTINGS", "load_trained_models", "features_of", "gradcam_of",
+           "compare_cams", "load_masks", "localise", "write_outputs"]
 
 
 @dataclasses.dataclass
@@ -46,7 +46,7 @@ class TrainedModel:
 
 
 #: (model name, notebook, kind) of every model notebook 05 looks at, in order.
-MODELS = (("supervised ResNet-50", layout.SUPERVISED, kinds.SUPERVISED), ("SimCLR encoder", layout.SIMCLR, kinds.SIMCLR),
+MODELS = (("supervised classifier", layout.SUPERVISED, kinds.SUPERVISED), ("SimCLR encoder", layout.SIMCLR, kinds.SIMCLR),
           ("linear probe", layout.PROBE, kinds.PROBE), ("Keras multi-task", layout.KERAS, kinds.MULTITASK))
 
 
@@ -81,9 +81,38 @@ def features_of(entry: TrainedModel, inputs: np.ndarray) -> np.ndarray | None:
     return entry.kind.features(entry.model, inputs)
 
 
-def gradcam_of(entry: TrainedModel, inputs: np.ndarray) -> np.ndarray | None:
-    """Grad-CAM maps toward "defective" (None when the model has no classifier, e.g. the SimCLR encoder)."""
-    return entry.kind.gradcam(entry.model, inputs)
+def gradcam_of(entry: TrainedModel, inputs: np.ndarray, method: str | None = None,
+               stages: tuple[str, ...] | None = None) -> np.ndarray | None:
+    """Class-activation maps toward "defective" (default: HiResCAM at the backbone's registry stages; None when the
+    model has no classifier, e.g. the SimCLR encoder)."""
+    return entry.kind.gradcam(entry.model, inputs, method, stages)
+
+
+#: The class-activation settings compared in notebook 05: the studies' (Grad-CAM at the last stage) and the series'.
+CAM_SETTINGS = {"Grad-CAM, last stage (the studies')": ("gradcam", ("stride32",)),
+                "HiResCAM, stride-8 + stride-16 stages (ours)": ("hirescam", None)}
+
+
+def compare_cams(models: list[TrainedModel], prepared: Any, split: str = "val") -> pd.DataFrame:
+    """Each torch classifier's maps under each of :data:`CAM_SETTINGS`, scored against ``split``'s masks (the mean over
+    categories of :func:`helpers.evaluation.localisation.score_maps`). Notebook 05 shows it on ``val``, where the
+    series' setting was chosen — never on ``test``."""
+    frame = prepared.frame(split)
+    masks = load_masks(prepared, frame)
+    rows = []
+    for m in models:
+        if m.kind.framework != "torch" or not m.kind.scored:     # the torch classifiers (the backbone registry's stages)
+            continue
+        batch = m.inputs(prepared, frame)
+        for setting, (method, stages) in CAM_SETTINGS.items():
+            maps = m.kind.gradcam(m.model, batch, method, stages)
+            if maps is None:
+                continue
+            summary, _ = localise({m.name: maps}, masks, frame)
+            mean = summary[summary["category"] == MEAN_ROW].iloc[0]
+            rows.append({"model": m.name, "maps": setting, "split": split, "n_defective": int(mean["n_defective"]),
+                         **{k: float(mean[k]) for k in ("pixel_auroc", "au_pro", "pointing_game")}})
+    return pd.DataFrame(rows)
 
 
 def load_masks(prepared: Any, frame: pd.DataFrame) -> list[np.ndarray]:
@@ -108,7 +137,7 @@ def localise(cams: dict[str, np.ndarray], masks: list[np.ndarray], frame: pd.Dat
     tables, per_image = [], []
     for name, maps in cams.items():
         small = [resize_mask(masks[i], maps.shape[1:]) for i in scorable]
-        tables.append(score_maps(f"Grad-CAM: {name}", maps[scorable], small, frame["category"].iloc[scorable]))
+        tables.append(score_maps(f"CAM: {name}", maps[scorable], small, frame["category"].iloc[scorable]))
         bad = [j for j, i in enumerate(scorable) if small[j].any()]
         per_image.append(localisation_table(name, frame.iloc[scorable[bad]], maps[scorable[bad]], [small[j] for j in bad]))
     summary = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=LOCALISATION_COLUMNS)

@@ -152,7 +152,7 @@ def run_protocol(prepared: Any, protocol: str = "shared-split", recipe: PatchCor
     training image gets no bank (its row says so).
     """
     recipe = recipe or scaled(PatchCoreRecipe(), prepared.cfg.profile)
-    features = features or load_features(recipe.backbone)
+    features = features or load_features("auto", recipe.backbone)
     frame, fit_split, score_splits = _protocol_frame(prepared, protocol)
     cats = sorted(frame["category"].unique()) if categories is None else list(categories)
     unknown = sorted(set(cats) - set(frame["category"]))
@@ -221,7 +221,9 @@ def write_shared(prepared: Any, shared: OneClassResult, standard: OneClassResult
         files.write_csv(standard.per_category, out / layout.PER_CATEGORY_STANDARD)
     loc_cols = [c for c in ("category", "pixel_auroc", "au_pro", "pointing_game") if c in shared.per_category]
     files.write_csv(localisation_table(shared), out / layout.LOCALISATION)
-    extra = {"backbone": shared.backbone, "pointing_game_mean": _mean_of(shared.per_category, "pointing_game"),
+    extra = {"backbone": shared.model.features.key, "weights": shared.model.features.weights,
+             "backbone_name": shared.backbone, "backbone_choice": shared.model.features.choice.as_dict(),
+             "pointing_game_mean": _mean_of(shared.per_category, "pointing_game"),
              "au_pro_mean": _mean_of(shared.per_category, "au_pro"),
              "recipe": asdict(shared.recipe), "pixel_auroc_mean": _mean_of(shared.per_category, "pixel_auroc"),
              "threshold_note": "a threshold per category on its val images; scores normalised per category"}

@@ -24,7 +24,7 @@ __all__ = ["APPROACHES", "PER_CATEGORY", "LABEL_COLUMNS", "TABLE_COLUMNS", "stan
 #: (notebook, scores file, approach label, how it was trained). The labels each used are counted in its
 #: metrics.json (``labels_used``) and shown beside it.
 APPROACHES: tuple[tuple[str, str, str, str], ...] = (
-    (layout.SUPERVISED, layout.SCORES, "Supervised ResNet-50", "supervised on every train label"),
+    (layout.SUPERVISED, layout.SCORES, "Supervised classifier", "supervised on every train label"),
     (layout.PROBE, layout.SCORES, "SimCLR + linear probe",
      "SimCLR on train's good images (picked by label), probe on 10% of train labels"),
     (layout.PROBE, layout.knn_scores(1), "SimCLR kNN (k=1)", "SimCLR; bank of train's good images (picked by label)"),

@@ -33,7 +33,7 @@ from .common import out_dir, score_frame, shuffle_labels, train_loader
 
 __all__ = ["APPROACH", "SupervisedRun", "scheduler", "schedule_lrs", "run"]
 
-APPROACH = "Supervised ResNet-50"
+APPROACH = "Supervised classifier"
 
 
 @dataclass(kw_only=True)
