@@ -95,7 +95,7 @@ from helpers.evaluation import studies
 from helpers.training import recipes
 from helpers.viz import results, training
 from helpers.workflows import common, supervised
-import pandas as pd, matplotlib.pyplot as plt
+import matplotlib.pyplot as plt
 from helpers.models import backbones
 prep = common.start_notebook(cfg)   # thread caps, TF32 on GPU, seeds; the split notebook 00 wrote
 choice, _ = backbones.resolve(BACKBONE, recipes.SupervisedRecipe().backbone)   # offline: the stand-in, loudly
@@ -129,12 +129,14 @@ training.plot_history(run.history, {"loss": ["train_loss", "val_loss"], "val acc
 # %% [markdown]
 # ## 4 · Held-out test results
 #
-# The threshold is the F1-maximising one on `val`; `test` is touched once, here. Next to ours, the
-# study's own figures — on its own protocol, so not a like-for-like comparison.
+# The threshold is the F1-maximising one on `val`; `test` is touched once, here. Beside each figure its 95%
+# bootstrap interval: the range the figure could take on another draw of test images this size (a handful per
+# category on the built-in data, so wide). Next to ours, the study's own figures — on its own protocol, so not a
+# like-for-like comparison.
 
 # %%
-table = pd.DataFrame({"ours (test)": run.test_metrics, "study (as reported)": studies.STUDY_SUPERVISED})
-display(table.loc[["accuracy", "precision", "recall", "f1", "specificity", "fpr", "roc_auc", "pr_auc"]].round(4))
+display(results.result_table(run, study=studies.STUDY_SUPERVISED))
+print(results.interval_caption())
 
 # %%
 test = run.split_scores("test")
@@ -145,7 +147,7 @@ results.plot_test_results(run); plt.show()
 # ## 5 · Per category
 
 # %%
-display(run.per_category.round(3))
+display(results.interval_table(run.per_category, ["auroc"]))
 results.plot_per_category(run); plt.show()
 
 # %% [markdown]

@@ -121,8 +121,8 @@ training.plot_history(run.history, {"loss": ["train_loss", "val_loss"], "val F1 
 # The study's figures are its own, on a sample of its test data; ours are on the shared held-out `test`.
 
 # %%
-ours = {k: run.test_metrics[k] for k in ["accuracy", "precision", "recall", "f1", "specificity", "fpr", "roc_auc", "pr_auc"]}
-display(pd.DataFrame({"ours (test)": ours, "study (as reported)": studies.STUDY_PROBE}).round(4))
+display(results.result_table(run, study=studies.STUDY_PROBE))
+print(results.interval_caption())
 
 # %%
 test = run.split_scores("test")
@@ -130,7 +130,7 @@ print(f"threshold {run.threshold:.4f}, chosen on val (F1-max); scored once on {l
 results.plot_test_results(run); plt.show()
 
 # %%
-display(run.per_category.round(3))
+display(results.interval_table(run.per_category, ["auroc"]))
 results.plot_per_category(run); plt.show()
 
 # %% [markdown]
@@ -140,10 +140,11 @@ results.plot_per_category(run); plt.show()
 
 # %%
 knn = run.knn
-display(pd.DataFrame({f"k={k}": {"test AUROC": v["auroc"]} for k, v in knn.items()}).round(4))
-per_cat = pd.concat({f"k={k}": v["per_category"].set_index("category")["auroc"] for k, v in knn.items()}, axis=1)
-per_cat["probe"] = run.per_category.set_index("category")["auroc"]
-display(per_cat.round(3))
+display(pd.DataFrame({f"k={k}": {"test AUROC [95% interval]": str(v["auroc_interval"])} for k, v in knn.items()}))
+per_cat = pd.concat({f"k={k}": results.interval_table(v["per_category"], ["auroc"]).set_index("category")["auroc"]
+                     for k, v in knn.items()}, axis=1)
+per_cat["probe"] = results.interval_table(run.per_category, ["auroc"]).set_index("category")["auroc"]
+display(per_cat)
 axes = None
 for k, v in knn.items():
     t = v["scores"][v["scores"]["split"] == "test"]

@@ -91,6 +91,7 @@ from helpers.artefacts import scored
 from helpers.explain import features, gradcam
 from helpers.viz import features as feature_plots
 from helpers.viz import maps as map_plots
+from helpers.viz import results
 from helpers.workflows import common, explain
 started = time.time()
 prep = common.start_notebook(cfg)
@@ -187,7 +188,9 @@ display(explain.compare_cams(models, prep, "val").round(3))
 # %%
 summary, per_image = explain.localise(cams, masks, test)
 if len(summary):
-    display(summary.pivot(index="category", columns="maps", values=["pixel_auroc", "au_pro", "pointing_game"]).round(3))
+    metrics_ = ["pixel_auroc", "au_pro", "pointing_game"]
+    display(results.interval_table(summary, metrics_).pivot(index="category", columns="maps", values=metrics_))
+    print(results.interval_caption())
     defective = (test["label"] == 1).to_numpy()
     area = np.mean([masks[i].mean() for i in np.flatnonzero(defective) if masks[i].any()] or [np.nan])
     print(f"pointing-game chance level (mean defect area fraction): {area:.3f}")

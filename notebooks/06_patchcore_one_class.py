@@ -89,7 +89,7 @@ print(f"outputs: {cfg.runs_dir}")
 
 # %%
 import time
-import pandas as pd, matplotlib.pyplot as plt
+import matplotlib.pyplot as plt
 from helpers.models.patchcore import load_features
 from helpers.training import recipes
 from helpers.viz import maps, results
@@ -124,8 +124,9 @@ if prep.source.builtin:
 shared = oneclass.run_protocol(prep, "shared-split", recipe, features=backbone)
 run = oneclass.write_shared(prep, shared, standard, started)
 print(f"threshold {run.threshold:.4f} (F1-max on val, pooled over categories); written to {run.out_dir}")
-display(pd.Series(run.test_metrics, name="test").round(4).to_frame().T)
-display(shared.per_category.round(3))
+display(results.result_table(run))
+print(results.interval_caption())
+display(results.interval_table(run.per_category, ["auroc", "pixel_auroc", "au_pro", "pointing_game"]))
 results.plot_test_results(run, label="PatchCore"); plt.show()
 
 # %% [markdown]

@@ -20,9 +20,9 @@ from ..evaluation.metrics import THRESHOLD_METHODS
 __all__ = ["SCHEMA_VERSION", "METRICS_KEYS", "LABELS_USED_KEYS", "DATA_KEYS", "metrics_record", "validate_record",
            "write_metrics", "read_metrics"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 METRICS_KEYS = ("schema_version", "notebook", "approach", "protocol", "profile", "split_sizes", "threshold",
-                "labels_used", "metrics", "per_category", "data", "code", "device", "versions", "time_taken_s",
+                "labels_used", "metrics", "intervals", "per_category", "data", "code", "device", "versions", "time_taken_s",
                 "created")
 
 #: What ``labels_used`` says of a trained approach (see :func:`helpers.artefacts.scored.labels_used`).
@@ -51,8 +51,8 @@ def metrics_record(notebook: str, approach: str, protocol: str, profile: str, sp
                    threshold: float | None, threshold_method: str, metrics: dict[str, Any],
                    per_category: pd.DataFrame | list | None = None, started: float | None = None,
                    extra: dict[str, Any] | None = None, *, data: dict[str, Any],
-                   labels_used: dict[str, Any] | None = None, threshold_detail: dict[str, Any] | None = None
-                   ) -> dict[str, Any]:
+                   labels_used: dict[str, Any] | None = None, threshold_detail: dict[str, Any] | None = None,
+                   intervals: dict[str, Any] | None = None) -> dict[str, Any]:
     """Build a record in the one schema every notebook writes (see :data:`METRICS_KEYS`).
 
     Args:
@@ -64,8 +64,12 @@ def metrics_record(notebook: str, approach: str, protocol: str, profile: str, sp
         labels_used: how many labels the approach used, and for what (:data:`LABELS_USED_KEYS`); ``{}`` for a
             notebook that trains nothing.
         threshold_detail: added to ``threshold`` (e.g. the per-category thresholds and normalisation).
+        intervals: each metric's bootstrap 95% interval, ``{name: (low, high)}``
+            (:mod:`helpers.evaluation.intervals`); stored with how they were made. Per-category intervals live in
+            ``per_category`` (``<metric>_low`` / ``<metric>_high``).
     """
     from ..core.env import code_version, device_info, versions
+    from ..evaluation.intervals import describe_method
 
     if threshold_method not in THRESHOLD_METHODS:
         raise ValueError(f"threshold_method must be one of {THRESHOLD_METHODS}")
@@ -75,7 +79,9 @@ def metrics_record(notebook: str, approach: str, protocol: str, profile: str, sp
         "threshold": {"value": threshold, "method": threshold_method,
                       "chosen_on": "val" if threshold_method != "fixed" else None, **(threshold_detail or {})},
         "labels_used": dict(labels_used or {}),
-        "metrics": metrics, "per_category": per_category if per_category is not None else [],
+        "metrics": metrics,
+        "intervals": {**describe_method(), "values": {k: list(v) for k, v in (intervals or {}).items()}},
+        "per_category": per_category if per_category is not None else [],
         "data": dict(data), "code": code_version(), "device": device_info(), "versions": versions(),
         "time_taken_s": round(time.time() - started, 1) if started else None,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -100,6 +106,9 @@ def validate_record(record: dict[str, Any]) -> None:
         raise ValueError(f"unknown protocol {record['protocol']!r}")
     if not isinstance(record["metrics"], dict) or not record["metrics"]:
         raise ValueError("metrics must be a non-empty dict")
+    values = (record["intervals"] or {}).get("values")
+    if not isinstance(values, dict) or any(not isinstance(v, list) or len(v) != 2 for v in values.values()):
+        raise ValueError("intervals must hold values: {metric: [low, high]}")
     if not {"value", "method", "chosen_on"} <= set(record["threshold"]):
         raise ValueError("threshold must have value, method and chosen_on")
 

@@ -10,7 +10,7 @@ and the explainability notebook (05) read through :func:`read_record`, :func:`re
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,6 +18,7 @@ import pandas as pd
 
 from ..core import files
 from ..core.layout import METRICS, SCORES, artefact, notebook_dir
+from ..evaluation import intervals as I
 from ..evaluation import metrics as M
 from . import record as R
 
@@ -47,6 +48,8 @@ class ScoredRun:
     out_dir: Path
     model: Any = None
     history: pd.DataFrame | None = None
+    #: each test metric's bootstrap 95% interval (:func:`helpers.evaluation.intervals.image_intervals`)
+    intervals: dict[str, I.Interval] = field(default_factory=dict)
 
     def split_scores(self, split: str) -> pd.DataFrame:
         """The rows of one split (``val`` or ``test``), re-indexed from 0."""
@@ -104,20 +107,25 @@ def write_scored(prepared: Any, stem: str, approach: str, scores: pd.DataFrame, 
         detail = {"per_category": params, "normalised": "(s - t_c) / (max_c - min_c) + 0.5 on each category's val"}
     threshold, test_metrics, per_cat = M.score_on_test(
         scores, threshold_method, threshold=M.NORMALISED_THRESHOLD if per_category_threshold else None)
+    test = scores[scores["split"] == "test"]
+    spans = I.image_intervals(test, threshold)
+    per_cat = per_cat.merge(I.category_intervals(test)[["category", "auroc_low", "auroc_high"]], on="category",
+                            how="left")
     if per_category_extra is not None:
         per_cat = per_cat.merge(per_category_extra, on="category", how="left")
     record = R.metrics_record(stem, approach, "shared-split", cfg.profile.name,
                               prepared.split["split"].value_counts().to_dict(), threshold, threshold_method,
                               {**test_metrics, **(extra_metrics or {})}, per_cat, started=started,
                               extra={"builtin_data": prepared.source.builtin, **(extra or {})},
-                              data=prepared.provenance(), labels_used=labels, threshold_detail=detail)
+                              data=prepared.provenance(), labels_used=labels, threshold_detail=detail,
+                              intervals={k: v.as_list() for k, v in spans.items()})
     out = Path(out_dir) if out_dir is not None else notebook_dir(cfg.runs_dir, stem, create=False)
     if write:
         out.mkdir(parents=True, exist_ok=True)
         files.write_csv(scores[SCORE_COLUMNS], out / SCORES)
         R.write_metrics(record, cfg.runs_dir, path=out / METRICS)
     return run_type(stem, approach, scores, threshold, threshold_method, test_metrics, per_cat, record, out,
-                    **run_fields)
+                    intervals=spans, **run_fields)
 
 
 def read_record(runs_dir: str | os.PathLike, stem: str) -> dict[str, Any] | None:

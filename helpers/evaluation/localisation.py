@@ -23,15 +23,17 @@ import pandas as pd
 from sklearn import metrics as skm
 
 from ..explain.gradcam import resize_maps
+from .intervals import MEAN_ROW
 
-__all__ = ["FPR_LIMIT", "MEAN_ROW", "LOCALISATION_COLUMNS", "resize_mask", "pixel_auroc", "pro_curve", "au_pro",
-           "pointing_game", "score_maps", "localisation_scores", "localisation_table"]
+__all__ = ["FPR_LIMIT", "MEAN_ROW", "LOCALISATION_COLUMNS", "INTERVAL_COLUMNS", "resize_mask", "pixel_auroc", "pro_curve",
+           "au_pro", "pointing_game", "score_maps", "localisation_scores", "localisation_table"]
 
 #: AU-PRO integrates the PRO curve up to this false-positive rate (the MVTec AD paper's 30%).
 FPR_LIMIT = 0.3
 #: The ``category`` of the row holding the mean over categories.
-MEAN_ROW = "(mean over categories)"
 LOCALISATION_COLUMNS = ["maps", "category", "n_images", "n_defective", "pixel_auroc", "au_pro", "pointing_game"]
+#: Each metric's bootstrap 95% interval (:func:`helpers.evaluation.intervals.map_draws`), beside the value.
+INTERVAL_COLUMNS = [f"{k}_{end}" for k in ("pixel_auroc", "au_pro", "pointing_game") for end in ("low", "high")]
 
 
 def resize_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -108,11 +110,12 @@ def pointing_game(maps: Iterable[np.ndarray], masks: Iterable[np.ndarray]) -> fl
 
 
 def score_maps(name: str, maps: Iterable[np.ndarray], masks: Iterable[np.ndarray], categories: Iterable[str],
-               fpr_limit: float = FPR_LIMIT) -> pd.DataFrame:
-    """The localisation table of one set of maps (:data:`LOCALISATION_COLUMNS`): one row per category and
-    :data:`MEAN_ROW`, the mean over categories. ``masks`` are all-False for good images."""
+               fpr_limit: float = FPR_LIMIT, intervals: bool = True) -> pd.DataFrame:
+    """The localisation table of one set of maps (:data:`LOCALISATION_COLUMNS`, and with ``intervals`` each
+    metric's bootstrap 95% interval, :data:`INTERVAL_COLUMNS`): one row per category and :data:`MEAN_ROW`, the mean
+    over categories. ``masks`` are all-False for good images."""
     maps, masks = _pairs(maps, masks)
-    cats = np.asarray(list(categories))
+    cats = np.asarray([str(c) for c in categories])
     rows = []
     for cat in sorted(set(cats.tolist())):
         idx = np.flatnonzero(cats == cat)
@@ -124,7 +127,12 @@ def score_maps(name: str, maps: Iterable[np.ndarray], masks: Iterable[np.ndarray
             "n_defective": int(table["n_defective"].sum()),
             **{c: float(table[c].mean()) if table[c].notna().any() else math.nan
                for c in ("pixel_auroc", "au_pro", "pointing_game")}}
-    return pd.concat([table, pd.DataFrame([mean])], ignore_index=True)[LOCALISATION_COLUMNS]
+    table = pd.concat([table, pd.DataFrame([mean])], ignore_index=True)[LOCALISATION_COLUMNS]
+    if not intervals or not len(maps):
+        return table
+    from .intervals import map_intervals
+
+    return table.merge(map_intervals(maps, masks, cats, fpr_limit), on="category", how="left")
 
 
 def localisation_scores(heatmap: np.ndarray, mask: np.ndarray) -> dict[str, float]:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-__all__ = ["mean_category_auroc", "NORMALISED_THRESHOLD", "normalise_per_category", "THRESHOLD_METHODS",
+__all__ = ["mean_category_auroc", "NO_VAL_NOTE", "NORMALISED_THRESHOLD", "normalise_per_category", "THRESHOLD_METHODS",
            "binary_metrics", "choose_threshold", "score_on_test", "category_metrics", "per_class_recall",
            "per_category_table"]
 
@@ -92,6 +92,8 @@ def mean_category_auroc(per_category: pd.DataFrame) -> float:
     return float(np.nanmean(vals)) if np.isfinite(vals).any() else math.nan
 
 
+#: Why :func:`normalise_per_category` leaves a category's rows out.
+NO_VAL_NOTE = "no val image to choose its threshold on"
 #: Where the per-category threshold lands after :func:`normalise_per_category`.
 NORMALISED_THRESHOLD = 0.5
 
@@ -103,15 +105,19 @@ def normalise_per_category(scores: pd.DataFrame, method: str = "f1") -> tuple[pd
     ``(s − t) / (max − min) + 0.5`` with ``min``/``max`` over its val scores — anomalib's min-max normalisation,
     centred on the threshold and not clipped, so every category's threshold is 0.5 and pooled metrics compare
     like with like. A category whose val rows hold one class only gets ``t`` = its highest val score (the
-    fallback is named in the returned parameters). Returns the normalised frame and, per category,
-    ``{"threshold", "min", "max", "note"}``.
+    fallback is named in the returned parameters). A category without val rows has no threshold: its rows are left
+    out of the returned frame and its parameters say so (``{"note": ...}`` only). Returns the normalised frame
+    and, per category, ``{"threshold", "min", "max", "note"}``.
     """
-    out, params = scores.copy(), {}
+    out, dropped = scores.copy(), []
+    params: dict[str, dict[str, Any]] = {}
     for cat, idx in scores.groupby("category").groups.items():
         g = scores.loc[idx]
         val = g[g["split"] == "val"]
         if len(val) == 0:
-            raise ValueError(f"category {cat!r} has no val rows: a per-category threshold needs them")
+            params[str(cat)] = {"note": NO_VAL_NOTE}
+            dropped.append(idx)
+            continue
         both = _has_both_classes(val["label"].to_numpy(int))
         t = choose_threshold(val["label"], val["score"], method) if both else float(val["score"].max())
         lo, hi = float(val["score"].min()), float(val["score"].max())
@@ -119,6 +125,8 @@ def normalise_per_category(scores: pd.DataFrame, method: str = "f1") -> tuple[pd
         out.loc[idx, "score"] = (g["score"] - t) / span + NORMALISED_THRESHOLD
         params[str(cat)] = {"threshold": float(t), "min": lo, "max": hi,
                             "note": "" if both else "val holds one class only: threshold = highest val score"}
+    for idx in dropped:
+        out = out.drop(index=idx)
     return out, params
 
 

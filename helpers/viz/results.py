@@ -9,10 +9,48 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
+from ..evaluation.intervals import METHOD, format_interval
 from ..evaluation.metrics import binary_metrics
 
-__all__ = ["plot_confusion", "plot_roc_pr", "plot_per_category_auroc", "plot_test_results", "plot_per_category",
-           "plot_score_histograms", "plot_heatmap", "plot_curves", "threshold_explorer"]
+__all__ = ["RESULT_ROWS", "result_table", "interval_table", "interval_caption", "plot_confusion", "plot_roc_pr",
+           "plot_per_category_auroc", "plot_test_results", "plot_per_category", "plot_score_histograms", "plot_heatmap",
+           "plot_curves", "threshold_explorer", "plot_label_efficiency"]
+
+#: The test metrics each model notebook shows, in order.
+RESULT_ROWS = ("accuracy", "precision", "recall", "f1", "specificity", "fpr", "roc_auc", "pr_auc", "category_auroc_mean")
+
+
+def result_table(run: Any, study: dict[str, float] | None = None, rows: Sequence[str] = RESULT_ROWS) -> pd.DataFrame:
+    """A scored run's test metrics with their bootstrap 95% intervals (and, given, the study's own figures beside
+    them): the table every model notebook shows. Its caption says how the intervals were made."""
+    table = pd.DataFrame({"ours (test)": [run.test_metrics.get(r, np.nan) for r in rows],
+                          "95% interval": [_span(run.intervals.get(r)) for r in rows]}, index=list(rows))
+    if study is not None:
+        table["study (as reported)"] = [study.get(r, np.nan) for r in rows]
+    return table.round(4)
+
+
+def _span(interval: Any) -> str:
+    if interval is None or not np.isfinite(interval.low):
+        return ""
+    return f"[{interval.low:.3f}, {interval.high:.3f}]"
+
+
+def interval_table(table: pd.DataFrame, columns: Sequence[str], digits: int = 2) -> pd.DataFrame:
+    """``table`` with each of ``columns`` shown as ``value [low, high]`` from its ``<column>_low`` and
+    ``<column>_high`` columns (which are dropped): for reading, not for computing."""
+    out = table.copy()
+    for c in columns:
+        if f"{c}_low" in out:
+            out[c] = [format_interval(v, lo, hi, digits) for v, lo, hi in zip(out[c], out[f"{c}_low"], out[f"{c}_high"])]
+            out = out.drop(columns=[f"{c}_low", f"{c}_high"])
+    return out
+
+
+def interval_caption() -> str:
+    """One line on what the intervals are (printed under the tables and written under the figures)."""
+    return f"95% intervals: {METHOD}. They cover which test images were drawn, not training randomness."
+
 
 
 def plot_confusion(y_true, y_pred, labels=None, display_labels=None, ax=None, title: str = "",
@@ -33,9 +71,14 @@ def plot_confusion(y_true, y_pred, labels=None, display_labels=None, ax=None, ti
     return ax
 
 
-def plot_roc_pr(y_true, y_score, label: str = "", axes=None, threshold: float | None = None):
-    """ROC and precision-recall curves side by side (pass ``axes`` to overlay several models)."""
+def plot_roc_pr(y_true, y_score, label: str = "", axes=None, threshold: float | None = None,
+                categories: Sequence[str] | None = None):
+    """ROC and precision-recall curves side by side (pass ``axes`` to overlay several models). Given the images'
+    ``categories`` (for the stratified resamples), the ROC curve gets its pointwise 95% bootstrap band and both
+    legends their metric's interval."""
     import matplotlib.pyplot as plt
+
+    from ..evaluation import intervals as I
 
     if axes is None:
         _, axes = plt.subplots(1, 2, figsize=(10, 4))
@@ -43,10 +86,19 @@ def plot_roc_pr(y_true, y_score, label: str = "", axes=None, threshold: float | 
     fpr, tpr, _ = skm.roc_curve(y_true, y_score)
     prec, rec, _ = skm.precision_recall_curve(y_true, y_score)
     auc, ap = skm.roc_auc_score(y_true, y_score), skm.average_precision_score(y_true, y_score)
-    axes[0].plot(fpr, tpr, label=f"{label} AUC={auc:.3f}".strip())
+    auc_txt, ap_txt = f"AUC={auc:.3f}", f"AP={ap:.3f}"
+    if categories is not None:
+        frame = pd.DataFrame({"label": y_true, "score": y_score, "category": list(categories)})
+        spans = I.image_intervals(frame)
+        auc_txt, ap_txt = (f"AUC={spans['roc_auc']}", f"AP={spans['pr_auc']}")
+        grid, low, high = I.roc_band(frame)
+        line = axes[0].plot(fpr, tpr, label=f"{label} {auc_txt}".strip())[0]
+        axes[0].fill_between(grid, low, high, color=line.get_color(), alpha=0.15, lw=0)
+    else:
+        axes[0].plot(fpr, tpr, label=f"{label} {auc_txt}".strip())
     axes[0].plot([0, 1], [0, 1], ls=":", c="grey")
     axes[0].set(xlabel="false-positive rate", ylabel="true-positive rate", title="ROC")
-    axes[1].plot(rec, prec, label=f"{label} AP={ap:.3f}".strip())
+    axes[1].plot(rec, prec, label=f"{label} {ap_txt}".strip())
     axes[1].axhline(y_true.mean(), ls=":", c="grey")
     axes[1].set(xlabel="recall", ylabel="precision", title="precision-recall")
     if threshold is not None:
@@ -60,16 +112,26 @@ def plot_roc_pr(y_true, y_score, label: str = "", axes=None, threshold: float | 
 
 
 def plot_per_category_auroc(table: pd.DataFrame, ax=None, title: str = "image AUROC per category"):
-    """A bar chart of the ``auroc`` column of :func:`per_category_table`."""
+    """A bar chart of the ``auroc`` column of a per-category table, with its bootstrap 95% interval as an error bar
+    (``auroc_low``/``auroc_high``, when present) and each category's number of test images under its name."""
     import matplotlib.pyplot as plt
-    import seaborn as sns
 
     if ax is None:
-        _, ax = plt.subplots(figsize=(8, 3.5))
-    sns.barplot(data=table, x="category", y="auroc", ax=ax, color="steelblue")
+        _, ax = plt.subplots(figsize=(max(4, 0.55 * len(table) + 2), 3.5))
+    x = np.arange(len(table))
+    value = table["auroc"].to_numpy(float)
+    ax.bar(x, np.nan_to_num(value), color="steelblue")
+    if {"auroc_low", "auroc_high"} <= set(table):
+        low, high = table["auroc_low"].to_numpy(float), table["auroc_high"].to_numpy(float)
+        ok = np.isfinite(low)
+        ax.errorbar(x[ok], value[ok], yerr=[value[ok] - low[ok], high[ok] - value[ok]], fmt="none", ecolor="k",
+                    capsize=3, lw=1)
+        title = f"{title} (bars: 95% bootstrap interval)"
+    names = [f"{c}\n{n} ({d} def.)" if "n" in table else str(c)
+             for c, n, d in zip(table["category"], table.get("n", table["category"]), table.get("n_defective", x))]
+    ax.set_xticks(x, names, rotation=60, ha="right", fontsize=8)
     ax.axhline(0.5, ls=":", c="grey")
-    ax.set(ylim=(0, 1.02), title=title)
-    ax.tick_params(axis="x", rotation=60)
+    ax.set(ylim=(0, 1.02), title=title, ylabel="test AUROC")
     return ax
 
 
@@ -87,25 +149,39 @@ def plot_score_histograms(scores: pd.DataFrame, split: str = "test", col_wrap: i
     return grid
 
 
-def plot_heatmap(heatmap: pd.DataFrame, ax=None):
-    """Approach × category AUROC heatmap (seaborn)."""
+def plot_heatmap(heatmap: pd.DataFrame, low: pd.DataFrame | None = None, high: pd.DataFrame | None = None, ax=None):
+    """Approach × category AUROC heatmap (seaborn); given ``low``/``high`` (same shape), each cell also shows its
+    bootstrap 95% interval, so that a reader sees which differences the test set can resolve."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
+    with_spans = low is not None and high is not None
+    low_, high_ = (low, high) if low is not None and high is not None else (heatmap, heatmap)
     if ax is None:
-        _, ax = plt.subplots(figsize=(max(8, 0.7 * heatmap.shape[1] + 3), 0.6 * heatmap.shape[0] + 1.5))
-    sns.heatmap(heatmap, annot=True, fmt=".2f", vmin=0, vmax=1, cmap="RdYlGn", ax=ax, cbar_kws={"label": "test AUROC"})
-    ax.set(xlabel="", ylabel="", title="test image AUROC per category")
+        width = (1.15 if with_spans else 0.7) * heatmap.shape[1] + 3
+        _, ax = plt.subplots(figsize=(max(8, width), (0.8 if with_spans else 0.6) * heatmap.shape[0] + 1.5))
+    annot: Any = True
+    if with_spans:
+        annot = np.vectorize(lambda v, lo, hi: "" if not np.isfinite(v) else
+                             f"{v:.2f}" + (f"\n[{lo:.2f}, {hi:.2f}]" if np.isfinite(lo) else ""))(
+            heatmap.to_numpy(float), low_.reindex_like(heatmap).to_numpy(float), high_.reindex_like(heatmap).to_numpy(float))
+    sns.heatmap(heatmap.astype(float), annot=annot, fmt="" if with_spans else ".2f", vmin=0, vmax=1, cmap="RdYlGn",
+                ax=ax, cbar_kws={"label": "test AUROC"}, annot_kws={"fontsize": 7 if with_spans else 9})
+    ax.set(xlabel="", ylabel="", title="test image AUROC per category" + (" [95% bootstrap interval]" if with_spans else ""))
     return ax
 
 
-def plot_curves(approaches: Sequence[Any]) -> Any:
-    """Overlaid ROC and precision-recall curves of every approach on the test images."""
+def plot_curves(approaches: Sequence[Any], tests: Sequence[pd.DataFrame] | None = None) -> Any:
+    """Overlaid ROC and precision-recall curves of every approach on the test images (``tests``: each approach's
+    test rows to draw, e.g. the images every approach scored; default its own)."""
     axes = None
-    for a in approaches:
-        t = a.test
+    for a, t in zip(approaches, tests if tests is not None else [a.test for a in approaches]):
         if t["label"].nunique() == 2:
-            axes = plot_roc_pr(t["label"], t["score"], label=a.name, axes=axes)
+            axes = plot_roc_pr(t["label"], t["score"], label=a.name, axes=axes, categories=t["category"])
+    if axes is not None:
+        axes[0].set_title("ROC (bands: pointwise 95% bootstrap)")
+        for ax in axes:
+            ax.legend(fontsize=7, loc="lower right" if ax is axes[0] else "lower left")
     return axes
 
 
@@ -153,7 +229,8 @@ def plot_test_results(run: Any, title: str = "test", label: str = "test") -> Any
     test = run.split_scores("test")
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     plot_confusion(test["label"], (test["score"] >= run.threshold).astype(int), ax=axes[0], title=title)
-    plot_roc_pr(test["label"], test["score"], label=label, axes=axes[1:], threshold=run.threshold)
+    plot_roc_pr(test["label"], test["score"], label=label, axes=axes[1:], threshold=run.threshold,
+                categories=test["category"])
     fig.tight_layout()
     return fig
 
@@ -161,3 +238,28 @@ def plot_test_results(run: Any, title: str = "test", label: str = "test") -> Any
 def plot_per_category(run: Any, title: str = "image AUROC per category") -> Any:
     """A scored run's per-category test AUROC as bars (the table itself is ``run.per_category``)."""
     return plot_per_category_auroc(run.per_category, title=title)
+
+
+def plot_label_efficiency(runs: pd.DataFrame, references: pd.DataFrame, title: str = "") -> Any:
+    """Test AUROC against the number of labelled defective images: each trained approach's seeds as dots, their mean
+    as a line with the mean bootstrap 95% interval as a band; each approach that needs no defect label as a
+    horizontal line with its interval."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for approach, g in runs.groupby("approach", sort=False):
+        curve = g.groupby("fraction").agg(x=("labelled_defective", "mean"), y=("test_auroc", "mean"),
+                                          lo=("auroc_low", "mean"), hi=("auroc_high", "mean")).sort_values("x")
+        line = ax.plot(curve["x"], curve["y"], "-o", label=f"{approach} (mean of {g['seed'].nunique()} seeds)")[0]
+        ax.fill_between(curve["x"], curve["lo"], curve["hi"], color=line.get_color(), alpha=0.15, lw=0)
+        ax.scatter(g["labelled_defective"], g["test_auroc"], s=10, color=line.get_color(), alpha=0.6)
+    for i, (_, r) in enumerate(references.iterrows()):
+        colour = plt.cm.Greys(0.45 + 0.15 * i)
+        ax.axhline(r["test_auroc"], ls="--", color=colour, label=f"{r['approach']} (no defect label)")
+        ax.axhspan(r["auroc_low"], r["auroc_high"], color=colour, alpha=0.08)
+    ax.set_xscale("symlog", linthresh=1)
+    ax.axhline(0.5, ls=":", c="grey")
+    ax.set(xlabel="labelled defective training images", ylabel="test AUROC", ylim=(0.3, 1.02),
+           title=title or "How many labels? (bands: 95% bootstrap intervals over test images; dots: seeds)")
+    ax.legend(fontsize=7, loc="lower right")
+    return fig

@@ -153,16 +153,19 @@ def write_outputs(cfg: Any, prepared: Any, silhouette: dict[str, dict[str, float
     files.write_csv(summary, out / layout.LOCALISATION)
     files.write_csv(per_image, out / layout.LOCALISATION_PER_IMAGE)
     flat: dict[str, float] = {}
+    spans: dict[str, list[float]] = {}
     for model, s in silhouette.items():
         flat[f"{model} | silhouette by category"] = s["by_category"]
         flat[f"{model} | silhouette by defect"] = s["by_defect"]
     for _, r in summary[summary["category"] == MEAN_ROW].iterrows():
         for col, label in (("pixel_auroc", "pixel AUROC"), ("au_pro", "AU-PRO"), ("pointing_game", "pointing game")):
             flat[f"{r['maps']} | {label}"] = r[col]
+            if f"{col}_low" in r:
+                spans[f"{r['maps']} | {label}"] = [r[f"{col}_low"], r[f"{col}_high"]]
     record = R.metrics_record(layout.EXPLAIN, "Explainability: t-SNE silhouettes, Grad-CAM localisation",
                               "shared-split", cfg.profile.name, prepared.split["split"].value_counts().to_dict(),
                               None, "fixed", flat or {"note": "no trained model found"},
                               summary, started=started,
                               extra={"silhouette": silhouette, "tsne": TSNE_PARAMS, **(notes or {})},
-                              data=prepared.provenance())
+                              data=prepared.provenance(), intervals=spans)
     return R.write_metrics(record, cfg.runs_dir, path=out / layout.METRICS)

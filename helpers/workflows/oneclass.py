@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -28,7 +28,8 @@ from ..core import files, layout
 from ..core.env import torch_device
 from ..data import preprocessing
 from ..data.preprocessing import InputSpec
-from ..evaluation.localisation import LOCALISATION_COLUMNS, MEAN_ROW, score_maps
+from ..evaluation import intervals as I
+from ..evaluation.localisation import INTERVAL_COLUMNS, LOCALISATION_COLUMNS, MEAN_ROW, score_maps
 from ..evaluation.studies import PUBLISHED_WRN50
 from ..models import kinds
 from ..models.patchcore import PatchCore, PatchFeatures, load_features
@@ -52,6 +53,8 @@ class OneClassResult:
     examples: dict[str, dict[str, Any]]
     recipe: PatchCoreRecipe
     model: PatchCore
+    #: per category, the bootstrap draws of its localisation metrics (:func:`helpers.evaluation.intervals.map_draws`)
+    map_draws: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
 
 @dataclass(kw_only=True)
@@ -106,20 +109,27 @@ def _protocol_frame(prepared: Any, protocol: str) -> tuple[pd.DataFrame, str, tu
     raise ValueError(f"unknown protocol {protocol!r}: 'mvtec-standard' or 'shared-split'")
 
 
-def _localisation(masks: list[np.ndarray | None], maps: np.ndarray, rows: np.ndarray, category: str) -> dict[str, float]:
+def _localisation(masks: list[np.ndarray | None], maps: np.ndarray, rows: np.ndarray, category: str
+                  ) -> tuple[dict[str, float], dict[str, dict[str, np.ndarray]]]:
     """:func:`helpers.evaluation.localisation.score_maps` on ``rows`` (the one localisation metric of the series):
-    pixel AUROC (good images all-normal), AU-PRO to FPR 0.3, pointing game. Defective images without a mask are
+    pixel AUROC (good images all-normal), AU-PRO to FPR 0.3, pointing game, each with its bootstrap interval; and
+    the bootstrap draws (for the interval of the mean over categories). Defective images without a mask are
     left out."""
     ok = [i for i in rows if masks[i] is not None]
-    row = score_maps("PatchCore", [maps[i] for i in ok], [masks[i] for i in ok], [category] * len(ok)).iloc[0]
-    return {k: float(row[k]) for k in ("pixel_auroc", "au_pro", "pointing_game")} if ok else \
-        dict.fromkeys(("pixel_auroc", "au_pro", "pointing_game"), math.nan)
+    if not ok:
+        return dict.fromkeys(("pixel_auroc", "au_pro", "pointing_game", *INTERVAL_COLUMNS), math.nan), {}
+    args = ([maps[i] for i in ok], [masks[i] for i in ok], [category] * len(ok))
+    row = score_maps("PatchCore", *args, intervals=False).iloc[0]
+    draws = I.map_draws(*args)
+    spans = I.summarise_map_draws(draws).iloc[0]
+    return ({**{k: float(row[k]) for k in ("pixel_auroc", "au_pro", "pointing_game")},
+             **{k: float(spans[k]) for k in INTERVAL_COLUMNS}}, draws)
 
 
 def _run_category(prepared: Any, model: PatchCore, spec: InputSpec, good: pd.DataFrame, scored: pd.DataFrame,
-                  eval_split: str, keep_examples: int) -> tuple[pd.DataFrame, dict, dict]:
+                  eval_split: str, keep_examples: int) -> tuple[pd.DataFrame, dict, dict, dict]:
     """Fit ``model``'s bank of this category on ``good``, score ``scored`` and evaluate its ``eval_split`` rows:
-    scores, table row and example maps."""
+    scores, table row, example maps and the localisation's bootstrap draws."""
     category = scored["category"].iloc[0]
     info = model.fit(category, _inputs(prepared, good, spec))
     t0 = time.time()
@@ -128,15 +138,16 @@ def _run_category(prepared: Any, model: PatchCore, spec: InputSpec, good: pd.Dat
     masks = _masks(prepared, scored, spec)
     last = (scored["split"] == eval_split).to_numpy()
     y = scored.loc[last, "label"].to_numpy()
+    loc, draws = _localisation(masks, maps, np.flatnonzero(last), category)
     row = {"category": category, "n_fit": len(good), "n_scored": int(last.sum()), "n_defective": int(y.sum()),
            "image_auroc": float(roc_auc_score(y, s[last])) if 0 < y.sum() < len(y) else math.nan,
-           **_localisation(masks, maps, np.flatnonzero(last), category), "bank": info["bank"],
+           **loc, "bank": info["bank"],
            "patches": info["patches"], "fit_s": info["fit_s"], "score_s": round(score_s, 2), "note": ""}
     pick = np.flatnonzero(last)
     pick = np.concatenate([pick[y == 1][:keep_examples // 2 or 1], pick[y == 0][:keep_examples // 2 or 1]])
     example = {"images": _crops(prepared, scored.iloc[pick], spec), "maps": maps[pick],
                "masks": [masks[i] for i in pick], "labels": scored["label"].to_numpy()[pick], "scores": s[pick]}
-    return scored[["path", "category", "label", "split"]].assign(score=s), row, example
+    return scored[["path", "category", "label", "split"]].assign(score=s), row, example, draws
 
 
 def run_protocol(prepared: Any, protocol: str = "shared-split", recipe: PatchCoreRecipe | None = None,
@@ -163,19 +174,20 @@ def run_protocol(prepared: Any, protocol: str = "shared-split", recipe: PatchCor
     fitted = [c for c in cats if len(parts[c][0]) and len(parts[c][1])]
     model = PatchCore(features, fitted, recipe.coreset_fraction, recipe.num_neighbors, recipe.blur_sigma)
     model.to(torch_device()).eval()
-    rows, table, examples = [], [], {}
+    rows, table, examples, draws = [], [], {}, {}
     for cat in tqdm(cats, desc=f"PatchCore ({protocol})", disable=not progress):
         good, scored = parts[cat]
         if cat not in fitted:
             table.append({"category": cat, "n_fit": len(good), "n_scored": len(scored),
                           "note": "skipped: no good training image" if len(good) == 0 else "skipped: nothing to score"})
             continue
-        scores, row, examples[cat] = _run_category(prepared, model, _spec(recipe), good, scored, score_splits[-1],
+        scores, row, examples[cat], draws_cat = _run_category(prepared, model, _spec(recipe), good, scored, score_splits[-1],
                                                    keep_examples)
         rows.append(scores)
         table.append(row)
+        draws.update(draws_cat)
     scores = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["path", "category", "label", "split", "score"])
-    return OneClassResult(protocol, features.name, scores, pd.DataFrame(table), examples, recipe, model.cpu())
+    return OneClassResult(protocol, features.name, scores, pd.DataFrame(table), examples, recipe, model.cpu(), draws)
 
 
 def compare_with_published(per_category: pd.DataFrame) -> pd.DataFrame:
@@ -199,7 +211,11 @@ def localisation_table(result: OneClassResult) -> pd.DataFrame:
     mean = {"maps": "PatchCore", "category": MEAN_ROW, "n_images": int(table["n_images"].sum()),
             "n_defective": int(table["n_defective"].sum()),
             **{c: _mean_of(table, c) for c in ("pixel_auroc", "au_pro", "pointing_game")}}
-    return pd.concat([table, pd.DataFrame([mean])], ignore_index=True)[LOCALISATION_COLUMNS]
+    table = pd.concat([table, pd.DataFrame([mean])], ignore_index=True)[LOCALISATION_COLUMNS]
+    if not result.map_draws:
+        return table
+    return table.merge(I.summarise_map_draws({c: d for c, d in result.map_draws.items() if c in set(per["category"])}),
+                       on="category", how="left")
 
 
 def _mean_of(table: pd.DataFrame, col: str) -> float:
@@ -219,14 +235,17 @@ def write_shared(prepared: Any, shared: OneClassResult, standard: OneClassResult
     files.write_csv(shared.per_category, out / layout.PER_CATEGORY_SHARED)
     if standard is not None:
         files.write_csv(standard.per_category, out / layout.PER_CATEGORY_STANDARD)
-    loc_cols = [c for c in ("category", "pixel_auroc", "au_pro", "pointing_game") if c in shared.per_category]
+    loc_cols = [c for c in ("category", "pixel_auroc", "au_pro", "pointing_game", *INTERVAL_COLUMNS)
+                if c in shared.per_category]
     files.write_csv(localisation_table(shared), out / layout.LOCALISATION)
     extra = {"backbone": shared.model.features.key, "weights": shared.model.features.weights,
              "backbone_name": shared.backbone, "backbone_choice": shared.model.features.choice.as_dict(),
              "pointing_game_mean": _mean_of(shared.per_category, "pointing_game"),
              "au_pro_mean": _mean_of(shared.per_category, "au_pro"),
              "recipe": asdict(shared.recipe), "pixel_auroc_mean": _mean_of(shared.per_category, "pixel_auroc"),
-             "threshold_note": "a threshold per category on its val images; scores normalised per category"}
+             "threshold_note": "a threshold per category on its val images; scores normalised per category",
+             "not_scored": {str(r["category"]): str(r["note"]).removeprefix("skipped: ")
+                            for _, r in shared.per_category.iterrows() if str(r.get("note", "")).startswith("skipped")}}
     if standard is not None:
         extra["mvtec_standard"] = {"per_category": standard.per_category,
                                    "labels_used": {"defect_labels_for_training": 0, "labels_to_select_good": 0,
@@ -248,10 +267,12 @@ def _save(run: OneClassRun, shared: OneClassResult) -> None:
     model, recipe = shared.model, shared.recipe
     per = run.record["threshold"]["per_category"]
     model.set_normalisation({c: (p["threshold"], (p["max"] - p["min"]) or 1.0) for c, p in per.items()
-                             if c in model.categories})
+                             if c in model.categories and "threshold" in p})
     name = layout.MODEL_FILES[layout.PATCHCORE]
     kinds.PATCHCORE.save(model, run.out_dir / name, recipe=asdict(recipe), backbone_name=shared.backbone)
     spec = kinds.PATCHCORE.input_spec(recipe.crop, resize=recipe.resize)
-    rows = {c: int(model.bank_rows[model.index(c)]) for c in model.categories}
-    write_card(run.out_dir, card_for(run, kinds.PATCHCORE.name, name, spec, categories=tuple(model.categories),
+    # a category the run could not threshold (no val image) is left off the card: predict refuses it by name
+    usable = tuple(c for c in model.categories if "threshold" in per.get(c, {}))
+    rows = {c: int(model.bank_rows[model.index(c)]) for c in usable}
+    write_card(run.out_dir, card_for(run, kinds.PATCHCORE.name, name, spec, categories=usable,
                                      bank_rows=rows, backbone=model.features.key, weights=shared.backbone))
