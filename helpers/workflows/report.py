@@ -6,7 +6,8 @@ threshold chosen on val here, by the same rule. Nothing is refitted; ``test`` is
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +15,14 @@ import pandas as pd
 
 from ..artefacts import scored as runs
 from ..core import files, layout
+from ..evaluation import intervals as I
 from ..evaluation import metrics as M
 from ..evaluation.studies import study_rows
 
-__all__ = ["APPROACHES", "PER_CATEGORY", "LABEL_COLUMNS", "TABLE_COLUMNS", "standard_protocol_row", "Approach",
-           "load_approaches", "check_same_data", "check_same_test_images",
-           "comparison_table", "category_auroc", "localisation", "to_markdown", "export"]
+__all__ = ["APPROACHES", "PER_CATEGORY", "LABEL_COLUMNS", "TABLE_COLUMNS", "INTERVAL_METRICS", "standard_protocol_row",
+           "Approach", "load_approaches", "check_same_data", "Coverage", "coverage", "on_common",
+           "check_same_test_images", "comparison_table", "readable_table", "mixed_backbones", "paired_comparisons",
+           "category_auroc", "localisation", "label_efficiency", "label_efficiency_note", "to_markdown", "export"]
 
 #: (notebook, scores file, approach label, how it was trained). The labels each used are counted in its
 #: metrics.json (``labels_used``) and shown beside it.
@@ -36,13 +39,14 @@ APPROACHES: tuple[tuple[str, str, str, str], ...] = (
 PER_CATEGORY = frozenset({"SimCLR kNN (k=1)", "SimCLR kNN (k=5)", "PatchCore"})
 LABEL_COLUMNS = ["defect labels (train)", "labels to pick good images", "val labels"]
 
-TABLE_COLUMNS = ["approach", "trained with", *LABEL_COLUMNS, "n_test", "accuracy", "precision", "recall", "f1",
+TABLE_COLUMNS = ["approach", "backbone", "trained with", *LABEL_COLUMNS, "n_test", "accuracy", "precision", "recall", "f1",
                  "roc_auc", "category AUROC (mean)", "pr_auc", "fpr", "specificity", "threshold", "threshold chosen"]
 
 
 @dataclass
 class Approach:
-    """One approach's val/test scores and its val-chosen threshold."""
+    """One approach's val/test scores, its val-chosen threshold, the backbone it stands on, and what it could not
+    score (``{category: reason}``)."""
 
     name: str
     trained_with: str
@@ -51,10 +55,38 @@ class Approach:
     threshold_how: str
     source: Path
     labels: dict[str, Any] | None = None
+    backbone: str = "?"
+    not_scored: dict[str, str] = field(default_factory=dict)
 
     @property
     def test(self) -> pd.DataFrame:
         return self.scores[self.scores["split"] == "test"].sort_values("path").reset_index(drop=True)
+
+
+def _backbone(record: dict[str, Any] | None, stem: str) -> str:
+    """``key (weights)`` from a notebook's metrics.json; Keras's CNN is trained from scratch (study 001)."""
+    if stem == layout.KERAS:
+        return "own CNN (from scratch)"
+    extra = (record or {}).get("extra", {})
+    key, weights = extra.get("backbone"), extra.get("weights")
+    if not key:
+        return "?"
+    return f"{key} ({weights})" if weights else str(key)
+
+
+def _threshold(name: str, file: str, scores: pd.DataFrame, record: dict[str, Any] | None, stem: str
+               ) -> tuple[pd.DataFrame, float, str] | None:
+    val = scores[scores["split"] == "val"]
+    if file == layout.SCORES and record is not None:
+        thr = record["threshold"]
+        per_cat = " per category, scores normalised per category" if thr.get("per_category") else ""
+        return scores, float(thr["value"]), f"{thr['method']} on val{per_cat} (notebook {stem[:2]})"
+    if len(val) and name in PER_CATEGORY:
+        scores, _ = M.normalise_per_category(scores, "f1")   # a category without val rows drops out (coverage)
+        return scores, M.NORMALISED_THRESHOLD, "f1 on val per category, scores normalised per category (here)"
+    if len(val):
+        return scores, M.choose_threshold(val["label"], val["score"], "f1"), "f1 on val (here)"
+    return None
 
 
 def load_approaches(runs_dir: str | Path) -> tuple[list[Approach], list[str]]:
@@ -66,23 +98,19 @@ def load_approaches(runs_dir: str | Path) -> tuple[list[Approach], list[str]]:
         if scores is None:
             missing.append(layout.missing_message(name, path, stem))
             continue
-        val = scores[scores["split"] == "val"]
         record = runs.read_record(runs_dir, stem)
         labels = (record or {}).get("labels_used") if file == layout.SCORES else \
             (record or {}).get("extra", {}).get("knn_labels_used")
-        if file == layout.SCORES and record is not None:
-            thr = record["threshold"]
-            per_cat = " per category, scores normalised per category" if thr.get("per_category") else ""
-            threshold, how_thr = float(thr["value"]), f"{thr['method']} on val{per_cat} (notebook {stem[:2]})"
-        elif len(val) and name in PER_CATEGORY:
-            scores, _ = M.normalise_per_category(scores, "f1")
-            threshold, how_thr = M.NORMALISED_THRESHOLD, "f1 on val per category, scores normalised per category (here)"
-        elif len(val):
-            threshold, how_thr = M.choose_threshold(val["label"], val["score"], "f1"), "f1 on val (here)"
-        else:
+        chosen = _threshold(name, file, scores, record, stem)
+        if chosen is None:
             missing.append(f"{name}: {path} has no val rows to choose a threshold on — re-run notebook {stem}.ipynb.")
             continue
-        found.append(Approach(name, how, scores, threshold, how_thr, path, labels))
+        scores, threshold, how_thr = chosen
+        not_scored = dict((record or {}).get("extra", {}).get("not_scored", {}))
+        if file == layout.SCORES and record is not None:
+            not_scored.update({c: p["note"] for c, p in record["threshold"].get("per_category", {}).items()
+                               if p.get("note") == M.NO_VAL_NOTE})
+        found.append(Approach(name, how, scores, threshold, how_thr, path, labels, _backbone(record, stem), not_scored))
     return found, missing
 
 
@@ -105,33 +133,119 @@ def check_same_data(runs_dir: str | Path, expected: dict[str, Any] | None = None
     return next(iter(seen.values()), None)
 
 
+@dataclass
+class Coverage:
+    """Which test images every approach scored (the report's tables use only those), each approach's coverage
+    per category, and what each could not score and why."""
+
+    common: frozenset[str]
+    per_category: pd.DataFrame            # approach × category: "scored / test images"
+    gaps: list[str]                       # one line per approach that left images out, with the reasons
+    n_test: int                           # the test split's images (the union of what was scored when unknown)
+
+    def describe(self) -> str:
+        head = f"{len(self.common)} of {self.n_test} test images were scored by every approach; the tables use those."
+        return "\n".join([head, *self.gaps])
+
+
+def coverage(approaches: list[Approach], test_split: pd.DataFrame | None = None) -> Coverage:
+    """The test images common to every approach and, per approach, what it left out (by category, with the reason
+    its notebook recorded, else that the images are not in its scores). ``test_split`` (``path``, ``category``) is
+    the split's test images; without it, the union of what the approaches scored."""
+    frames = [a.test[["path", "category"]] for a in approaches]
+    if test_split is not None:
+        universe = test_split[["path", "category"]].drop_duplicates("path")
+    else:
+        universe = pd.concat(frames).drop_duplicates("path") if frames else pd.DataFrame(columns=["path", "category"])
+    common = frozenset(universe["path"])
+    for f in frames:
+        common &= frozenset(f["path"])
+    totals = universe.groupby("category")["path"].nunique()
+    table, gaps = {}, []
+    for a, f in zip(approaches, frames):
+        got = f[f["path"].isin(set(universe["path"]))].groupby("category")["path"].nunique().reindex(totals.index).fillna(0)
+        table[a.name] = {c: f"{int(got[c])}/{int(totals[c])}" for c in totals.index}
+        short = [c for c in totals.index if got[c] < totals[c]]
+        if short:
+            reasons: dict[str, list[str]] = {}
+            for c in short:
+                reasons.setdefault(a.not_scored.get(c, "not in its scores"), []).append(c)
+            gaps.append(f"{a.name}: " + "; ".join(f"{why} for {', '.join(cats)}" for why, cats in reasons.items()))
+    return Coverage(common, pd.DataFrame(table).T, gaps, int(len(universe)))
+
+
+def on_common(approaches: list[Approach], cov: Coverage) -> list[pd.DataFrame]:
+    """Each approach's test rows restricted to the common images (same order: by path)."""
+    return [a.test[a.test["path"].isin(cov.common)].reset_index(drop=True) for a in approaches]
+
+
 def check_same_test_images(approaches: list[Approach]) -> int:
-    """Raise if two approaches were scored on different test images; return the number of test images."""
-    if not approaches:
-        return 0
-    ref = set(approaches[0].test["path"])
-    for a in approaches[1:]:
-        got = set(a.test["path"])
-        if got != ref:
-            raise ValueError(f"{a.name} was scored on different test images than {approaches[0].name} "
-                             f"({len(got ^ ref)} differ): re-run the notebooks on the same split.")
-    return len(ref)
+    """The number of test images every approach scored (the report compares on those; see :func:`coverage`)."""
+    return len(coverage(approaches).common)
 
 
-def comparison_table(approaches: list[Approach]) -> pd.DataFrame:
-    """One row per approach: threshold metrics at its val-chosen threshold, ranking metrics, the threshold."""
-    rows = []
-    for a in approaches:
-        t = a.test
+#: The metrics of the table shown with their intervals (``<metric>_low`` / ``<metric>_high`` columns).
+INTERVAL_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "category AUROC (mean)", "pr_auc", "fpr",
+                    "specificity")
+
+
+def comparison_table(approaches: list[Approach], cov: Coverage | None = None) -> pd.DataFrame:
+    """One row per approach on the common test images: threshold metrics at its val-chosen threshold, ranking
+    metrics, each with its bootstrap 95% interval, the backbone, the labels used and the threshold."""
+    cov = cov or coverage(approaches)
+    rows: list[dict[str, Any]] = []
+    for a, t in zip(approaches, on_common(approaches, cov) if cov.common else []):
         m = M.binary_metrics(t["label"], t["score"], a.threshold)
+        spans = I.image_intervals(t, a.threshold) if len(t) else {}
         lab = a.labels or {}
         counts = dict(zip(LABEL_COLUMNS, (lab.get("defect_labels_for_training"), lab.get("labels_to_select_good"),
                                           f"{lab['val_labels']} ({lab['val_labels_for']})" if lab else None)))
-        rows.append({"approach": a.name, "trained with": a.trained_with, **counts, "n_test": m["n"],
-                     **{k: m[k] for k in ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "fpr", "specificity")},
-                     "category AUROC (mean)": M.mean_category_auroc(M.per_category_table(t)),
-                     "threshold": a.threshold, "threshold chosen": a.threshold_how})
-    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+        values = {**{k: m[k] for k in ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "fpr",
+                                         "specificity")},
+                  "category AUROC (mean)": M.mean_category_auroc(M.per_category_table(t))}
+        ends = {f"{k}_{e}": getattr(spans[key], e) if key in spans else math.nan
+                for k in INTERVAL_METRICS for key in [_SPAN_KEY.get(k, k)] for e in ("low", "high")}
+        rows.append({"approach": a.name, "backbone": a.backbone, "trained with": a.trained_with, **counts,
+                     "n_test": m["n"], **values, "threshold": a.threshold, "threshold chosen": a.threshold_how,
+                     **ends})
+    return pd.DataFrame(rows, columns=TABLE_COLUMNS + [f"{k}_{e}" for k in INTERVAL_METRICS for e in ("low", "high")])
+
+
+_SPAN_KEY = {"category AUROC (mean)": "category_auroc_mean"}
+
+
+def mixed_backbones(approaches: list[Approach]) -> str:
+    """A warning when the pretrained networks under the approaches differ (empty when they agree): their rows
+    compare backbones as much as methods. Networks are compared by name (SimCLR's further training of the same
+    network is the method, not another backbone)."""
+    nets = {a.name: a.backbone for a in approaches if a.backbone not in ("?", "own CNN (from scratch)")}
+    if len({v.split(" ")[0] for v in nets.values()}) <= 1:
+        return ""
+    return ("Rows on different backbones — the differences mix backbone and method: "
+            + "; ".join(f"{k}: {v}" for k, v in nets.items()))
+
+
+def paired_comparisons(approaches: list[Approach], cov: Coverage | None = None) -> pd.DataFrame:
+    """Each pair of approaches' test AUROC difference on the common images, with its paired-bootstrap 95% interval
+    (the same resamples for both; :func:`helpers.evaluation.intervals.paired_difference`), and in words whether
+    this test set resolves it."""
+    cov = cov or coverage(approaches)
+    tests = on_common(approaches, cov)
+    rows = []
+    if not tests or tests[0]["label"].nunique() < 2:   # one class only: no AUROC to compare
+        tests = []
+    auroc = [I.image_intervals(t)["roc_auc"].value for t in tests]
+    for i in range(len(tests)):
+        for j in range(i + 1, len(tests)):
+            a, b = (i, j) if auroc[i] >= auroc[j] else (j, i)
+            d = I.paired_difference(tests[a], tests[b])
+            verdict = ("resolved: the interval excludes 0" if d.resolved else
+                       f"not resolved by these {len(tests[a])} test images: the interval includes 0")
+            rows.append({"comparison": f"{approaches[a].name} − {approaches[b].name}", "AUROC difference": d.value,
+                         "low": d.low, "high": d.high, "resolved": d.resolved,
+                         "in words": f"{approaches[a].name} − {approaches[b].name}: {d.value:+.2f} "
+                                     f"[{d.low:+.2f}, {d.high:+.2f}] — {verdict}"})
+    return pd.DataFrame(rows, columns=["comparison", "AUROC difference", "low", "high", "resolved", "in words"])
 
 
 def standard_protocol_row(runs_dir: str | Path) -> pd.DataFrame:
@@ -151,16 +265,44 @@ def standard_protocol_row(runs_dir: str | Path) -> pd.DataFrame:
                           "scored on": "MVTec's test folders (not the shared test split)"}])
 
 
-def category_auroc(approaches: list[Approach]) -> pd.DataFrame:
-    """Approach × category test AUROC (NaN where a category has one class only)."""
-    return pd.DataFrame({a.name: M.per_category_table(a.test).set_index("category")["auroc"] for a in approaches}).T
+def category_auroc(approaches: list[Approach], cov: Coverage | None = None
+                   ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Approach × category test AUROC on the common images (NaN where a category has one class only), and the
+    lower and upper ends of each cell's bootstrap 95% interval."""
+    cov = cov or coverage(approaches)
+    per = {a.name: I.category_intervals(t).set_index("category") for a, t in zip(approaches, on_common(approaches, cov))}
+    frames = [pd.DataFrame({k: v[c] for k, v in per.items()}).T for c in ("auroc", "auroc_low", "auroc_high")]
+    return frames[0], frames[1], frames[2]
+
+
+def readable_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The comparison table for reading: each metric as ``value [low, high]``, the threshold's provenance kept."""
+    from ..viz.results import interval_table
+
+    return interval_table(table, INTERVAL_METRICS).drop(columns=["trained with"])
+
+
+def label_efficiency(runs_dir: str | Path) -> pd.DataFrame | None:
+    """Notebook 09's summary (labelled defective images at which each supervised approach overtakes the one-class
+    references), or None when it has not run."""
+    path = layout.artefact(runs_dir, layout.LABELS, layout.LABEL_SUMMARY)
+    return pd.read_csv(path) if path.exists() else None
+
+
+def label_efficiency_note(summary: pd.DataFrame | None) -> str:
+    """The report's pointer to notebook 09, with its answer when it has run."""
+    where = f"notebook {layout.LABELS}.ipynb (outputs in RUNS_DIR/{layout.LABELS}/)"
+    if summary is None or not len(summary):
+        return f"From how many labelled defective images supervision pays: {where} — not run yet."
+    return f"From how many labelled defective images supervision pays ({where}):\n\n" + "\n".join(
+        f"- {line}" for line in summary["in words"])
 
 
 def localisation(runs_dir: str | Path) -> pd.DataFrame:
     """One localisation table for every map: Grad-CAM of each model (notebook 05) and PatchCore's anomaly maps
     (notebook 06), each scored by :func:`helpers.evaluation.localisation.score_maps` — the mean over categories of pixel
     AUROC, AU-PRO (FPR ≤ 0.3) and the pointing game, with the images it was measured on."""
-    from ..evaluation.localisation import LOCALISATION_COLUMNS, MEAN_ROW
+    from ..evaluation.localisation import INTERVAL_COLUMNS, LOCALISATION_COLUMNS, MEAN_ROW
 
     parts = []
     for stem in (layout.EXPLAIN, layout.PATCHCORE):
@@ -171,8 +313,9 @@ def localisation(runs_dir: str | Path) -> pd.DataFrame:
             if missing:
                 raise ValueError(f"{path} was written by an older version (no {sorted(missing)}): re-run notebook "
                                  f"{stem}.ipynb.")
-            parts.append(t[t["category"] == MEAN_ROW].drop(columns="category"))
-    cols = [c for c in LOCALISATION_COLUMNS if c != "category"]
+            parts.append(t[t["category"] == MEAN_ROW].drop(columns="category").reindex(
+                columns=[c for c in LOCALISATION_COLUMNS + INTERVAL_COLUMNS if c != "category"]))
+    cols = [c for c in LOCALISATION_COLUMNS + INTERVAL_COLUMNS if c != "category"]
     return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
 
 
@@ -182,29 +325,46 @@ def to_markdown(table: pd.DataFrame, floatfmt: str = ".3f") -> str:
 
 
 def export(runs_dir: str | Path, table: pd.DataFrame, heatmap: pd.DataFrame, loc: pd.DataFrame,
-           notes: dict[str, Any], standard: pd.DataFrame | None = None) -> Path:
-    """``RUNS_DIR/report/``: comparison.csv/.md, category_auroc.csv, localisation.csv, report.json."""
+           notes: dict[str, Any], standard: pd.DataFrame | None = None, comparisons: pd.DataFrame | None = None,
+           cov: Coverage | None = None) -> Path:
+    """``RUNS_DIR/report/``: comparison.csv/.md (with the intervals), category_auroc.csv, localisation.csv,
+    paired_comparisons.csv, coverage.csv, report.json."""
+    from ..viz.results import interval_caption, interval_table
+
     out = Path(runs_dir) / layout.REPORT_DIR
     out.mkdir(parents=True, exist_ok=True)
     files.write_csv(table, out / layout.COMPARISON_CSV)
     files.write_csv(heatmap, out / layout.CATEGORY_AUROC, index=True)
     files.write_csv(loc, out / layout.LOCALISATION)
     md = ["# Every approach on the same held-out test images", "",
-          f"Test images: {notes.get('n_test')}. Data: {notes.get('data')}. Profile: {notes.get('profile')}.", "",
-          to_markdown(table.drop(columns=["trained with"])), "",
-          "Thresholds were chosen on `val` only; `test` was never used for training, early stopping or thresholds. "
-          "The label columns count what each approach learnt from labels; `category AUROC (mean)` is the mean of "
-          "the per-category AUROCs beside the pooled `roc_auc`; PatchCore and kNN use a threshold per category.", ""]
+          f"Test images: {notes.get('n_test')}. Data: {notes.get('data')}. Profile: {notes.get('profile')}.", ""]
+    if cov is not None:
+        files.write_csv(cov.per_category.rename_axis("approach"), out / layout.COVERAGE, index=True)
+        md += [cov.describe(), ""]
+    if warning := notes.get("mixed_backbones"):
+        md += [f"**{warning}**", ""]
+    md += [to_markdown(readable_table(table)), "", interval_caption(), "",
+           "Thresholds were chosen on `val` only; `test` was never used for training, early stopping or thresholds. "
+           "The label columns count what each approach learnt from labels; `category AUROC (mean)` is the mean of "
+           "the per-category AUROCs beside the pooled `roc_auc`; PatchCore and kNN use a threshold per category.", ""]
+    if comparisons is not None and len(comparisons):
+        files.write_csv(comparisons, out / layout.PAIRS)
+        md += ["## Which differences this test set can resolve", "",
+               "Test AUROC differences, each with its paired-bootstrap 95% interval (both approaches' scores "
+               "resampled together, stratified by category and label). A paired bootstrap rather than DeLong's test: "
+               "it uses the same resamples as the intervals above and needs no normality assumption on a few "
+               "dozen images.", "", *[f"- {line}" for line in comparisons["in words"]], ""]
+    if notes.get("label_efficiency"):
+        md += ["## How many labels?", "", str(notes["label_efficiency"]), ""]
     if standard is not None and len(standard):
         md += ["## The MVTec standard protocol (no labels; MVTec's test folders, not these test images)", "",
                to_markdown(standard), ""]
     if len(loc):
-        md += ["## Localisation against the ground-truth masks", "", to_markdown(loc), ""]
+        md += ["## Localisation against the ground-truth masks", "",
+               to_markdown(interval_table(loc, ["pixel_auroc", "au_pro", "pointing_game"])), ""]
     studies = study_rows()
     md += ["## The studies' own figures (not on these test images)", "",
            to_markdown(studies.astype(object).where(studies.notna(), "")), ""]
     files.write_text(out / layout.COMPARISON_MD, "\n".join(md))
     files.write_json(out / layout.REPORT_JSON, notes, default=str)
     return out / layout.COMPARISON_MD
-
-
