@@ -37,7 +37,7 @@ EXTRA_PARAMETERS = {
     "00": ("# DOWNLOAD_MVTEC: download the official archive (4.9 GB; kept on Drive, so only once) when MVTec AD\n"
            "#   is not found; the images are extracted on each runtime's local disk.\n"
            'DOWNLOAD_MVTEC = False  #@param {type:"boolean"}'),
-    "01": _BACKBONE, "02": _BACKBONE, "06": _BACKBONE,
+    "01": _BACKBONE, "02": _BACKBONE, "06": _BACKBONE, "09": _BACKBONE,
 }
 #: Notebook metadata that makes Colab open the notebook on a GPU runtime.
 COLAB_METADATA = {"accelerator": "GPU", "colab": {"gpuType": "T4", "provenance": []}}

@@ -10,13 +10,13 @@ import os
 from pathlib import Path
 
 __all__ = [
-    "DATA", "SUPERVISED", "SIMCLR", "PROBE", "KERAS", "EXPLAIN", "PATCHCORE", "REPORT", "DEPLOY", "NOTEBOOKS",
+    "DATA", "SUPERVISED", "SIMCLR", "PROBE", "KERAS", "EXPLAIN", "PATCHCORE", "REPORT", "DEPLOY", "LABELS", "NOTEBOOKS",
     "MANIFEST", "QUARANTINE", "WARNINGS", "SPLIT", "SPLIT_SEED", "DATASET", "CACHE_DIR", "BUILTIN_DIR", "BUILTIN_RECORD",
     "CACHE_META", "CACHE_IMAGES", "CACHE_MASKS", "REPORT_DIR", "EXECUTED_DIR",
     "SCORES", "METRICS", "HISTORY", "CARD", "ONNX", "ONNX_INT8", "onnx_data", "MODEL_FILES", "checkpoint_name",
     "knn_scores", "KERAS_LOG", "KERAS_FINGERPRINT", "KERAS_BACKUP", "LOCALISATION", "LOCALISATION_PER_IMAGE",
     "PER_CATEGORY_SHARED", "PER_CATEGORY_STANDARD", "COMPARISON_CSV", "COMPARISON_MD", "CATEGORY_AUROC",
-    "PAIRS", "COVERAGE", "REPORT_JSON", "INCOMING", "HEATMAPS",
+    "PAIRS", "COVERAGE", "LABEL_RUNS", "LABEL_SUMMARY", "LABEL_FIGURE", "REPORT_JSON", "INCOMING", "HEATMAPS",
     "notebook_dir", "artefact", "missing_message", "require",
 ]
 
@@ -30,7 +30,8 @@ EXPLAIN = "05_tsne_gradcam"
 PATCHCORE = "06_patchcore_one_class"
 REPORT = "07_results_report"
 DEPLOY = "08_deploy"
-NOTEBOOKS: tuple[str, ...] = (DATA, SUPERVISED, SIMCLR, PROBE, KERAS, EXPLAIN, PATCHCORE, REPORT, DEPLOY)
+LABELS = "09_label_efficiency"
+NOTEBOOKS: tuple[str, ...] = (DATA, SUPERVISED, SIMCLR, PROBE, KERAS, EXPLAIN, PATCHCORE, REPORT, DEPLOY, LABELS)
 
 # --- notebook 00, at the top of RUNS_DIR --------------------------------------------------------------------------
 MANIFEST = "manifest.csv"
@@ -91,8 +92,12 @@ PER_CATEGORY_STANDARD = "per_category_mvtec_standard.csv"
 COMPARISON_CSV = "comparison.csv"
 COMPARISON_MD = "comparison.md"
 CATEGORY_AUROC = "category_auroc.csv"
-PAIRS = "pairs.csv"
+PAIRS = "paired_comparisons.csv"
 COVERAGE = "coverage.csv"
+#: Notebook 09: every (approach, budget, seed) run, and the summary the report links.
+LABEL_RUNS = "label_efficiency.csv"
+LABEL_SUMMARY = "label_efficiency_summary.csv"
+LABEL_FIGURE = "label_efficiency.png"
 REPORT_JSON = "report.json"
 INCOMING = "incoming"
 HEATMAPS = "heatmaps"

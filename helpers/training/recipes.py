@@ -101,7 +101,27 @@ class PatchCoreRecipe:
     backbone: str = "wide_resnet50_2"
 
 
-R = TypeVar("R", SupervisedRecipe, SimCLRRecipe, ProbeRecipe, KerasRecipe, PatchCoreRecipe)
+@dataclass(frozen=True)
+class LabelBudgetRecipe:
+    """Notebook 09 (in neither study): the label budgets each approach trains on, and how many seeds per budget.
+
+    The supervised model and the probe are trained with their own recipes (01's and 03's) on each budget's subset;
+    only the subset and the seed change."""
+
+    probe_fractions: tuple[float, ...] = (0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
+    probe_seeds: int = 5
+    supervised_fractions: tuple[float, ...] = (0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
+    supervised_seeds: int = 3
+
+
+#: The smaller profiles' budgets: fewer supervised fits (each costs a full fine-tune; the probe's cost milliseconds).
+LABEL_BUDGETS_BY_PROFILE = {
+    "quick": LabelBudgetRecipe(supervised_fractions=(0.1, 0.25, 1.0), supervised_seeds=1, probe_seeds=3),
+    "smoke": LabelBudgetRecipe(probe_fractions=(0.25, 1.0), probe_seeds=2, supervised_fractions=(1.0,),
+                               supervised_seeds=1),
+}
+
+R = TypeVar("R", SupervisedRecipe, SimCLRRecipe, ProbeRecipe, KerasRecipe, PatchCoreRecipe, LabelBudgetRecipe)
 
 _OURS = "our choice: "
 _SHRUNK = "the study's value; smaller profiles shrink it"
@@ -143,6 +163,13 @@ SOURCES: dict[type, dict[str, str]] = {
         "image_size": "study 001; " + _SHRUNK, "batch_size": "study 001", "epochs": "study 001",
         "patience": "study 001", "category_weight": "study 001", "defect_weight": "study 001",
         "threshold_method": _PROTOCOL},
+    LabelBudgetRecipe: {
+        "probe_fractions": _OURS + "1% to all of train's labels, about doubling: the issue's 0–100% ladder; 0% is the "
+                           "one-class references (kNN, PatchCore), which use no defect label",
+        "probe_seeds": _OURS + "5 draws of each subset (a probe fit costs milliseconds on cached features)",
+        "supervised_fractions": _OURS + "from 2% (at MVTec AD's size, ~25 defective images: at least one per category) "
+                                "to all; smaller profiles keep fewer (each is a full fine-tune)",
+        "supervised_seeds": _OURS + "3 draws of each subset and initialisation: the spread a practitioner would see"},
     PatchCoreRecipe: {
         "resize": "PatchCore paper", "crop": "PatchCore paper", "coreset_fraction": "PatchCore paper (also 1%)",
         "num_neighbors": "PatchCore paper", "blur_sigma": "PatchCore paper",
@@ -200,6 +227,8 @@ def scaled(recipe: R, profile: Profile) -> R:
     - PatchCore (no epochs): resize = the profile's image size, crop kept at the same ratio (7/8).
     """
     r: Any = recipe              # one of the recipe dataclasses (the TypeVar keeps the caller's type)
+    if isinstance(r, LabelBudgetRecipe):
+        return LABEL_BUDGETS_BY_PROFILE.get(profile.name, r)  # type: ignore[return-value]
     if isinstance(r, PatchCoreRecipe):
         size = profile.image_size
         return replace(r, resize=size, crop=int(round(size * r.crop / r.resize)))  # type: ignore[return-value]

@@ -19,6 +19,7 @@ from ..core import distributed, files, layout
 from ..core.env import torch_device
 from ..data.prepare import Prepared
 from ..data.torch_data import MVTecDataset, eval_transform, make_loader
+from ..evaluation import intervals as I
 from ..evaluation import metrics as M
 from ..models import backbones, kinds
 from ..models.classifiers import LinearProbe, inverse_frequency_weights
@@ -88,15 +89,17 @@ def _probe_features(prepared: Prepared, encoder: nn.Module, recipe: ProbeRecipe,
     return feats, frames
 
 
-def _probe_eval(head: nn.Module, feats: np.ndarray, labels: np.ndarray, loss_fn: nn.Module
+def _probe_eval(head: nn.Module, feats: np.ndarray, labels: np.ndarray, loss_fn: nn.Module, metrics: bool = True
                 ) -> Callable[[nn.Module], dict[str, float]]:
-    """Val loss, F1 at the F1-max threshold and AUROC of the probe head, on precomputed val features."""
+    """Val loss, F1 at the F1-max threshold and AUROC of the probe head (``metrics``), on precomputed val features."""
     val_feats = torch.from_numpy(feats).float()
     val_y = torch.as_tensor(np.array(labels), dtype=torch.long)
 
     def evaluate(m: nn.Module) -> dict[str, float]:
         logits = m(val_feats.to(next(head.parameters()).device)).float().cpu()
         prob = torch.softmax(logits, 1)[:, 1].numpy()
+        if not metrics:
+            return {"val_loss": float(loss_fn(logits, val_y))}
         y = val_y.numpy()
         thr_f1 = M.binary_metrics(y, prob, M.choose_threshold(y, prob, "f1"))
         return {"val_loss": float(loss_fn(logits, val_y)), "val_f1": thr_f1["f1"], "val_auroc": thr_f1["roc_auc"]}
@@ -111,8 +114,8 @@ def _knn_results(feats: dict[str, np.ndarray], frames: dict[str, MVTecDataset], 
                           for s in ("val", "test")], ignore_index=True)   # val rows: for a threshold (report)
         frame = both[both["split"] == "test"]
         knn[k] = {"auroc": M.binary_metrics(frame["label"], frame["score"], np.inf)["roc_auc"],
-                  "per_category": M.per_category_table(frame)[["category", "n", "n_defective", "auroc"]],
-                  "scores": both}
+                  "auroc_interval": I.image_intervals(frame)["roc_auc"],
+                  "per_category": I.category_intervals(frame), "scores": both}
     return knn
 
 
@@ -123,17 +126,22 @@ def epochs_for(recipe: ProbeRecipe, steps_per_epoch: int) -> int:
 
 
 def _train_head(prepared: Prepared, probe: LinearProbe, feats: dict[str, np.ndarray], y_lab: np.ndarray,
-                val_labels: np.ndarray, recipe: ProbeRecipe, checkpoint: Any, progress: bool, shuffled: bool) -> FitResult:
-    """The recipe's optimisation of the head on the labelled rows' features: Adam, class-weighted cross-entropy."""
+                val_labels: np.ndarray, recipe: ProbeRecipe, checkpoint: Any, progress: bool, shuffled: bool,
+                seed: int | None = None, val_metrics: bool = True) -> FitResult:
+    """The recipe's optimisation of the head on the labelled rows' features: Adam, class-weighted cross-entropy.
+
+    ``val_metrics=False`` records only the val loss per epoch (the head is the same: nothing is selected on val);
+    notebook 09 fits the head dozens of times, where the per-epoch F1/AUROC cost more than the fit."""
     cfg, head = prepared.cfg, probe.head
     device = next(head.parameters()).device
     weights_t = inverse_frequency_weights(y_lab).to(device)
     loss_fn = nn.CrossEntropyLoss(weight=weights_t)
     train_dl = train_loader(_Features(feats["labelled"], y_lab), recipe.batch_size, cfg, workers=0)
+    evaluate = _probe_eval(head, feats["val"], val_labels, nn.CrossEntropyLoss(weight=weights_t.cpu()), val_metrics)
     return fit(head, torch.optim.Adam(head.parameters(), lr=recipe.lr), train_dl,
-               lambda m, b: loss_fn(m(b["image"]), b["label"]),
-               _probe_eval(head, feats["val"], val_labels, nn.CrossEntropyLoss(weight=weights_t.cpu())),
-               epochs_for(recipe, len(train_dl)), clip_grad=recipe.clip_grad, patience=None, restore_best=False, seed=cfg.seed,
+               lambda m, b: loss_fn(m(b["image"]), b["label"]), evaluate,
+               epochs_for(recipe, len(train_dl)), clip_grad=recipe.clip_grad, patience=None, restore_best=False,
+               seed=cfg.seed if seed is None else seed,
                progress=progress, checkpoint=checkpoint,
                fingerprint=fingerprint(prepared, recipe=asdict(recipe), encoder=state_hash(probe.encoder),
                                        shuffled=shuffled))
@@ -141,31 +149,33 @@ def _train_head(prepared: Prepared, probe: LinearProbe, feats: dict[str, np.ndar
 
 def run(prepared: Prepared, encoder: nn.Module, recipe: ProbeRecipe | None = None, shuffled_labels: bool = False,
         stem: str = layout.PROBE, write: bool = True, progress: bool = True,
-        encoder_info: dict[str, Any] | None = None) -> ProbeRun:
+        encoder_info: dict[str, Any] | None = None, seed: int | None = None) -> ProbeRun:
     """Linear probe on the frozen encoder with 10% of ``train`` labels, plus kNN scores (no defect labels).
 
     The encoder is frozen and in eval mode, so its features are computed once (no augmentation: the
     linear-evaluation protocol) and the head is trained on them — the same maths as running
     :class:`LinearProbe` batch by batch, much cheaper. The saved model is the full :class:`LinearProbe`.
+    ``seed`` (default the config's) draws the labelled rows and initialises the head.
     """
     cfg = prepared.cfg
+    seed = cfg.seed if seed is None else seed
     recipe = recipe or scaled(ProbeRecipe(), cfg.profile)
     started, device = time.time(), torch_device()
     folder = out_dir(prepared, stem, write)
-    reseed(cfg.seed)
+    reseed(seed)
     encoder = encoder.to(device).eval()
     key = getattr(encoder, "key", "resnet50")
     entry = backbones.get(key) if key in backbones.BACKBONES else backbones.get("resnet50")
-    labelled = labelled_fraction(prepared.frame("train"), recipe.label_fraction, cfg.seed)
+    labelled = labelled_fraction(prepared.frame("train"), recipe.label_fraction, seed)
     feats, frames = _probe_features(prepared, encoder, recipe, labelled, (entry.mean, entry.std))
     y_lab = frames["labelled"].labels.copy()
     if shuffled_labels:
-        y_lab = np.random.default_rng(cfg.seed).permutation(y_lab)
+        y_lab = np.random.default_rng(seed).permutation(y_lab)
     probe = LinearProbe(encoder).to(device)
     checkpoint = folder / layout.checkpoint_name(cfg.profile.name, cfg.profile.image_size,
                                                  "-shuffled" if shuffled_labels else "") if write else None
     result = _train_head(prepared, probe, feats, y_lab, frames["val"].labels, recipe, checkpoint, progress,
-                         shuffled_labels)
+                         shuffled_labels, seed=seed)
     with torch.no_grad():
         def probs(name: str) -> np.ndarray:
             logits = probe.head(torch.from_numpy(feats[name]).float().to(device))
@@ -181,6 +191,7 @@ def run(prepared: Prepared, encoder: nn.Module, recipe: ProbeRecipe | None = Non
                "encoder": encoder_info or {}, "recipe": asdict(recipe), "n_labelled": len(labelled),
                "labelled_counts": labelled.groupby("label").size().to_dict(),
                "knn_auroc": {str(k): v["auroc"] for k, v in knn.items()},
+               "knn_auroc_interval": {str(k): v["auroc_interval"].as_list() for k, v in knn.items()},
                "knn_labels_used": labels_used(prepared, 0, True, "per-category thresholds"),
                "knn_per_category": {str(k): v["per_category"] for k, v in knn.items()}},
         run_type=ProbeRun, model=probe, history=result.history, fit=result,

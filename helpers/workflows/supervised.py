@@ -60,12 +60,13 @@ def schedule_lrs(recipe: SupervisedRecipe, steps_per_epoch: int) -> np.ndarray:
     return planned_lrs(lambda opt: scheduler(opt, recipe, steps_per_epoch), recipe.lr, recipe.epochs * steps_per_epoch)
 
 
-def _datasets(prepared: Prepared, size: int, stats: tuple[Any, Any], augment: str = "full"
-              ) -> tuple[MVTecDataset, MVTecDataset, MVTecDataset]:
+def _datasets(prepared: Prepared, size: int, stats: tuple[Any, Any], augment: str = "full",
+              train_rows: pd.DataFrame | None = None) -> tuple[MVTecDataset, MVTecDataset, MVTecDataset]:
     cache = prepared.cache(size, progress=False)
     cats = sorted(prepared.manifest["category"].unique())
     evaluate = eval_transform(size, *stats)
-    return (MVTecDataset(prepared.frame("train"), cache, transform=train_transform(size, *stats, augment=augment),
+    train = prepared.frame("train") if train_rows is None else train_rows
+    return (MVTecDataset(train, cache, transform=train_transform(size, *stats, augment=augment),
                          categories=cats),
             MVTecDataset(prepared.frame("val"), cache, transform=evaluate, categories=cats),
             MVTecDataset(prepared.frame("test"), cache, transform=evaluate, categories=cats))
@@ -89,7 +90,8 @@ def _classifier_eval(loss_fn: nn.Module, loader: Any) -> Callable[[nn.Module], d
 
 
 def _fit(prepared: Prepared, model: nn.Module, recipe: SupervisedRecipe, sets: tuple[MVTecDataset, ...],
-         choice: backbones.Choice, shuffled: bool, checkpoint: Any, progress: bool) -> tuple[FitResult, int]:
+         choice: backbones.Choice, shuffled: bool, checkpoint: Any, progress: bool, seed: int
+         ) -> tuple[FitResult, int]:
     """The recipe's optimisation: AdamW, OneCycle per batch, class-weighted cross-entropy, early stopping on val loss."""
     cfg, device = prepared.cfg, next(model.parameters()).device
     train_ds, val_ds, _ = sets
@@ -104,7 +106,7 @@ def _fit(prepared: Prepared, model: nn.Module, recipe: SupervisedRecipe, sets: t
                  _classifier_eval(nn.CrossEntropyLoss(weight=weights_t.cpu()), make_loader(val_ds, recipe.batch_size)),
                  recipe.epochs, scheduler=scheduler(optimizer, recipe, steps), scheduler_step="batch",
                  clip_grad=recipe.clip_grad, monitor=recipe.monitor, mode="min" if recipe.monitor.endswith("loss") else "max",
-                 patience=recipe.patience, seed=cfg.seed,
+                 patience=recipe.patience, seed=seed,
                  max_batches=steps, progress=progress,
                  fingerprint=fingerprint(prepared, recipe=asdict(recipe), backbone=choice.key, weights=choice.weights,
                                          shuffled=shuffled),
@@ -114,30 +116,32 @@ def _fit(prepared: Prepared, model: nn.Module, recipe: SupervisedRecipe, sets: t
 
 def run(prepared: Prepared, recipe: SupervisedRecipe | None = None, backbone: str | backbones.Choice = "auto",
         shuffled_labels: bool = False, stem: str = layout.SUPERVISED, write: bool = True,
-        progress: bool = True) -> SupervisedRun:
+        progress: bool = True, train_rows: pd.DataFrame | None = None, seed: int | None = None) -> SupervisedRun:
     """Train and score the supervised classifier (notebook 01). Resumes from its checkpoint.
 
     ``backbone``: the notebook's ``BACKBONE`` (:func:`helpers.models.backbones.resolve`: ``auto`` is the study's
     network with ImageNet weights, offline the stand-in) or the choice made already; the recipe takes that network's
     changes (:func:`helpers.training.recipes.for_backbone`). ``shuffled_labels`` permutes the training labels
-    (negative control; nothing should be learned).
+    (negative control; nothing should be learned). ``train_rows`` (a subset of ``train``) and ``seed`` (default the
+    config's) are notebook 09's label budgets.
     """
     cfg = prepared.cfg
+    seed = cfg.seed if seed is None else seed
     recipe = recipe or scaled(SupervisedRecipe(), cfg.profile)
     started, device = time.time(), torch_device()
     folder = out_dir(prepared, stem, write)
-    reseed(cfg.seed)
+    reseed(seed)
     choice, net = backbones.network(backbone, recipe.backbone)
     recipe = for_backbone(recipe, choice.key)
-    reseed(cfg.seed)             # the head's initial weights do not depend on how the backbone was found
+    reseed(seed)             # the head's initial weights do not depend on how the backbone was found
     model = Classifier(net).train().to(device)
     entry = backbones.get(choice.key)
-    sets = _datasets(prepared, recipe.image_size, (entry.mean, entry.std), recipe.augmentation)
+    sets = _datasets(prepared, recipe.image_size, (entry.mean, entry.std), recipe.augmentation, train_rows)
     if shuffled_labels:
-        shuffle_labels(sets[0], cfg.seed)
+        shuffle_labels(sets[0], seed)
     checkpoint = folder / layout.checkpoint_name(cfg.profile.name, cfg.profile.image_size,
                                                  "-shuffled" if shuffled_labels else "") if write else None
-    result, steps = _fit(prepared, model, recipe, sets, choice, shuffled_labels, checkpoint, progress)
+    result, steps = _fit(prepared, model, recipe, sets, choice, shuffled_labels, checkpoint, progress, seed)
     scores = pd.concat([score_frame(ds.frame, predict_scores(model, make_loader(ds, recipe.batch_size))[0], split)
                         for ds, split in ((sets[1], "val"), (sets[2], "test"))], ignore_index=True)
     do_write = write and not shuffled_labels and distributed.is_main()
