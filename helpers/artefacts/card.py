@@ -32,6 +32,8 @@ MAX_IMAGE_SIZE = 1024
 MAX_CARD_BYTES = 1 << 20
 _MAX_CATEGORIES = 1000
 _MAX_BANK_ROWS = 50_000_000
+#: Scores and thresholds: probabilities, or distances of unit-norm-scale features (PatchCore's stay far below).
+_MAX_SCORE = 1e6
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 LIMITS = ("The threshold was chosen on this dataset's val images: a new camera, lighting, background or "
@@ -159,7 +161,7 @@ def card_for(run: Any, kind: str, model_file: str, spec: InputSpec, categories: 
     record = run.record
     thr = record["threshold"]
     per = {c: CategoryThreshold(float(p["threshold"]), float(p["min"]), float(p["max"]), str(p.get("note", "")))
-           for c, p in (thr.get("per_category") or {}).items()} or None
+           for c, p in (thr.get("per_category") or {}).items() if "threshold" in p} or None
     metrics = {k: (None if v is None else float(v)) for k, v in record["metrics"].items() if k in _METRICS}
     return ModelCard(kind=kind, approach=run.approach, notebook=run.stem, framework=_framework(kind),
                      model_file=model_file, model_sha256=sha256(Path(run.out_dir) / model_file), input=spec,
@@ -304,7 +306,7 @@ def _parse(raw: Any, path: Path) -> ModelCard:
         kind = f.get("kind")
         if kind not in KINDS or not KINDS[kind].scored:
             raise f.fail("kind", kind, "one of " + ", ".join(k for k, v in KINDS.items() if v.scored))
-        return _card(f, kind)
+        return _consistent(_card(f, kind))
     except ModelCardError as err:
         raise ModelCardError(f"{path}: {err}") from None
 
@@ -326,6 +328,35 @@ def _card(f: _Fields, kind: str) -> ModelCard:
         onnx=_export(f.obj("onnx", None)), int8=_export(f.obj("int8", None)), schema=SCHEMA)
 
 
+def _consistent(card: ModelCard) -> ModelCard:
+    """The fields agree with each other and with the kind: a per-category model names its categories, a bank for
+    each (no more, no fewer) and a threshold for each; other kinds have neither banks nor per-category thresholds."""
+    from ..models.kinds import get
+
+    kind = get(card.kind)
+    if card.framework != kind.framework:
+        raise ModelCardError(f"field 'framework' is {_show(card.framework)}; a {card.kind} model is {kind.framework!r}")
+    per = card.threshold.per_category
+    if not kind.per_category and not 0.0 <= card.threshold.value <= 1.0:
+        raise ModelCardError(f"field 'threshold.value' is {card.threshold.value}; a {card.kind} model's score is a "
+                             "probability: expected a number from 0 to 1")
+    if kind.per_category:
+        if not card.categories:
+            raise ModelCardError(f"field 'categories' is empty; a {card.kind} model has a memory bank per category")
+        if card.bank_rows is None or set(card.bank_rows) != set(card.categories):
+            raise ModelCardError(f"field 'bank_rows' is {_show(card.bank_rows)}; expected one row count per category "
+                                 f"({', '.join(card.categories)})")
+        if per is None or set(per) != set(card.categories):
+            raise ModelCardError(f"field 'threshold.per_category' names {_show(sorted(per or {}))}; expected one "
+                                 f"threshold per category ({', '.join(card.categories)})")
+    else:
+        if card.bank_rows is not None:
+            raise ModelCardError(f"field 'bank_rows' is {_show(card.bank_rows)}; a {card.kind} model has no memory banks")
+        if per is not None:
+            raise ModelCardError(f"field 'threshold.per_category' is set; a {card.kind} model has one threshold")
+    return card
+
+
 def _categories(f: _Fields) -> tuple[str, ...]:
     v = f.get("categories", [])
     if not isinstance(v, list) or len(v) > _MAX_CATEGORIES:
@@ -340,7 +371,7 @@ def _texts(f: _Fields, key: str) -> list[str]:
     v = f.get(key, [])
     if not isinstance(v, list) or len(v) > 20:
         raise f.fail(key, v, "a list of at most 20 strings")
-    return [str(_Fields({key: t}, f.where).text(key, 1000)) for t in v]
+    return [str(_Fields({f"{key}[{i}]": t}, f.where).text(f"{key}[{i}]", 1000)) for i, t in enumerate(v)]
 
 
 def _input(f: _Fields) -> InputSpec:
@@ -369,14 +400,14 @@ def _threshold(f: _Fields) -> Threshold:
         per = {}
         for c in p.raw:
             g = p.obj(p.name(c, c))
-            lo, hi = g.number("min"), g.number("max")
+            lo, hi = g.number("min", -_MAX_SCORE, _MAX_SCORE), g.number("max", -_MAX_SCORE, _MAX_SCORE)
             if hi < lo:
                 raise g.fail("max", hi, f"at least min ({lo})")
-            per[c] = CategoryThreshold(g.number("threshold"), lo, hi, str(g.text("note", 300, "")))
+            per[c] = CategoryThreshold(g.number("threshold", -_MAX_SCORE, _MAX_SCORE), lo, hi, str(g.text("note", 300, "")))
     method = f.get("method")
     if method not in ("f1", "youden", "fixed"):
         raise f.fail("method", method, "'f1', 'youden' or 'fixed'")
-    return Threshold(f.number("value"), method, str(f.text("chosen_on", 20, "val")), per)  # type: ignore[arg-type]
+    return Threshold(f.number("value", -_MAX_SCORE, _MAX_SCORE), method, str(f.text("chosen_on", 20, "val")), per)  # type: ignore[arg-type]
 
 
 _METRICS = ("roc_auc", "pr_auc", "f1", "precision", "recall", "accuracy", "category_accuracy")
