@@ -16,7 +16,8 @@ PY313 ?= $(shell for p in $$(command -v python3.13) $$HOME/.pyenv/versions/3.13*
 	"$$p" -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null && { echo "$$p"; break; }; done)
 COLAB_VENV ?= .venv-colab
 COLAB_PY := $(COLAB_VENV)/bin/python
-COLAB_TEST_TOOLS := pytest nbval papermill jupytext
+# gradio 6.24.0: Colab's runtime ships it (not in its published list); selenium drives tests/test_serve.py's browser.
+COLAB_TEST_TOOLS := pytest nbval papermill jupytext gradio==6.24.0 selenium
 
 .PHONY: venv colab-venv run test test-dev test-colab lint sync bench clean
 

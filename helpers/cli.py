@@ -1,4 +1,4 @@
-"""Command line: ``python -m helpers prepare|oneclass|train|export|predict|run-notebooks``.
+"""Command line: ``python -m helpers prepare|oneclass|train|labels|export|predict|serve|run-notebooks``.
 
 - ``prepare --data DIR --runs DIR``: notebook 00's steps; writes manifest.csv, split.csv,
   quarantine.csv, warnings.csv, dataset.json and the cache under RUNS_DIR; prints a summary.
@@ -9,6 +9,9 @@
   what the notebook writes. The torch ones also run under ``torchrun --nproc_per_node N`` (one process per
   GPU: DistributedDataParallel, each global batch split over the processes, rank 0 writes); ``multitask --mirrored``
   uses tf.distribute.MirroredStrategy over every GPU of the machine.
+- ``labels``: notebook 09, how many labels: the supervised classifier and the probe on nested label budgets, several
+  seeds each, against kNN and PatchCore (needs notebooks 01, 02, 03 and 06's outputs); prints the plan with its
+  estimated time before it starts, then the answer in words.
 - ``export --model DIR [--int8]``: writes ``model.onnx`` into a model folder (01, 03, 04 or 06) and checks it against the
   framework on the folder's own test images (max |Δ| and decisions at the card's threshold); ``--int8`` adds
   ``model.int8.onnx`` (calibrated on val good images) and prints the test AUROC change.
@@ -16,6 +19,10 @@
   [--heatmaps DIR] [--category C]``: one row per file (path, category when the path names one, score, decision at
   the stored threshold, the overlay written, and why a file was not scored). ``--heatmaps``: PatchCore's anomaly
   map or the classifiers' Grad-CAM over each image. Exits 1 only when nothing could be scored.
+- ``serve --model DIR [--host 127.0.0.1] [--port N] [--share] [--backend auto|onnx|framework]``: the inspector page
+  (Gradio): drop images, see each one's score, decision, predicted category and map, a threshold slider, and the model
+  card in words. Scores with ``predict``'s code. Listens on 127.0.0.1 unless told otherwise; a public link only
+  with ``--share``.
 - ``run-notebooks``: executes every notebook in ``notebooks/`` in order (papermill) into
   ``RUNS_DIR/executed/``.
 """
@@ -26,6 +33,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from .core import layout
 from .errors import UserError
@@ -134,6 +142,28 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _labels(args: argparse.Namespace) -> int:
+    from .core.config import get_config
+    from .data.prepare import load_prepared
+    from .models import backbones
+    from .training.recipes import LabelBudgetRecipe, scaled
+    from .workflows import labels
+
+    started = time.time()
+    cfg = get_config(profile=args.profile, data_dir=args.data, runs_dir=args.runs)
+    prepared = load_prepared(cfg)
+    recipe = scaled(LabelBudgetRecipe(), cfg.profile)
+    todo = labels.plan(prepared, recipe)
+    seconds, measured = labels.estimate_seconds(prepared, todo)
+    print(f"{len(todo)} fits; the supervised ones estimated at {seconds / 60:.1f} min ({measured})")
+    choice, _ = backbones.resolve(args.backbone, "resnet50")
+    result = labels.run(prepared, recipe, backbone=choice, progress=True)
+    labels.write_outputs(prepared, result, started)
+    print("\n".join(result.summary["in words"]) or "no reference to compare with: run notebooks 03 and 06 first")
+    print(f"written: {layout.artefact(cfg.runs_dir, layout.LABELS, layout.LABEL_RUNS)}")
+    return 0
+
+
 def _int8(folder: Path) -> None:
     from .deploy.checks import record_int8_quality
     from .deploy.export import quantize_int8
@@ -190,15 +220,52 @@ def _predict(args: argparse.Namespace) -> int:
     return 0 if len(scored) else 1
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from .deploy.serve import launch
+
+    if args.share:
+        print("--share: Gradio makes a public link to this page; anyone with it can upload images to this machine.")
+    launch(args.model, host=args.host, port=args.port, share=args.share, backend=args.backend)
+    return 0
+
+
 _BACKBONE_HELP = ("auto (default: the study's network with ImageNet weights, downloaded or in torch's hub cache; "
                   "offline, loudly, EfficientNet-Lite0), a network's name (resnet50, wide_resnet50_2, resnet18, "
                   "efficientnet_lite0), or NAME:random")
 
 
+def _deploy_commands(sub: Any) -> None:
+    """The commands that use a model folder: export, predict, serve."""
+    SUPERVISED = layout.SUPERVISED
+    e = sub.add_parser("export", help="ONNX export of a model folder (01, 03, 04 or 06) with a parity check")
+    e.add_argument("--model", required=True, help=f"a model notebook's folder (01, 03, 04 or 06), e.g. runs/{SUPERVISED}")
+    e.add_argument("--check", type=int, default=64, help="test images for the parity check (default 64)")
+    e.add_argument("--int8", action="store_true",
+                   help="also write model.int8.onnx (static quantisation calibrated on the val good images)")
+    e.set_defaults(func=_export)
+    d = sub.add_parser("predict", help="score image files and folders with a model folder")
+    d.add_argument("--model", required=True, help=f"a model notebook's folder (01, 03, 04 or 06), e.g. runs/{SUPERVISED}")
+    d.add_argument("inputs", nargs="+", help="image files and/or folders (searched recursively)")
+    d.add_argument("--out", default="predictions.csv", help="CSV to write (default predictions.csv)")
+    d.add_argument("--backend", choices=["onnx", "onnx-int8", "framework"], default="onnx",
+                   help="onnx (needs `export` first; default), onnx-int8 (`export --int8`) or framework (torch/Keras)")
+    d.add_argument("--batch-size", type=int, default=32)
+    d.add_argument("--heatmaps", metavar="DIR", help="write an overlay PNG per scored image into DIR: PatchCore's "
+                                                     "anomaly map, or Grad-CAM toward 'defective' for the classifiers")
+    d.add_argument("--category", help="PatchCore: the category of every input (default: from each path's folders)")
+    d.set_defaults(func=_predict)
+    s = sub.add_parser("serve", help="the inspector page: a model folder in the browser (Gradio)")
+    s.add_argument("--model", required=True, help=f"a model notebook's folder (01, 03, 04 or 06), e.g. runs/{SUPERVISED}")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    s.add_argument("--port", type=int, default=None, help="port (default: Gradio's first free one from 7860)")
+    s.add_argument("--share", action="store_true", help="also a public Gradio link (off unless asked)")
+    s.add_argument("--backend", choices=["auto", "onnx", "onnx-int8", "framework"], default="auto",
+                   help="auto (default): ONNX when the folder was exported, else the framework")
+    s.set_defaults(func=_serve)
+
+
 def main(argv: list[str] | None = None) -> int:
     from .workflows.commands import TRAINABLE
-
-    SUPERVISED = layout.SUPERVISED
 
     parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -226,23 +293,13 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--mirrored", action="store_true",
                    help="multitask: tf.distribute.MirroredStrategy over every GPU (each batch split over them)")
     t.set_defaults(func=_train)
-    e = sub.add_parser("export", help="ONNX export of a model folder (01, 03, 04 or 06) with a parity check")
-    e.add_argument("--model", required=True, help=f"a model notebook's folder (01, 03, 04 or 06), e.g. runs/{SUPERVISED}")
-    e.add_argument("--check", type=int, default=64, help="test images for the parity check (default 64)")
-    e.add_argument("--int8", action="store_true",
-                   help="also write model.int8.onnx (static quantisation calibrated on the val good images)")
-    e.set_defaults(func=_export)
-    d = sub.add_parser("predict", help="score image files and folders with a model folder")
-    d.add_argument("--model", required=True, help=f"a model notebook's folder (01, 03, 04 or 06), e.g. runs/{SUPERVISED}")
-    d.add_argument("inputs", nargs="+", help="image files and/or folders (searched recursively)")
-    d.add_argument("--out", default="predictions.csv", help="CSV to write (default predictions.csv)")
-    d.add_argument("--backend", choices=["onnx", "onnx-int8", "framework"], default="onnx",
-                   help="onnx (needs `export` first; default), onnx-int8 (`export --int8`) or framework (torch/Keras)")
-    d.add_argument("--batch-size", type=int, default=32)
-    d.add_argument("--heatmaps", metavar="DIR", help="write an overlay PNG per scored image into DIR: PatchCore's "
-                                                     "anomaly map, or Grad-CAM toward 'defective' for the classifiers")
-    d.add_argument("--category", help="PatchCore: the category of every input (default: from each path's folders)")
-    d.set_defaults(func=_predict)
+    lb = sub.add_parser("labels", help="how many labels: supervised and probe on nested label budgets (notebook 09)")
+    lb.add_argument("--data", help="MVTec AD root (default: what notebook 00 prepared under RUNS_DIR)")
+    lb.add_argument("--runs", help="output folder (default: RUNS_DIR or ./runs)")
+    lb.add_argument("--profile", help="full | quick | smoke (default: DEFECTS_PROFILE)")
+    lb.add_argument("--backbone", default="auto", help=_BACKBONE_HELP + " (the supervised model's; the probe uses 02's)")
+    lb.set_defaults(func=_labels)
+    _deploy_commands(sub)
     r = sub.add_parser("run-notebooks", help="execute every notebook in order into RUNS_DIR/executed")
     r.add_argument("--runs", help="output folder (default: RUNS_DIR or ./runs)")
     r.add_argument("--only", nargs="*", help="notebook number prefixes to run, e.g. 00 01")

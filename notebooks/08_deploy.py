@@ -214,7 +214,21 @@ for stem, table in tables.items():
     fig.suptitle(stem, fontsize=9); plt.tight_layout(); plt.show()
 
 # %% [markdown]
-# ## 6 · What the model card does not know
+# ## 6 · The inspector page: try a model without writing code
+#
+# `python -m helpers serve --model DIR` opens a page where anyone on the line can drop photos and see each one's
+# score, the decision at the card's threshold (a slider re-decides without scoring again), the predicted category
+# (Keras), where the model looks, and the card in words. It scores with `predict`'s code, so the numbers are
+# the same. Here it runs inline on PatchCore's folder (the category comes from a file's name, e.g.
+# `bottle_001.png`, or from the menu). It listens on this machine only; a public link only when asked
+# (`--share`).
+
+# %%
+from helpers.deploy import serve
+page = serve.in_notebook(folders.get(layout.PATCHCORE) or next(iter(folders.values())))
+
+# %% [markdown]
+# ## 7 · What the model card does not know
 #
 # The threshold was chosen on this dataset's `val` images. A new camera, lighting, background or resolution
 # shifts every score: re-check the threshold on a few known-good images before trusting the decisions. A kind
