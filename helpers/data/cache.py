@@ -22,9 +22,9 @@ import pandas as pd
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .images import load_mask, load_rgb
-from ..core.env import io_workers
 from ..core import layout
+from ..core.env import io_workers
+from .images import load_mask, load_rgb
 
 __all__ = ["CACHE_VERSION", "manifest_hash", "load_resized", "ImageCache", "build_cache", "open_cache"]
 

@@ -19,9 +19,10 @@ from pathlib import Path, PurePosixPath
 
 from tqdm.auto import tqdm
 
-from ..errors import ChecksumError, IncompleteDownloadError, DownloadError, UnsafeArchiveError
+from ..errors import ChecksumError, DownloadError, IncompleteDownloadError, UnsafeArchiveError
+
 __all__ = ["MVTEC_URLS", "MVTEC_URL", "MVTEC_PAGE", "ARCHIVE_NAME", "MIN_FREE_BYTES", "MVTEC_SHA256",
-           "LICENCE_NOTICE", "ARCHIVE_SUFFIXES", 
+           "LICENCE_NOTICE", "ARCHIVE_SUFFIXES",
            "sha256sum",
            "verify_checksum", "download_file", "check_free_space", "fetch_archive", "safe_extract", "download_mvtec",
            "extract_archives"]

@@ -14,15 +14,13 @@ from typing import Any
 
 import pandas as pd
 
-from ..errors import PreparedStateError
-from ..core import files
+from ..core import files, layout
+from ..core.config import KNOWN_DATA_PLACES, Config, get_config
+from ..errors import DatasetLayoutError, PreparedStateError
 from . import synthetic
 from .cache import ImageCache, build_cache, manifest_hash
-from ..core.config import KNOWN_DATA_PLACES, Config, get_config
 from .scan import ScanResult, describe_layout_problem, looks_like_mvtec_root, read_manifest, scan_mvtec
-from ..errors import DatasetLayoutError
 from .split import check_leakage, ensure_split
-from ..core import layout
 
 
 @dataclass

@@ -15,7 +15,6 @@ Layout expected under the root::
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 from concurrent.futures import ThreadPoolExecutor
@@ -24,12 +23,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import Image
 from tqdm.auto import tqdm
 
-from ..errors import DatasetLayoutError
 from ..core.env import io_workers
 from ..core.files import is_valid_utf8_name, printable_name
+from ..errors import DatasetLayoutError
 from .images import SYSTEM_FILES, inspect_image, judge_mask
 
 __all__ = ["MVTEC_CATEGORIES", "TEXTURE_CATEGORIES", "GRAYSCALE_CATEGORIES", "MANIFEST_COLUMNS", "QUARANTINE_COLUMNS",

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import LeakageError, SplitMismatchError
 from ..core import files
+from ..errors import LeakageError, SplitMismatchError
 
 __all__ = ["SPLITS", "SPLIT_COLUMNS", "MIN_STRATUM", "make_split",
            "standard_protocol", "check_leakage", "split_counts", "split_hash", "write_split", "read_split", "ensure_split"]

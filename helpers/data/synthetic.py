@@ -25,17 +25,17 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 from tqdm.auto import tqdm
 
-from .scan import GRAYSCALE_CATEGORIES, MVTEC_CATEGORIES
 from ..core import layout
+from .scan import GRAYSCALE_CATEGORIES, MVTEC_CATEGORIES
 
 if TYPE_CHECKING:
     import pandas as pd

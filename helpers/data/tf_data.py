@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .cache import ImageCache
 from ..core.env import load_torch_before_tensorflow
+from .cache import ImageCache
 
 load_torch_before_tensorflow()
 import tensorflow as tf  # noqa: E402

@@ -12,8 +12,8 @@ Items are dicts: ``image`` (C×H×W float tensor, or a pair for two views), ``la
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 
 import albumentations as A
 import cv2
@@ -23,8 +23,8 @@ import torch
 from albumentations.pytorch import ToTensorV2
 from torch.utils.data import DataLoader, Dataset
 
-from .cache import ImageCache
 from ..core.config import IMAGENET_MEAN, IMAGENET_STD
+from .cache import ImageCache
 from .images import load_rgb
 
 __all__ = ["AUGMENTATIONS", "train_transform", "eval_transform", "simclr_transform", "TwoViews", "category_names", "MVTecDataset",
