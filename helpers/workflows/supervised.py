@@ -147,7 +147,8 @@ def run(prepared: Prepared, recipe: SupervisedRecipe | None = None, backbone: st
     do_write = write and not shuffled_labels and distributed.is_main()
     run = write_scored(
         prepared, stem, APPROACH + (" (SHUFFLED LABELS control)" if shuffled_labels else ""), scores,
-        labels=labels_used(prepared, len(sets[0]), False, "early stopping (val loss), best epoch, threshold"),
+        labels=labels_used(prepared, len(sets[0]), False,
+                           f"early stopping and best epoch ({recipe.monitor.replace('_', ' ')}), threshold"),
         started=started, threshold_method=recipe.threshold_method, write=do_write, out_dir=folder,
         extra={**choice.as_dict(), "recipe": asdict(recipe), "best_epoch": result.best_epoch,
                "stopped_early": result.stopped_early, "epochs_run": len(result.history)},
