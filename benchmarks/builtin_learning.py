@@ -63,7 +63,7 @@ def main() -> None:
         t0 = time.time()
         if a.model == "supervised":
             from helpers.workflows import supervised
-            run = supervised.run(prep, recipe, pretrained=False, write=False, progress=False)
+            run = supervised.run(prep, recipe, backbone="resnet50:random", write=False, progress=False)
         else:
             from helpers.workflows import multitask
             run = multitask.run(prep, recipe, out_dir=Path(tmp) / "keras", write_metrics=False, verbose=0)
