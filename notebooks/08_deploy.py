@@ -206,6 +206,9 @@ pd.DataFrame({stem: t.set_index("path")["decision"] for stem, t in tables.items(
 # %%
 for stem, table in tables.items():
     scored = table[table["problem"] == ""].reset_index(drop=True)
+    if scored.empty:
+        print(f"{stem}: no image scored, so no map to draw (each file's reason is in its table above)")
+        continue
     fig, axes = plt.subplots(1, len(scored), figsize=(3.2 * len(scored), 1.9), squeeze=False)
     for ax, row in zip(axes[0], scored.itertuples()):
         ax.imshow(plt.imread(row.heatmap)); ax.axis("off")

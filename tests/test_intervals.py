@@ -148,3 +148,10 @@ def test_against_chance_says_what_the_interval_allows():
     assert "not told apart from chance" in Interval(0.55, 0.45, 0.65).against_chance()
     assert "below chance" in Interval(0.3, 0.2, 0.4).against_chance()
     assert "no interval" in Interval(0.5, float("nan"), float("nan")).against_chance()
+
+
+def test_no_maps_give_an_empty_table_not_an_error():
+    from helpers.evaluation.intervals import MAP_METRICS, summarise_map_draws
+
+    table = summarise_map_draws({})
+    assert table.empty and list(table.columns)[0] == "category" and len(table.columns) == 1 + 2 * len(MAP_METRICS)

@@ -326,6 +326,9 @@ def summarise_map_draws(draws: dict[str, dict[str, np.ndarray]]) -> pd.DataFrame
     """The intervals of :func:`map_draws` per category and for the mean over categories (the categories are
     resampled independently, so the mean's draws are the mean of theirs; a metric a category cannot have, e.g. a
     pointing game without defective images, leaves that category out of the mean, as the value does)."""
+    columns = ["category", *(f"{k}_{e}" for k in MAP_METRICS for e in ("low", "high"))]
+    if not draws:                 # no category with maps to score (e.g. no test image has a mask)
+        return pd.DataFrame(columns=columns)
     rows = [{"category": cat, **{f"{k}_{end}": v for k in MAP_METRICS for end, v in zip(("low", "high"), _percentiles(d[k]))}}
             for cat, d in draws.items()]
     mean: dict[str, object] = {"category": MEAN_ROW}
@@ -334,7 +337,7 @@ def summarise_map_draws(draws: dict[str, dict[str, np.ndarray]]) -> pd.DataFrame
         keep = np.isfinite(stacked).mean(1) >= 0.99
         lo_hi = _percentiles(np.nanmean(stacked[keep], 0)) if keep.any() else (math.nan, math.nan)
         mean.update({f"{k}_low": lo_hi[0], f"{k}_high": lo_hi[1]})
-    return pd.DataFrame([*rows, mean], columns=["category", *(f"{k}_{e}" for k in MAP_METRICS for e in ("low", "high"))])
+    return pd.DataFrame([*rows, mean], columns=columns)
 
 
 def map_intervals(maps: Iterable[np.ndarray], masks: Iterable[np.ndarray], categories: Iterable[str],
