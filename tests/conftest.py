@@ -13,9 +13,18 @@ from helpers.core.env import load_torch_before_tensorflow
 
 load_torch_before_tensorflow()  # test modules import TensorFlow at collection (see the docstring)
 
+#: Seconds nbval waits for each output message of a finished notebook cell (its hard-coded default: 5). A notebook
+#: that draws a large figure on a busy 2-core machine can take longer to send it, and the cell then failed with
+#: "Timeout of 5 seconds exceeded waiting for output" although it ran; the cell's own limit is unchanged.
+NBVAL_OUTPUT_TIMEOUT = 60
+
+
 def pytest_collection_modifyitems(items):
-    """Notebook runs (nbval items) are slow: ``-m "not slow"`` leaves them out with the learning tests."""
+    """Notebook runs (nbval items) are slow: ``-m "not slow"`` leaves them out with the learning tests. They wait
+    :data:`NBVAL_OUTPUT_TIMEOUT` s for a finished cell's output."""
     for item in items:
+        if hasattr(item, "output_timeout"):
+            item.output_timeout = NBVAL_OUTPUT_TIMEOUT
         if item.path.suffix == ".ipynb":
             item.add_marker(pytest.mark.slow)
 
@@ -68,3 +77,4 @@ def prepare_learnable(base: Path, categories: tuple[str, ...], size: int = 64):
     cfg = config.with_profile(config.get_config("smoke", data_dir=root, runs_dir=base / "runs"),
                               image_size=size, tf_image_size=size, max_train_images=None)
     return prepare.prepare(cfg, progress=False)
+
