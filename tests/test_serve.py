@@ -2,9 +2,13 @@
 re-decides without re-scoring, and does all of it in a real browser (Debian's headless Chromium via Selenium)."""
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import socket
+import subprocess
+import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -19,7 +23,11 @@ from helpers.data.synthetic import render_image
 from helpers.deploy import serve
 from helpers.deploy.predict import Predictor, predict
 
-pytest.importorskip("gradio", reason="the inspector page needs gradio (requirements-dev.txt installs it)")
+# gradio is not imported into the test process: with a Gradio server started in it, a later notebook under nbval in
+# the same pytest session waited in vain for its cell's output. The page runs as `python -m helpers serve` instead.
+if importlib.util.find_spec("gradio") is None:
+    pytest.skip("the inspector page needs gradio (requirements-dev.txt installs it)", allow_module_level=True)
+ROOT = Path(__file__).resolve().parents[1]
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -146,7 +154,7 @@ def _wait(driver, condition, what: str, seconds: float = 180) -> None:
 
 
 @pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
-def test_the_page_in_a_real_browser(model_dir, uploads):
+def test_the_page_in_a_real_browser(model_dir, uploads, tmp_path):
     """Headless Chromium loads the page, uploads real and generated photos and two bad files, reads the scores and
     decisions back from the page (they are predict's), sees the bad files' reasons, and the server answers again."""
     if not (CHROMIUM and CHROMEDRIVER):
@@ -161,10 +169,24 @@ def test_the_page_in_a_real_browser(model_dir, uploads):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    app = serve.launch(model_dir, port=port, block=False)
+    url = f"http://127.0.0.1:{port}/"
+    log = tmp_path / "serve.log"
+    with open(log, "w") as out:
+        server = subprocess.Popen([sys.executable, "-m", "helpers", "serve", "--model", str(model_dir), "--port",
+                                   str(port)], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    started = time.time()
+    while True:                                       # the CLI's server answers within a minute or two
+        try:
+            with urllib.request.urlopen(url, timeout=5):
+                break
+        except OSError:
+            if server.poll() is not None or time.time() - started > 240:
+                server.kill()
+                pytest.fail(f"`python -m helpers serve` did not answer at {url}: {log.read_text()[-2000:]}")
+            time.sleep(1)
     driver = _browser()
     try:
-        driver.get(app.local_url)
+        driver.get(url)
         _wait(driver, lambda d: "Trained on" in (d.find_element(By.TAG_NAME, "body").text), "the page to load")
         assert "Trained on" in driver.find_element(By.ID, "card").text
         n_good = len(uploads) - 2
@@ -179,7 +201,7 @@ def test_the_page_in_a_real_browser(model_dir, uploads):
                 assert abs(float(row["score"]) - float(want_score[row["file"]])) <= 1e-6, row.to_dict()
                 assert row["decision"] == want_decision[row["file"]] and row["problem"] == ""
         assert "too large (900,000,000 px declared" in shown.set_index("file").loc["huge.png", "problem"]
-        with urllib.request.urlopen(app.local_url, timeout=30) as response:     # the server still answers
+        with urllib.request.urlopen(url, timeout=30) as response:     # the server still answers
             assert response.status == 200
         driver.find_element(By.CSS_SELECTOR, "#uploads button[aria-label='Clear']").click()   # and scores again
         again = _score_in_browser(driver, [uploads["generated_0.png"]], "1 scored")
@@ -187,4 +209,5 @@ def test_the_page_in_a_real_browser(model_dir, uploads):
         assert abs(float(again["score"].iloc[0]) - float(want_score["generated_0.png"])) <= 1e-6
     finally:
         driver.quit()
-        app.close()
+        server.terminate()
+        server.wait(timeout=60)

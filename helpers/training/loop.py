@@ -188,13 +188,20 @@ def _oom_message(batch: dict, b: int, desc: str, device: torch.device) -> str:
             "(another notebook: Runtime > Disconnect and delete runtime).")
 
 
+#: Epochs with fewer batches than this show no batch progress bar (the epoch lines still show progress).
+MIN_BATCHES_FOR_BAR = 10
+
+
 def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loader, train_step: StepFn, scheduler,
                  scheduler_step: str, clip_grad: float | None, n_batches: int, desc: str, progress: bool) -> list[float]:
     """One pass of ``train_step`` over at most ``n_batches`` batches; the batch losses."""
     model.train()
     device = next(model.parameters()).device
     losses: list[float] = []
-    bar = tqdm(loader, total=n_batches, desc=desc, disable=not progress or not distributed.is_main(), leave=False)
+    # an epoch of a few batches (the probe's head: hundreds of one-batch epochs) gets no bar of its own: in a notebook
+    # each bar is a widget, and hundreds of them overflow the kernel's output channel (nbval then waits in vain)
+    quiet = not progress or n_batches < MIN_BATCHES_FOR_BAR or not distributed.is_main()
+    bar = tqdm(loader, total=n_batches, desc=desc, disable=quiet, leave=False)
     for b, batch in enumerate(bar):
         if b >= n_batches:
             break
