@@ -42,17 +42,22 @@ class LabelRun:
     backbone: str
 
 
+def _subsets(train: pd.DataFrame, fractions: tuple[float, ...], n_seeds: int, base_seed: int
+             ) -> list[tuple[int, float, pd.DataFrame]]:
+    """Every (seed, budget, subset) of one approach: the nested budgets drawn once per seed."""
+    return [(base_seed + s, f, sub) for s in range(n_seeds)
+            for f, sub in nested_budgets(train, fractions, base_seed + s).items()]
+
+
 def plan(prepared: Any, recipe: LabelBudgetRecipe) -> pd.DataFrame:
     """Every fit notebook 09 will make: approach, budget, seed, and the subset's size (before anything trains)."""
     rows = []
     train = prepared.frame("train")
     for approach, fractions, n_seeds in ((SUPERVISED, recipe.supervised_fractions, recipe.supervised_seeds),
                                          (PROBE, recipe.probe_fractions, recipe.probe_seeds)):
-        for s in range(n_seeds):
-            seed = prepared.cfg.seed + s
-            for f, subset in nested_budgets(train, fractions, seed).items():
-                rows.append({"approach": approach, "fraction": f, "seed": seed, "labelled": len(subset),
-                             "labelled_defective": int(subset["label"].sum())})
+        for seed, f, subset in _subsets(train, fractions, n_seeds, prepared.cfg.seed):
+            rows.append({"approach": approach, "fraction": f, "seed": seed, "labelled": len(subset),
+                         "labelled_defective": int(subset["label"].sum())})
     return pd.DataFrame(rows)
 
 
@@ -127,10 +132,9 @@ def _probe_runs(prepared: Any, recipe: LabelBudgetRecipe, progress: bool) -> lis
     feats, frames = P._probe_features(prepared, encoder, probe_recipe, train, (entry.mean, entry.std))
     position = {p: i for i, p in enumerate(frames["labelled"].frame["path"])}
     rows = []
-    todo = [(s, f, sub) for s in range(recipe.probe_seeds)
-            for f, sub in nested_budgets(train, recipe.probe_fractions, cfg.seed + s).items()]
-    for s, f, subset in tqdm(todo, desc="probe: budgets × seeds", disable=not progress):
-        t0, seed = time.time(), cfg.seed + s
+    todo = _subsets(train, recipe.probe_fractions, recipe.probe_seeds, cfg.seed)
+    for seed, f, subset in tqdm(todo, desc="probe: budgets × seeds", disable=not progress):
+        t0 = time.time()
         if subset["label"].nunique() < 2:
             rows.append(_skipped(PROBE, f, seed, subset))
             continue
@@ -161,14 +165,13 @@ def _supervised_runs(prepared: Any, recipe: LabelBudgetRecipe, choice: backbones
     own_extra = (own_record or {}).get("extra", {})
     same = own is not None and own_extra.get("recipe") == asdict(sup_recipe) and own_extra.get("backbone") == choice.key
     rows = []
-    todo = [(s, f, sub) for s in range(recipe.supervised_seeds)
-            for f, sub in nested_budgets(train, recipe.supervised_fractions, cfg.seed + s).items()]
-    for s, f, subset in tqdm(todo, desc="supervised: budgets × seeds", disable=not progress):
-        t0, seed = time.time(), cfg.seed + s
+    todo = _subsets(train, recipe.supervised_fractions, recipe.supervised_seeds, cfg.seed)
+    for seed, f, subset in tqdm(todo, desc="supervised: budgets × seeds", disable=not progress):
+        t0 = time.time()
         if subset["label"].nunique() < 2:
             rows.append(_skipped(SUPERVISED, f, seed, subset))
             continue
-        if f == 1.0 and s == 0 and same and own is not None:
+        if f == 1.0 and seed == cfg.seed and same and own is not None:
             rows.append(_row(SUPERVISED, f, seed, subset, own[own["split"] == "test"], t0, "notebook 01's run"))
             continue
         fitted = supervised.run(prepared, sup_recipe, backbone=choice, write=False, progress=False,
