@@ -24,11 +24,13 @@
 #   the supervised classifier's hidden layer (its head's 512 units: what its last layer separates) and the SimCLR
 #   encoder's pooled features — coloured by category and by good/defective. Silhouette scores are computed in the
 #   *original* feature space (t-SNE distorts distances), so they are numbers you can compare.
-# - **Class-activation maps** toward "defective": **HiResCAM** (Draelos & Carin 2020; the `grad-cam` package) over
-#   the backbone's stride-8 and stride-16 stages for the supervised classifier and the linear probe, and over the
-#   last Conv2D for the Keras model (`tf.GradientTape`). *Our choice*, measured against the study's Grad-CAM at the
-#   last stage in section 4: Grad-CAM averages each channel's gradient over the image, and at stride 32 a 128 px
-#   input leaves a 4×4 map — its peak rarely lands on a small defect.
+# - **Class-activation maps** toward "defective": **HiResCAM** (Draelos & Carin 2020; the `grad-cam` package) of the
+#   log-odds of "defective" (what the score ranks by) over the backbone's stride-4, 8 and 16 stages, averaged over
+#   the image and its two mirror images, for the supervised classifier and the linear probe; over the last Conv2D
+#   for the Keras model (`tf.GradientTape`). *Our choice*, measured against the study's Grad-CAM of the defective
+#   logit at the last stage in section 4: Grad-CAM averages each channel's gradient over the image, at stride 32 a
+#   128 px input leaves a 4×4 map whose peak rarely lands on a small defect, and one view's noise averages out over
+#   three.
 # - **Localisation, measured** — what neither study did: for each defective `test` image with a mask, the
 #   pixel AUROC of the CAM (upsampled to the mask) and the pointing game (is the CAM's maximum inside
 #   the mask?), per model and category.
@@ -173,11 +175,13 @@ for m in models:
 # as the mean over categories. Chance: 0.5 for the AUROC, about 0.15 for AU-PRO (a random map's PRO ≈ FPR),
 # the defect's area fraction for the pointing game.
 #
-# ### Which maps: chosen on `val`, never on `test`
+# ### Which maps: never chosen on `test`
 #
-# The studies took Grad-CAM at the network's last stage. The series takes HiResCAM at the stride-8 and stride-16
-# stages (the stages PatchCore pools). The comparison behind that choice, on the `val` images' masks — the
-# model's `test` images never chose anything:
+# The studies took Grad-CAM of the defective logit at the network's last stage. The series takes HiResCAM of the
+# log-odds at the stride-4, 8 and 16 stages, averaged over three mirror views — chosen on the built-in data's
+# defective `train` and `val` images (101; `val` alone has 15, too few to tell settings apart; the whole comparison
+# is `benchmarks/cam_choice.py`, its numbers in `docs/benchmarks.md`). Here the two side by side on this run's `val`
+# masks; the `test` images never chose anything:
 
 # %%
 display(explain.compare_cams(models, prep, "val").round(3))

@@ -95,6 +95,63 @@ def test_torch_gradcam_shape_range_and_input_dependence(planted):
     assert all(not p.requires_grad for n, p in model.named_parameters() if ".stem." in n)  # frozen stays frozen
 
 
+class _ConvPoolLinear(torch.nn.Module):
+    """A map-preserving convolution, global average pooling and a two-logit linear head: the model whose class
+    activation map has a closed form (its head's weights on the convolution's channels)."""
+
+    def __init__(self, seed: int = 0):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.head = torch.nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.conv(x).mean((2, 3)))
+
+
+def test_log_odds_target_is_the_softmax_log_odds():
+    out = torch.tensor([[0.3, 2.0], [1.5, -0.5]])
+    np.testing.assert_allclose(gradcam.LogOdds(1)(out[0]), 1.7, atol=1e-6)           # two logits: their difference
+    three = torch.tensor([0.2, 1.0, -0.7])
+    p = torch.softmax(three, 0)[1]
+    np.testing.assert_allclose(gradcam.LogOdds(1)(three), torch.log(p / (1 - p)), atol=1e-6)
+    assert float(gradcam.LogOdds(1)(torch.tensor([0.8]))) == pytest.approx(0.8)       # one output: its logit
+
+
+def test_hirescam_of_the_log_odds_is_the_class_activation_map_of_the_weight_difference():
+    model = _ConvPoolLinear()
+    x = torch.randn(2, 3, 12, 12, generator=torch.Generator().manual_seed(1))
+    maps = gradcam.torch_gradcam(model, x, model.conv, views=("identity",))
+    w = model.head.weight.detach()
+    with torch.no_grad():
+        expected = torch.relu(torch.einsum("c,nchw->nhw", w[1] - w[0], model.conv(x))).numpy()
+    lo = expected.min(axis=(1, 2), keepdims=True)
+    expected = (expected - lo) / (expected.max(axis=(1, 2), keepdims=True) - lo)
+    np.testing.assert_allclose(maps, expected, atol=1e-4)
+    logit = gradcam.torch_gradcam(model, x, model.conv, views=("identity",), target="logit")
+    assert np.abs(logit - maps).max() > 0.05            # the defective logit alone explains something else
+
+
+def test_mirror_views_are_mapped_back_and_averaged():
+    model = _ConvPoolLinear(3)
+    x = torch.randn(1, 3, 10, 14, generator=torch.Generator().manual_seed(2))
+    alone = gradcam.torch_gradcam(model, x, model.conv, views=("identity",))
+    h = gradcam.torch_gradcam(model, x, model.conv, views=("hflip",))
+    v = gradcam.torch_gradcam(model, x, model.conv, views=("vflip",))
+    def seen(image: torch.Tensor) -> np.ndarray:
+        return gradcam.torch_gradcam(model, image, model.conv, views=("identity",))
+
+    np.testing.assert_allclose(h, seen(torch.flip(x, [-1]))[..., ::-1], atol=1e-5)
+    np.testing.assert_allclose(v, seen(torch.flip(x, [-2]))[..., ::-1, :], atol=1e-5)
+    both = gradcam.torch_gradcam(model, x, model.conv)          # the default: all three views
+    mean = (alone + h + v) / 3
+    np.testing.assert_allclose(both, (mean - mean.min()) / (mean.max() - mean.min()), atol=1e-5)
+    with pytest.raises(ValueError, match="views"):
+        gradcam.torch_gradcam(model, x, model.conv, views=("rotate",))
+    with pytest.raises(ValueError, match="target"):
+        gradcam.torch_gradcam(model, x, model.conv, target="probability")
+
+
 def test_keras_gradcam_shape_range_and_input_dependence(planted):
     keras = pytest.importorskip("keras")
     from helpers.models.multitask import build_multitask

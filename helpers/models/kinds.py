@@ -20,11 +20,14 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from ..data.preprocessing import InputSpec
+
+if TYPE_CHECKING:
+    from ..explain.gradcam import CamSetting
 
 __all__ = ["Scores", "ModelKind", "KINDS", "SUPERVISED", "SIMCLR", "PROBE", "MULTITASK", "PATCHCORE", "get", "of_file"]
 
@@ -123,11 +126,9 @@ class ModelKind:
         return f"torch.onnx.export(dynamo=True, opset {opset}), torch {torch.__version__}"
 
     # --- explaining ------------------------------------------------------------------------------------------------
-    def gradcam(self, model: Any, batch: np.ndarray, method: str | None = None,
-                stages: tuple[str, ...] | None = None) -> np.ndarray | None:
-        """Class-activation maps toward "defective" (N×H×W in [0, 1]; ``method``: one of
-        :data:`helpers.explain.gradcam.METHODS`, default HiResCAM; ``stages``: the backbone stages to take them at,
-        default its registry entry's); None for a model without a classifier."""
+    def gradcam(self, model: Any, batch: np.ndarray, setting: CamSetting | None = None) -> np.ndarray | None:
+        """Class-activation maps toward "defective" (N×H×W in [0, 1]; ``setting``: how, default the series'
+        :class:`helpers.explain.gradcam.CamSetting`); None for a model without a classifier."""
         return None
 
     def features(self, model: Any, batch: np.ndarray) -> np.ndarray | None:
@@ -153,12 +154,15 @@ def _torch_blob(path: str | os.PathLike, kind: ModelKind | None = None) -> dict[
     return blob
 
 
-def _torch_gradcam(model: Any, target: Any, batch: np.ndarray, method: str | None) -> np.ndarray:
+def _torch_gradcam(model: Any, net: Any, batch: np.ndarray, setting: CamSetting | None) -> np.ndarray:
+    """``setting``'s maps of a torch classifier whose backbone is ``net`` (a :class:`~.backbones.StagedNet`)."""
     import torch
 
-    from ..explain.gradcam import DEFAULT_METHOD, torch_gradcam
+    from ..explain.gradcam import CamSetting, torch_gradcam
 
-    return torch_gradcam(model, torch.from_numpy(batch), target, target_class=1, method=method or DEFAULT_METHOD)
+    s = setting or CamSetting()
+    return torch_gradcam(model, torch.from_numpy(batch), _cam_layers(net, s.stages), target_class=1, method=s.method,
+                         views=s.views, target=s.target)
 
 
 def _torch_features(module: Any, batch: np.ndarray) -> np.ndarray:
@@ -190,9 +194,8 @@ class _Supervised(ModelKind):
 
         return Classifier(_backbone(meta))
 
-    def gradcam(self, model: Any, batch: np.ndarray, method: str | None = None,
-                stages: tuple[str, ...] | None = None) -> np.ndarray:
-        return _torch_gradcam(model, _cam_layers(model.backbone, stages), batch, method)
+    def gradcam(self, model: Any, batch: np.ndarray, setting: CamSetting | None = None) -> np.ndarray:
+        return _torch_gradcam(model, model.backbone, batch, setting)
 
     def features(self, model: Any, batch: np.ndarray) -> np.ndarray:
         """The head's hidden layer (Linear → ReLU → BatchNorm: what its last layer separates), our choice over the
@@ -222,9 +225,8 @@ class _Probe(ModelKind):
 
         return LinearProbe(_backbone(meta))
 
-    def gradcam(self, model: Any, batch: np.ndarray, method: str | None = None,
-                stages: tuple[str, ...] | None = None) -> np.ndarray:
-        return _torch_gradcam(model, _cam_layers(model.encoder, stages), batch, method)
+    def gradcam(self, model: Any, batch: np.ndarray, setting: CamSetting | None = None) -> np.ndarray:
+        return _torch_gradcam(model, model.encoder, batch, setting)
 
 
 class _Multitask(ModelKind):
@@ -262,12 +264,11 @@ class _Multitask(ModelKind):
             model.export(str(path), format="onnx", verbose=False)
         return f"keras Model.export(format='onnx') (tf2onnx), keras {keras.__version__}"
 
-    def gradcam(self, model: Any, batch: np.ndarray, method: str | None = None,
-                stages: tuple[str, ...] | None = None) -> np.ndarray:
-        from ..explain.gradcam import DEFAULT_METHOD, keras_gradcam
+    def gradcam(self, model: Any, batch: np.ndarray, setting: CamSetting | None = None) -> np.ndarray:
+        from ..explain.gradcam import CamSetting, keras_gradcam
         from .multitask import LAST_CONV
 
-        return keras_gradcam(model, batch, conv_layer=LAST_CONV, method=method or DEFAULT_METHOD)
+        return keras_gradcam(model, batch, conv_layer=LAST_CONV, method=(setting or CamSetting()).method)
 
     def features(self, model: Any, batch: np.ndarray) -> np.ndarray:
         from ..explain.features import keras_features

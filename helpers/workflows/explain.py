@@ -19,6 +19,7 @@ from ..data import preprocessing
 from ..data.preprocessing import InputSpec
 from ..evaluation.localisation import MEAN_ROW
 from ..explain.features import TSNE_PARAMS
+from ..explain.gradcam import CamSetting
 from ..models import backbones, kinds
 
 __all__ = ["TrainedModel", "MODELS", "CAM_SETTINGS", "load_trained_models", "features_of", "gradcam_of",
@@ -81,22 +82,25 @@ def features_of(entry: TrainedModel, inputs: np.ndarray) -> np.ndarray | None:
     return entry.kind.features(entry.model, inputs)
 
 
-def gradcam_of(entry: TrainedModel, inputs: np.ndarray, method: str | None = None,
-               stages: tuple[str, ...] | None = None) -> np.ndarray | None:
-    """Class-activation maps toward "defective" (default: HiResCAM at the backbone's registry stages; None when the
-    model has no classifier, e.g. the SimCLR encoder)."""
-    return entry.kind.gradcam(entry.model, inputs, method, stages)
+def gradcam_of(entry: TrainedModel, inputs: np.ndarray, setting: CamSetting | None = None) -> np.ndarray | None:
+    """Class-activation maps toward "defective" (default: the series' :class:`~helpers.explain.gradcam.CamSetting`;
+    None when the model has no classifier, e.g. the SimCLR encoder)."""
+    return entry.kind.gradcam(entry.model, inputs, setting)
 
 
-#: The class-activation settings compared in notebook 05: the studies' (Grad-CAM at the last stage) and the series'.
-CAM_SETTINGS = {"Grad-CAM, last stage (the studies')": ("gradcam", ("stride32",)),
-                "HiResCAM, stride-8 + stride-16 stages (ours)": ("hirescam", None)}
+#: The class-activation settings compared in notebook 05: the studies' (Grad-CAM of the defective logit at the last
+#: stage, one view) and the series' (HiResCAM of the log-odds at the stride-4, 8 and 16 stages, averaged over the
+#: image and its mirror images).
+CAM_SETTINGS = {"Grad-CAM, defective logit, last stage (the studies')": CamSetting("gradcam", ("stride32",), "logit",
+                                                                                   ("identity",)),
+                "HiResCAM, log-odds, stride-4/8/16 stages, 3 mirror views (ours)": CamSetting()}
 
 
 def compare_cams(models: list[TrainedModel], prepared: Any, split: str = "val") -> pd.DataFrame:
     """Each torch classifier's maps under each of :data:`CAM_SETTINGS`, scored against ``split``'s masks (the mean over
-    categories of :func:`helpers.evaluation.localisation.score_maps`). Notebook 05 shows it on ``val``, where the
-    series' setting was chosen — never on ``test``."""
+    categories of :func:`helpers.evaluation.localisation.score_maps`). Notebook 05 shows it on ``val`` — never on
+    ``test``, which chooses nothing (the series' setting was chosen on the built-in data's train + val defective
+    images: ``benchmarks/cam_choice.py``)."""
     frame = prepared.frame(split)
     masks = load_masks(prepared, frame)
     rows = []
@@ -104,13 +108,13 @@ def compare_cams(models: list[TrainedModel], prepared: Any, split: str = "val") 
         if m.kind.framework != "torch" or not m.kind.scored:     # the torch classifiers (the backbone registry's stages)
             continue
         batch = m.inputs(prepared, frame)
-        for setting, (method, stages) in CAM_SETTINGS.items():
-            maps = m.kind.gradcam(m.model, batch, method, stages)
+        for name, setting in CAM_SETTINGS.items():
+            maps = m.kind.gradcam(m.model, batch, setting)
             if maps is None:
                 continue
             summary, _ = localise({m.name: maps}, masks, frame)
             mean = summary[summary["category"] == MEAN_ROW].iloc[0]
-            rows.append({"model": m.name, "maps": setting, "split": split, "n_defective": int(mean["n_defective"]),
+            rows.append({"model": m.name, "maps": name, "split": split, "n_defective": int(mean["n_defective"]),
                          **{k: float(mean[k]) for k in ("pixel_auroc", "au_pro", "pointing_game")}})
     return pd.DataFrame(rows)
 
