@@ -19,8 +19,8 @@ from torch import nn
 
 from ..core.env import load_torch_before_tensorflow
 
-__all__ = ["METHODS", "DEFAULT_METHOD", "VIEWS", "DEFAULT_VIEWS", "TARGETS", "CamSetting", "LogOdds", "torch_gradcam",
-           "keras_gradcam", "resize_maps"]
+__all__ = ["METHODS", "DEFAULT_METHOD", "VIEWS", "DEFAULT_VIEWS", "TARGETS", "DEFAULT_TARGET", "CamSetting", "LogOdds",
+           "torch_gradcam", "keras_gradcam", "resize_maps"]
 
 
 @contextlib.contextmanager
@@ -54,6 +54,7 @@ DEFAULT_VIEWS = VIEWS
 #: What a torch map explains: ``log_odds`` (:class:`LogOdds`, the series' default: the score's own ranking) or
 #: ``logit`` (the defective logit alone, as the ``grad-cam`` package's ``ClassifierOutputTarget`` — the studies').
 TARGETS = ("log_odds", "logit")
+DEFAULT_TARGET = "log_odds"
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ class CamSetting:
 
     method: str = DEFAULT_METHOD
     stages: tuple[str, ...] | None = None
-    target: str = "log_odds"
+    target: str = DEFAULT_TARGET
     views: tuple[str, ...] = DEFAULT_VIEWS
 
 
@@ -94,7 +95,7 @@ def _view(x: torch.Tensor, view: str) -> torch.Tensor:
 
 def torch_gradcam(model: nn.Module, images: torch.Tensor, target_layers: nn.Module | Sequence[nn.Module],
                   target_class: int = 1, batch_size: int = 16, method: str = DEFAULT_METHOD,
-                  views: Sequence[str] = DEFAULT_VIEWS, target: str = "log_odds") -> np.ndarray:
+                  views: Sequence[str] = DEFAULT_VIEWS, target: str = DEFAULT_TARGET) -> np.ndarray:
     """Class-activation maps (N×H×W in [0, 1], the input's size) from the ``grad-cam`` package: ``method`` (one of
     :data:`METHODS`) toward ``target_class`` (1 = defective) — its log-odds (:class:`LogOdds`) or, with ``target=
     "logit"``, its logit alone — at each target layer, averaged over the layers (each scaled to [0, 1] first) and
@@ -109,7 +110,7 @@ def torch_gradcam(model: nn.Module, images: torch.Tensor, target_layers: nn.Modu
         raise ValueError(f"method {method!r}: expected one of {METHODS}")
     if target not in TARGETS:
         raise ValueError(f"target {target!r}: expected one of {TARGETS}")
-    aim = LogOdds(target_class) if target == "log_odds" else ClassifierOutputTarget(target_class)
+    aim = ClassifierOutputTarget(target_class) if target == "logit" else LogOdds(target_class)
     unknown = sorted(set(views) - set(VIEWS))
     if unknown or not views:
         raise ValueError(f"views {list(views)!r}: expected one or more of {VIEWS}")
