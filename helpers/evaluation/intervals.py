@@ -59,6 +59,11 @@ class Interval:
     def __str__(self) -> str:
         return format_interval(self.value, self.low, self.high)
 
+    def format(self, against: float | None = None, signed: bool = False) -> str:
+        """``value [low, high]`` at 2 decimals, or more where an end differs from ``against`` (0 for a difference,
+        0.5 for chance) but would print as it: the words said about the interval must hold at the precision shown."""
+        return format_interval(self.value, self.low, self.high, against=against, signed=signed)
+
     def as_list(self) -> list[float]:
         return [self.low, self.high]
 
@@ -71,20 +76,30 @@ class Interval:
         """In words, whether these test images tell the value from chance (an AUROC of 0.5)."""
         if not (np.isfinite(self.low) and np.isfinite(self.high)):
             return f"{what} {self}: no interval on these images, so nothing can be said against chance"
+        shown = self.format(against=chance)
         if self.low > chance:
-            return f"{what} {self}: above chance ({chance}) on these test images — it has learned something"
+            return f"{what} {shown}: above chance ({chance}) on these test images — it has learned something"
         if self.high < chance:
-            return f"{what} {self}: below chance ({chance}) — it ranks defective images as good more often than not"
-        return f"{what} {self}: not told apart from chance ({chance}) by these test images — it has not learned this"
+            return f"{what} {shown}: below chance ({chance}) — it ranks defective images as good more often than not"
+        return f"{what} {shown}: not told apart from chance ({chance}) by these test images — it has not learned this"
 
 
-def format_interval(value: float, low: float, high: float, digits: int = 2) -> str:
-    """``0.86 [0.78, 0.93]`` (``n/a`` for a NaN value)."""
+def format_interval(value: float, low: float, high: float, digits: int = 2, against: float | None = None,
+                    signed: bool = False) -> str:
+    """``0.86 [0.78, 0.93]`` (``n/a`` for a NaN value; ``+0.12 [+0.01, +0.30]`` when ``signed``). Given ``against``
+    (0 for a difference, 0.5 for chance), up to 4 more decimals are shown while an end that differs from it would
+    print the same as it (``[+0.00, …]`` for an interval that excludes 0)."""
     if value is None or not np.isfinite(value):
         return "n/a"
+    sign = "+" if signed else ""
     if low is None or high is None or not (np.isfinite(low) and np.isfinite(high)):
-        return f"{value:.{digits}f}"
-    return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+        return f"{value:{sign}.{digits}f}"
+    if against is not None:
+        top = digits + 4
+        while digits < top and any(end != against and f"{end:.{digits}f}" == f"{against:.{digits}f}"
+                                   for end in (low, high)):
+            digits += 1
+    return f"{value:{sign}.{digits}f} [{low:{sign}.{digits}f}, {high:{sign}.{digits}f}]"
 
 
 def describe_method() -> dict[str, object]:
@@ -118,24 +133,37 @@ def _percentiles(draws: np.ndarray) -> tuple[float, float]:
     if finite.size < 0.99 * draws.size or finite.size == 0:
         return math.nan, math.nan
     tail = (1 - LEVEL) / 2 * 100
-    low, high = np.percentile(finite, [tail, 100 - tail])
+    low, high = np.clip(np.percentile(finite, [tail, 100 - tail]), finite.min(), finite.max())
     return float(low), float(high)
 
 
+def _share(part: np.ndarray, rest: np.ndarray) -> np.ndarray:
+    """``part / (part + rest)`` for non-negative ``part`` and ``rest``: in [0, 1] exactly, whatever the rounding.
+
+    IEEE rounding is monotone, so ``fl(part + rest) ≥ part`` and the correctly rounded quotient is ≤ 1. Dividing by a
+    total summed another way (e.g. ``Σw₊ · Σw₋`` for an AUROC) can exceed it by an ulp or two — with the Rao–Wu
+    weights ``m/(m − 1)`` a perfect separation came out as 1.0000000000000004, above its own interval's value.
+    NaN where both are 0."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return part / (part + rest)
+
+
 def _auroc(w: np.ndarray, y: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """Weighted Mann–Whitney AUROC for each row of weights ``w`` (ties count half)."""
+    """Weighted Mann–Whitney AUROC for each row of weights ``w`` (ties count half), in [0, 1] exactly."""
     pos, neg = y == 1, y == 0
     if not pos.any() or not neg.any():
         return np.full(len(w), math.nan)
     sp, sn = s[pos], s[neg]
-    wins = (sp[:, None] > sn[None, :]) + 0.5 * (sp[:, None] == sn[None, :])
+    above, tied = sp[:, None] > sn[None, :], sp[:, None] == sn[None, :]
+    wins = above + 0.5 * tied
+    losses = (~above & ~tied) + 0.5 * tied
     wp, wn = w[:, pos], w[:, neg]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.einsum("bi,ij,bj->b", wp, wins, wn) / (wp.sum(1) * wn.sum(1))
+    return _share(np.einsum("bi,ij,bj->b", wp, wins, wn), np.einsum("bi,ij,bj->b", wp, losses, wn))
 
 
 def _average_precision(w: np.ndarray, y: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """Weighted average precision (scikit-learn's step-wise definition) for each row of weights."""
+    """Weighted average precision (scikit-learn's step-wise definition) for each row of weights, in [0, 1] exactly:
+    ``Σ Δtpₖ · precisionₖ / Σ Δtpₖ`` over the same terms, each precision ≤ 1 (:func:`_share`)."""
     if not (y == 1).any():
         return np.full(len(w), math.nan)
     order = np.argsort(-s, kind="mergesort")
@@ -143,11 +171,10 @@ def _average_precision(w: np.ndarray, y: np.ndarray, s: np.ndarray) -> np.ndarra
     tp, fp = np.cumsum(ws * ys, 1), np.cumsum(ws * (1 - ys), 1)
     last = np.r_[np.diff(s[order]) != 0, True]
     tp, fp = tp[:, last], fp[:, last]
+    precision = np.nan_to_num(_share(tp, fp))
+    steps = np.diff(np.concatenate([np.zeros((len(w), 1)), tp], 1), axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        precision = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1e-300), 0.0)
-        recall = tp / tp[:, -1:]
-    steps = np.diff(np.concatenate([np.zeros((len(w), 1)), recall], 1), axis=1)
-    return (steps * precision).sum(1)
+        return (steps * precision).sum(1) / steps.sum(1)
 
 
 def _at_threshold(w: np.ndarray, y: np.ndarray, s: np.ndarray, threshold: float) -> dict[str, np.ndarray]:
@@ -155,13 +182,12 @@ def _at_threshold(w: np.ndarray, y: np.ndarray, s: np.ndarray, threshold: float)
     tp, fp = w @ ((y == 1) & pred), w @ ((y == 0) & pred)
     fn, tn = w @ ((y == 1) & ~pred), w @ ((y == 0) & ~pred)
 
-    def ratio(a: np.ndarray, b: np.ndarray, empty: float) -> np.ndarray:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(b > 0, a / np.where(b > 0, b, 1), empty)
+    def ratio(a: np.ndarray, rest: np.ndarray, empty: float) -> np.ndarray:
+        return np.where(a + rest > 0, _share(a, rest), empty)
 
-    return {"accuracy": ratio(tp + tn, tp + tn + fp + fn, math.nan), "precision": ratio(tp, tp + fp, 0.0),
-            "recall": ratio(tp, tp + fn, 0.0), "f1": ratio(2 * tp, 2 * tp + fp + fn, 0.0),
-            "fpr": ratio(fp, fp + tn, math.nan), "specificity": ratio(tn, fp + tn, math.nan)}
+    return {"accuracy": ratio(tp + tn, fp + fn, math.nan), "precision": ratio(tp, fp, 0.0),
+            "recall": ratio(tp, fn, 0.0), "f1": ratio(2 * tp, fp + fn, 0.0),
+            "fpr": ratio(fp, tn, math.nan), "specificity": ratio(tn, fp, math.nan)}
 
 
 def _draws(w: np.ndarray, y: np.ndarray, s: np.ndarray, cats: np.ndarray, threshold: float | None
@@ -277,11 +303,13 @@ def _map_draws(w: np.ndarray, c: dict[str, np.ndarray], fpr_limit: float) -> dic
     pos, neg = w @ c["pos"], w @ c["neg"]
     # bins ascend; a pixel in bin j is above every pixel of bins < j
     below = np.cumsum(neg, 1) - neg
+    above = np.cumsum(neg[:, ::-1], 1)[:, ::-1] - neg
+    auroc = _share((pos * (below + 0.5 * neg)).sum(1), (pos * (above + 0.5 * neg)).sum(1))
+    # thresholds from the top bin down: the share of normal pixels and of each region at or above it (running
+    # sums over a total summed otherwise: kept in [0, 1] here, where they are made, since rounding can pass 1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        auroc = (pos * (below + 0.5 * neg)).sum(1) / (pos.sum(1) * neg.sum(1))
-        # thresholds from the top bin down: the share of normal pixels and of each region at or above it
-        fpr = np.cumsum(neg[:, ::-1], 1) / neg.sum(1, keepdims=True)
-        pro = np.cumsum((w @ c["overlap"])[:, ::-1], 1) / (w @ c["regions"])[:, None]
+        fpr = np.clip(np.cumsum(neg[:, ::-1], 1) / neg.sum(1, keepdims=True), 0.0, 1.0)
+        pro = np.clip(np.cumsum((w @ c["overlap"])[:, ::-1], 1) / (w @ c["regions"])[:, None], 0.0, 1.0)
     aupro = np.full(len(w), math.nan)
     for r in range(len(w)):
         if not (np.isfinite(fpr[r]).all() and np.isfinite(pro[r]).all()):
@@ -289,11 +317,11 @@ def _map_draws(w: np.ndarray, c: dict[str, np.ndarray], fpr_limit: float) -> dic
         x, y = np.r_[0.0, fpr[r]], np.r_[0.0, pro[r]]
         end = int(np.searchsorted(x, fpr_limit, side="right"))
         xs, ys = np.r_[x[:end], fpr_limit], np.r_[y[:end], np.interp(fpr_limit, x, y)]
-        aupro[r] = float(np.sum(np.diff(xs) * (ys[1:] + ys[:-1]) / 2) / fpr_limit)
+        # the mean of a curve in [0, 1] over [0, fpr_limit]: past 1 by rounding only, so bounded where it is made
+        aupro[r] = min(1.0, max(0.0, float(np.sum(np.diff(xs) * (ys[1:] + ys[:-1]) / 2) / fpr_limit)))
     hit = np.nan_to_num(c["hits"])
     has = np.isfinite(c["hits"]).astype(float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        pointing = (w @ hit) / (w @ has)
+    pointing = _share(w @ hit, w @ (has - hit))
     return {"pixel_auroc": auroc, "au_pro": aupro, "pointing_game": pointing}
 
 

@@ -99,7 +99,8 @@ def au_pro(maps: Iterable[np.ndarray], masks: Iterable[np.ndarray], fpr_limit: f
     at_limit = float(np.interp(fpr_limit, fpr, pro)) if end < len(fpr) else float(pro[-1])
     x, y = np.r_[fpr[:end], fpr_limit], np.r_[pro[:end], at_limit]
     trapezoid = getattr(np, "trapezoid", None) or getattr(np, "trapz")  # noqa: B009 - NumPy 2 renamed it
-    return float(trapezoid(y, x) / fpr_limit)
+    # the mean of a curve in [0, 1]: the trapezoid sum can pass 1 by rounding only, so it is bounded here
+    return float(np.clip(trapezoid(y, x) / fpr_limit, 0.0, 1.0))
 
 
 def pointing_game(maps: Iterable[np.ndarray], masks: Iterable[np.ndarray]) -> float:

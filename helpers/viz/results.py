@@ -123,9 +123,11 @@ def plot_per_category_auroc(table: pd.DataFrame, ax=None, title: str = "image AU
     ax.bar(x, np.nan_to_num(value), color="steelblue")
     if {"auroc_low", "auroc_high"} <= set(table):
         low, high = table["auroc_low"].to_numpy(float), table["auroc_high"].to_numpy(float)
-        ok = np.isfinite(low)
-        ax.errorbar(x[ok], value[ok], yerr=[value[ok] - low[ok], high[ok] - value[ok]], fmt="none", ecolor="k",
-                    capsize=3, lw=1)
+        ok = np.isfinite(low) & np.isfinite(high)
+        # drawn from its ends, not as ± offsets: a percentile interval need not contain the value (skewed resamples)
+        ax.vlines(x[ok], low[ok], high[ok], colors="k", lw=1)
+        for end in (low, high):
+            ax.plot(x[ok], end[ok], "_", c="k", ms=8)
         title = f"{title} (bars: 95% bootstrap interval)"
     names = [f"{c}\n{n} ({d} def.)" if "n" in table else str(c)
              for c, n, d in zip(table["category"], table.get("n", table["category"]), table.get("n_defective", x))]

@@ -243,8 +243,8 @@ def paired_comparisons(approaches: list[Approach], cov: Coverage | None = None) 
                        f"not resolved by these {len(tests[a])} test images: the interval includes 0")
             rows.append({"comparison": f"{approaches[a].name} − {approaches[b].name}", "AUROC difference": d.value,
                          "low": d.low, "high": d.high, "resolved": d.resolved,
-                         "in words": f"{approaches[a].name} − {approaches[b].name}: {d.value:+.2f} "
-                                     f"[{d.low:+.2f}, {d.high:+.2f}] — {verdict}"})
+                         "in words": f"{approaches[a].name} − {approaches[b].name}: "
+                                     f"{d.format(against=0.0, signed=True)} — {verdict}"})
     return pd.DataFrame(rows, columns=["comparison", "AUROC difference", "low", "high", "resolved", "in words"])
 
 
