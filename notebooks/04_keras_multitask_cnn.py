@@ -42,7 +42,8 @@
 # Settings: a form on Colab (change them, then Runtime > Run all); `papermill -p NAME VALUE` sets them too.
 # USE_DRIVE: on Colab, keep every output on Google Drive, so that each notebook's runtime finds what the
 #   earlier notebooks wrote and training resumes after a disconnect (recommended).
-# MVTEC_DIR: the MVTec AD root; "" looks in the usual places, else uses the built-in sample data.
+# MVTEC_DIR: the MVTec AD root, or your own product's photos sorted into good/ and one folder per defect type
+#   (README: "Your own product"); "" looks in the usual places, else uses the built-in sample data.
 # PROFILE: "auto" is full on a GPU and quick on a CPU; full = the published recipes, smoke = CI-sized.
 USE_DRIVE = True  #@param {type:"boolean"}
 MVTEC_DIR = ""  #@param {type:"string"}
@@ -123,9 +124,12 @@ training.plot_log(run.history);
 # %%
 test = run.split_scores("test")
 cm = run.category_metrics
-display(pd.Series({k: v for k, v in cm.items() if k != "per_class_recall"}, name="test").round(4).to_frame())
-results.plot_confusion(test["category"], test["pred_category"], labels=run.categories, title="category (test)")
-plt.show()
+if "note" in cm:      # one category (e.g. your own product): no category task, and the run says why
+    print(cm["note"])
+else:
+    display(pd.Series({k: v for k, v in cm.items() if k != "per_class_recall"}, name="test").round(4).to_frame())
+    results.plot_confusion(test["category"], test["pred_category"], labels=run.categories, title="category (test)")
+    plt.show()
 
 # %% [markdown]
 # ## 4 · Defect task (threshold chosen on val, F1-max)
@@ -163,7 +167,7 @@ print(intervals.image_intervals(test)["roc_auc"].against_chance("defect head: te
 
 # %%
 ours = {"defect_accuracy": run.test_metrics["accuracy"], "defect_f1": run.test_metrics["f1"],
-        "defect_auc": run.test_metrics["roc_auc"], "category_accuracy": cm["accuracy"]}
+        "defect_auc": run.test_metrics["roc_auc"], "category_accuracy": cm.get("accuracy", float("nan"))}   # NaN: one category
 display(pd.DataFrame({"ours (held-out test)": ours, "study (as reported, on training data)": studies.STUDY_MULTITASK}).round(4))
 
 # %% [markdown]

@@ -39,7 +39,8 @@
 # Settings: a form on Colab (change them, then Runtime > Run all); `papermill -p NAME VALUE` sets them too.
 # USE_DRIVE: on Colab, keep every output on Google Drive, so that each notebook's runtime finds what the
 #   earlier notebooks wrote and training resumes after a disconnect (recommended).
-# MVTEC_DIR: the MVTec AD root; "" looks in the usual places, else uses the built-in sample data.
+# MVTEC_DIR: the MVTec AD root, or your own product's photos sorted into good/ and one folder per defect type
+#   (README: "Your own product"); "" looks in the usual places, else uses the built-in sample data.
 # PROFILE: "auto" is full on a GPU and quick on a CPU; full = the published recipes, smoke = CI-sized.
 USE_DRIVE = True  #@param {type:"boolean"}
 MVTEC_DIR = ""  #@param {type:"string"}
@@ -106,11 +107,12 @@ recipe
 # ## 2 · MVTec standard protocol, next to the published numbers
 
 # %%
-standard = oneclass.run_protocol(prep, "mvtec-standard", recipe, features=backbone)
-table = oneclass.compare_with_published(standard.per_category)
-display(table.round(3))
-print(f"mean image AUROC {table['image_auroc'].mean():.3f} (published WRN-50: 0.980) | "
-      f"mean pixel AUROC {table['pixel_auroc'].mean():.3f} (published: 0.980)")
+standard = oneclass.run_standard(prep, recipe, features=backbone)   # None, and why, for your own sorted photos
+if standard is not None:
+    table = oneclass.compare_with_published(standard.per_category)
+    display(table.round(3))
+    print(f"mean image AUROC {table['image_auroc'].mean():.3f} (published WRN-50: 0.980) | "
+          f"mean pixel AUROC {table['pixel_auroc'].mean():.3f} (published: 0.980)")
 if prep.source.builtin:
     print("Built-in sample data: these numbers say the method runs, not how it does on MVTec AD.")
 
@@ -136,10 +138,10 @@ results.plot_test_results(run, label="PatchCore"); plt.show()
 # gives the image score.
 
 # %%
-maps.plot_examples(standard.examples); plt.show()
+maps.plot_examples((standard or shared).examples); plt.show()
 
 # %% [markdown]
-# ## 5 · Score distributions, good vs defective (MVTec standard protocol)
+# ## 5 · Score distributions, good vs defective (MVTec standard protocol; the shared split without it)
 
 # %%
-results.plot_score_histograms(standard.scores); plt.show()
+results.plot_score_histograms((standard or shared).scores); plt.show()

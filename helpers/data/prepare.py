@@ -19,7 +19,7 @@ from ..core.config import KNOWN_DATA_PLACES, Config, get_config
 from ..errors import DatasetLayoutError, PreparedStateError
 from . import synthetic
 from .cache import ImageCache, build_cache, manifest_hash
-from .scan import ScanResult, describe_layout_problem, looks_like_mvtec_root, read_manifest, scan_mvtec
+from .scan import ScanResult, describe_layout_problem, looks_like_dataset_root, read_manifest, scan_mvtec
 from .split import check_leakage, ensure_split
 
 
@@ -48,13 +48,13 @@ def locate_data(cfg: Config, download: bool = False, progress: bool = True) -> D
             was found there).
     """
     if cfg.data_dir is not None:
-        if not looks_like_mvtec_root(cfg.data_dir):
+        if not looks_like_dataset_root(cfg.data_dir):
             raise DatasetLayoutError(describe_layout_problem(cfg.data_dir))
         return DataSource(cfg.data_dir, False, "MVTEC_DIR / data_dir")
     places: list[str | Path] = [cfg.local_dir / MVTEC_FOLDER, *KNOWN_DATA_PLACES]
     for place in places:
         path = Path(place).expanduser().resolve()
-        if looks_like_mvtec_root(path):
+        if looks_like_dataset_root(path):
             return DataSource(path, False, f"found at known place {place}")
     if download:
         return _download(cfg)
@@ -214,7 +214,7 @@ def _source_on_this_runtime(cfg: Config, info: dict, manifest: pd.DataFrame) -> 
                 raise PreparedStateError(str(err)) from None
             print(f"The built-in data was not on this runtime: regenerated at {root} from its recorded settings.")
             source.root = _same_contents(root, manifest)
-        elif not source.builtin and cfg.data_dir is not None and looks_like_mvtec_root(cfg.data_dir):
+        elif not source.builtin and cfg.data_dir is not None and looks_like_dataset_root(cfg.data_dir):
             source.root = _same_contents(cfg.data_dir, manifest)
         elif archive is not None and archive.exists():
             from .download import download_mvtec

@@ -1,10 +1,20 @@
-"""Scan an MVTec-layout tree into a manifest, validating every file; nothing is dropped silently.
+"""Scan a dataset tree into a manifest, validating every file; nothing is dropped silently.
 
-Layout expected under the root::
+Two layouts are read. MVTec AD's (any category names)::
 
     <root>/<category>/train/good/NNN.png
     <root>/<category>/test/<good|defect_type>/NNN.png
     <root>/<category>/ground_truth/<defect_type>/NNN_mask.png
+
+and a plain one, for a practitioner's own sorted photos (no train/test folders: the series splits them; a root
+that holds ``good/`` itself is one product, named after the folder)::
+
+    <root>/<product>/good/<any name>.<png|jpg|jpeg|bmp|tif|tiff>
+    <root>/<product>/<defect_type>/<stem>.<ext>
+    <root>/<product>/masks/<defect_type>/<stem>_mask.<ext>      (optional; or ground_truth/ as in MVTec AD)
+
+Images of the plain layout have ``mvtec_split == "unsplit"`` (:data:`UNSPLIT`): the MVTec standard protocol, which
+needs MVTec's own train/test folders, leaves them out.
 
 :func:`scan_mvtec` returns three tables:
 
@@ -29,10 +39,11 @@ from tqdm.auto import tqdm
 from ..core.env import io_workers
 from ..core.files import is_valid_utf8_name, printable_name
 from ..errors import DatasetLayoutError
-from .images import SYSTEM_FILES, inspect_image, judge_mask
+from .images import IMAGE_EXTENSIONS, SYSTEM_FILES, inspect_image, judge_mask
 
 __all__ = ["MVTEC_CATEGORIES", "TEXTURE_CATEGORIES", "GRAYSCALE_CATEGORIES", "MANIFEST_COLUMNS", "QUARANTINE_COLUMNS",
-           "WARNING_COLUMNS", "ScanResult", "looks_like_mvtec_root", "describe_layout_problem", "scan_mvtec", "read_manifest",
+           "WARNING_COLUMNS", "ScanResult", "LAYOUTS", "UNSPLIT", "MASK_FOLDERS", "detect_layout", "looks_like_mvtec_root",
+           "looks_like_dataset_root", "describe_layout_problem", "scan_mvtec", "read_manifest",
            "category_counts"]
 
 MVTEC_CATEGORIES: tuple[str, ...] = (
@@ -43,6 +54,13 @@ TEXTURE_CATEGORIES = frozenset({"carpet", "grid", "leather", "tile", "wood"})
 #: MVTec's grayscale categories: stored as mode L, converted to RGB at load.
 GRAYSCALE_CATEGORIES = frozenset({"grid", "screw", "zipper"})
 
+
+#: The layouts :func:`scan_mvtec` reads: MVTec AD's, and plain ``<product>/good|<defect_type>/`` folders.
+LAYOUTS = ("mvtec", "folders")
+#: ``mvtec_split`` of an image in the plain layout: no MVTec train/test folder; the series' split decides.
+UNSPLIT = "unsplit"
+#: Folders of a plain-layout product that hold masks, not images (``<folder>/<defect_type>/<stem>_mask.<ext>``).
+MASK_FOLDERS = ("masks", "ground_truth")
 
 MANIFEST_COLUMNS = ["path", "category", "mvtec_split", "defect_type", "label", "mask_path",
                     "width", "height", "mode", "content_hash"]
@@ -100,12 +118,43 @@ def looks_like_mvtec_root(root: str | os.PathLike) -> bool:
     return root.is_dir() and bool(_category_dirs(root))
 
 
+def _product_dirs(root: Path) -> list[Path]:
+    """The plain layout's products: ``root`` itself when it holds ``good/``, else its children that do. A folder
+    with ``train/`` or ``test/`` is MVTec-shaped (a single category: :func:`describe_layout_problem` says so)."""
+    if _is_real_dir(root / "train") or _is_real_dir(root / "test"):
+        return []
+    if _is_real_dir(root / "good"):
+        return [root]
+    try:
+        children = sorted(root.iterdir())
+    except OSError:
+        return []
+    return [p for p in children if _is_real_dir(p) and is_valid_utf8_name(p.name) and _is_real_dir(p / "good")]
+
+
+def detect_layout(root: str | os.PathLike) -> str | None:
+    """``"mvtec"``, ``"folders"`` (the plain layout) or None (neither: :func:`describe_layout_problem` says why)."""
+    root = Path(root)
+    if not root.is_dir():
+        return None
+    if _category_dirs(root):
+        return "mvtec"
+    return "folders" if _product_dirs(root) else None
+
+
+def looks_like_dataset_root(root: str | os.PathLike) -> bool:
+    """True when ``root`` is in one of the :data:`LAYOUTS` the scan reads."""
+    return detect_layout(root) is not None
+
+
 def describe_layout_problem(root: Path) -> str:
     """A message saying what an MVTec root should hold and what ``root`` holds instead."""
     expected = ("Expected an MVTec AD root: <root>/<category>/train/good/*.png, "
                 "<root>/<category>/test/<good|defect_type>/*.png and "
                 "<root>/<category>/ground_truth/<defect_type>/*_mask.png, with categories such as "
-                f"{', '.join(MVTEC_CATEGORIES[:4])}, ...")
+                f"{', '.join(MVTEC_CATEGORIES[:4])}, ...; or your own photos sorted into "
+                "<root>/<product>/good/ and <root>/<product>/<defect_type>/ (masks optional, in "
+                "<root>/<product>/masks/<defect_type>/<stem>_mask.png).")
     if not root.exists():
         return f"Dataset root {root} does not exist. {expected}"
     if not root.is_dir():
@@ -130,7 +179,8 @@ def describe_layout_problem(root: Path) -> str:
     if archives:
         hints.append(f"Archives found ({', '.join(archives[:3])}): extract them first "
                      "(helpers.data.download.extract_archives).")
-    return f"{root} is not an MVTec AD root. {expected} Found: {found or 'an empty folder'}. " + " ".join(hints)
+    return (f"{root} is neither an MVTec AD root nor a folder of sorted photos. {expected} "
+            f"Found: {found or 'an empty folder'}. " + " ".join(hints))
 
 
 @dataclass
@@ -209,7 +259,8 @@ def _check_root_entries(root: Path, category_dirs: list[Path], found: _Findings)
         elif kind == "dir" and Path(entry.path) not in category_dirs:
             inside = _entries(Path(entry.path), root, found)
             if inside is not None:
-                found.warnings.append((entry.name + "/", "folder without train/ or test/ ignored (not a category)"
+                found.warnings.append((entry.name + "/",
+                                       "folder ignored: neither a category (train/, test/) nor a product (good/)"
                                        if inside else "empty category folder (no train/ or test/): nothing to use"))
 
 
@@ -255,10 +306,12 @@ def _candidates(root: Path, cat_dir: Path, dirs: dict[str, Path], found: _Findin
 def _paired_mask(root: Path, info: dict, rel: str, found: _Findings, masks: dict[Path, bool]) -> Path | None:
     """The usable mask of a defective image (None, with a warning, when it is missing or unusable).
 
-    ``masks`` holds every regular file found under the categories' ``ground_truth/`` (value: used yet)."""
-    cat_dir = root / info["category"]
-    mask = cat_dir / "ground_truth" / info["defect_type"] / f"{info['file'].relative_to(cat_dir).stem}_mask.png"
-    if mask not in masks:
+    ``masks`` holds every regular file found under the categories' mask folders (value: used yet); the mask of
+    ``<defect_type>/<stem>.<ext>`` is ``<mask folder>/<defect_type>/<stem>_mask.<png or any image extension>``."""
+    stem, defect = info["file"].stem, info["defect_type"]
+    names = {f"{stem}_mask{ext}" for ext in (".png", *sorted(IMAGE_EXTENSIONS))}
+    mask = next((c for d in info["mask_dirs"] for n in sorted(names) if (c := d / defect / n) in masks), None)
+    if mask is None:
         found.warnings.append((rel, "defective image without a ground-truth mask: kept for image-level "
                                     "scores, left out of pixel-level scores"))
         return None
@@ -280,6 +333,29 @@ def _paired_mask(root: Path, info: dict, rel: str, found: _Findings, masks: dict
                                     f"from the image's {info['width']}×{info['height']}: it is "
                                     "resized with the image"))
     return mask
+
+
+def _plain_candidates(root: Path, product: Path, found: _Findings) -> tuple[list[tuple[Path, str, str, str]], list[Path]]:
+    """The plain layout: every file under ``<product>/good/`` and ``<product>/<defect_type>/`` as (file, product,
+    :data:`UNSPLIT`, defect type), and the product's mask folders."""
+    name = product.name if product != root else root.name
+    out, mask_dirs = list[tuple[Path, str, str, str]](), []
+    for child in _entries(product, root, found) or []:
+        kind = _kind(child, root, found)
+        if kind == "file":
+            if child.name.lower() in SYSTEM_FILES or child.name.startswith("._"):
+                found.quarantine.append((_rel(child.path, root), f"system metadata file ({child.name}), not an image"))
+            else:
+                found.quarantine.append((_rel(child.path, root), "file directly in the product folder, outside any "
+                                                                 "good/ or <defect_type>/ folder: not used"))
+        elif kind == "dir" and child.name in MASK_FOLDERS:
+            mask_dirs.append(Path(child.path))
+        elif kind == "dir":
+            files = _walk(Path(child.path), root, found)
+            if not files:
+                found.warnings.append((_rel(child.path, root) + "/", "empty folder"))
+            out.extend((f, name, UNSPLIT, child.name) for f in files)
+    return out, mask_dirs
 
 
 def _manifest_row(root: Path, info: dict, found: _Findings, masks: dict[Path, bool]) -> dict | None:
@@ -323,7 +399,7 @@ def _duplicate_warnings(manifest: pd.DataFrame) -> list[tuple[str, str]]:
 
 
 def scan_mvtec(root: str | os.PathLike, workers: int | None = None, progress: bool = True) -> ScanResult:
-    """Scan and validate an MVTec-layout tree.
+    """Scan and validate a dataset tree in either of the :data:`LAYOUTS` (the module docstring shows both).
 
     Every entry under ``<category>/train``, ``<category>/test`` and ``<category>/ground_truth`` ends in the
     manifest, the quarantine (with its reason) or the warnings; masks are paired by name
@@ -332,22 +408,37 @@ def scan_mvtec(root: str | os.PathLike, workers: int | None = None, progress: bo
     outside ``root`` enters the manifest, and no file's bytes are copied into the tables.
 
     Raises:
-        DatasetLayoutError: ``root`` is not an MVTec root (the message lists what was found).
+        DatasetLayoutError: ``root`` is in neither layout (the message lists what was found).
     """
     root = Path(root).expanduser().resolve()
-    if not looks_like_mvtec_root(root):
+    layout = detect_layout(root)
+    if layout is None:
         raise DatasetLayoutError(describe_layout_problem(root))
     found = _Findings([], [])
-    category_dirs = _category_dirs(root)
-    _check_root_entries(root, category_dirs, found)
-    candidates, masks = [], {}
-    for cat_dir in category_dirs:
-        dirs = _split_dirs(root, cat_dir, found)
-        candidates += _candidates(root, cat_dir, dirs, found)
-        if "ground_truth" in dirs:
-            masks.update(dict.fromkeys(_walk(dirs["ground_truth"], root, found), False))
-    rows = [row for info in _check_all(candidates, workers, progress)
-            if (row := _manifest_row(root, info, found, masks)) is not None]
+    candidates: list[tuple[Path, str, str, str]] = []
+    masks: dict[Path, bool] = {}
+    mask_dirs: dict[str, list[Path]] = {}
+    if layout == "mvtec":
+        category_dirs = _category_dirs(root)
+        _check_root_entries(root, category_dirs, found)
+        for cat_dir in category_dirs:
+            dirs = _split_dirs(root, cat_dir, found)
+            candidates += _candidates(root, cat_dir, dirs, found)
+            mask_dirs[cat_dir.name] = [dirs["ground_truth"]] if "ground_truth" in dirs else []
+    else:
+        products = _product_dirs(root)
+        if products != [root]:
+            _check_root_entries(root, products, found)
+        for product in products:
+            files, mask_dirs[product.name] = _plain_candidates(root, product, found)
+            candidates += files
+    for folders in mask_dirs.values():
+        for folder in folders:
+            masks.update(dict.fromkeys(_walk(folder, root, found), False))
+    infos = _check_all(candidates, workers, progress)
+    for info in infos:
+        info["mask_dirs"] = mask_dirs.get(info["category"], [])
+    rows = [row for info in infos if (row := _manifest_row(root, info, found, masks)) is not None]
     found.warnings.extend((_rel(mask, root), "mask without a matching image (unused)")
                           for mask, used in sorted(masks.items()) if not used)
     manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)

@@ -2,6 +2,8 @@
 
 - ``test``: 20% of all images, stratified by category × defect type (falling back to category × label
   where a defect type is too rare). Never used for training, early stopping, checkpoint or threshold choice.
+  A category's good or defective images, 3 or more, always leave at least one in test and one in val (a product
+  with 4 defective photos would otherwise round to none).
 - ``val``: 20% of the rest, same stratification: early stopping, checkpoint choice, thresholds.
 - ``train``: the rest. One-class methods fit on ``train`` rows with label 0 only.
 
@@ -21,7 +23,7 @@ import pandas as pd
 from ..core import files
 from ..errors import LeakageError, SplitMismatchError
 
-__all__ = ["SPLITS", "SPLIT_COLUMNS", "MIN_STRATUM", "make_split",
+__all__ = ["SPLITS", "SPLIT_COLUMNS", "MIN_STRATUM", "MIN_FOR_EVERY_SPLIT", "make_split",
            "standard_protocol", "check_leakage", "split_counts", "split_hash", "write_split", "read_split", "ensure_split"]
 
 SPLITS = ("train", "val", "test")
@@ -53,6 +55,27 @@ def _allocate(sizes: np.ndarray, frac: float) -> np.ndarray:
     return np.minimum(alloc, sizes)
 
 
+#: A category's good or defective images, this many or more, keep at least one in val and one in test.
+MIN_FOR_EVERY_SPLIT = 3
+
+
+def _keep_some_in_val_and_test(assignment: np.ndarray, unit_group: np.ndarray, order: list[np.ndarray]) -> None:
+    """With few images of a kind (e.g. a product with 4 defective photos, whose strata round to 0 test images),
+    move one training unit to test, and one to val, when a category × label group of at least
+    :data:`MIN_FOR_EVERY_SPLIT` units has none there: every split then has some of it to score, stop early or set a
+    threshold on. Groups that already have one in each are left as they are (larger data splits as before).
+    ``order``: the strata's units in their drawn order (the last training unit drawn moves)."""
+    drawn = np.concatenate(order) if order else np.array([], np.int64)
+    for key in sorted(set(unit_group.tolist())):
+        units = [int(u) for u in drawn if unit_group[u] == key]
+        if len(units) < MIN_FOR_EVERY_SPLIT:
+            continue
+        for split in ("test", "val"):
+            train = [u for u in units if assignment[u] == "train"]
+            if train and not any(assignment[u] == split for u in units):
+                assignment[train[-1]] = split
+
+
 def make_split(manifest: pd.DataFrame, seed: int = 42, test_frac: float = 0.2,
                val_frac: float = 0.2) -> pd.DataFrame:
     """Assign every manifest row to train/val/test (see module docstring). Deterministic in ``seed``.
@@ -82,6 +105,9 @@ def make_split(manifest: pd.DataFrame, seed: int = 42, test_frac: float = 0.2,
         assignment[units[:k_test]] = "test"
         assignment[units[k_test:k_test + k_val]] = "val"
         assignment[units[k_test + k_val:]] = "train"
+    first = [groups[h][0] for h in unit_hashes]
+    unit_group = (frame["category"].astype(str) + "|" + frame["label"].astype(str)).to_numpy()[first]
+    _keep_some_in_val_and_test(assignment, unit_group, members)
     out = frame[["path", "category", "defect_type", "label", "mvtec_split"]].copy()
     out.insert(1, "split", assignment[unit_of_row])
     return out[SPLIT_COLUMNS]
@@ -92,7 +118,8 @@ def standard_protocol(manifest: pd.DataFrame) -> pd.DataFrame:
 
     Images in MVTec ``train/`` that are not good (none in the real dataset) are left out.
     """
-    keep = (manifest["mvtec_split"] == "test") | (manifest["label"] == 0)
+    mvtec = manifest["mvtec_split"].isin(["train", "test"])     # the plain layout's images have no MVTec split
+    keep = mvtec & ((manifest["mvtec_split"] == "test") | (manifest["label"] == 0))
     out = manifest.loc[keep, ["path", "category", "defect_type", "label", "mvtec_split"]].copy()
     out.insert(1, "split", np.where(out["mvtec_split"] == "train", "train", "test"))
     return out[SPLIT_COLUMNS].reset_index(drop=True)

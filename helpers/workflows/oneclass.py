@@ -190,6 +190,19 @@ def run_protocol(prepared: Any, protocol: str = "shared-split", recipe: PatchCor
     return OneClassResult(protocol, features.name, scores, pd.DataFrame(table), examples, recipe, model.cpu(), draws)
 
 
+def run_standard(prepared: Any, recipe: PatchCoreRecipe | None = None, features: PatchFeatures | None = None,
+                 progress: bool = True) -> OneClassResult | None:
+    """The MVTec standard protocol (:func:`run_protocol`), or None — printed with the reason — for data without
+    MVTec's own ``train/good`` and ``test/`` folders (a product in the plain layout: the series' split only)."""
+    from ..data.split import standard_protocol
+
+    if standard_protocol(prepared.manifest).empty:
+        print("MVTec standard protocol: not run — it fits on MVTec's own train/good and scores its test/ folders, "
+              "and this data has none (sorted photos: the series' own split below is the protocol here).")
+        return None
+    return run_protocol(prepared, "mvtec-standard", recipe, features=features, progress=progress)
+
+
 def compare_with_published(per_category: pd.DataFrame) -> pd.DataFrame:
     """Our per-category image/pixel AUROC next to anomalib's WideResNet-50 reproduction."""
     t = per_category.set_index("category")[["n_scored", "image_auroc", "pixel_auroc"]].copy()
