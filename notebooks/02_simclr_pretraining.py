@@ -81,9 +81,9 @@ else:
     if ROOT:  # running inside a checkout; otherwise the installed package is used
         sys.path.insert(0, str(ROOT))
 # %matplotlib inline
-from helpers.core import colab, config, env
+from helpers.core import colab, env
 SETTINGS = colab.apply_settings(USE_DRIVE, MVTEC_DIR, PROFILE)
-cfg = config.get_config()
+cfg = SETTINGS.config()   # the form's values, passed explicitly (nothing lingers in os.environ)
 env.print_versions()
 print(env.runtime_notice(cfg.profile.name))
 print(SETTINGS.describe())

@@ -55,7 +55,7 @@ def test_settings_put_what_lasts_on_drive_and_the_rest_on_local_disk(fake_drive,
     content = tmp_path / "content"
     content.mkdir()
     settings = colab.apply_settings(use_drive=True, profile="smoke", is_colab=True, content=content)
-    cfg = get_config()
+    cfg = settings.config()
     folder = fake_drive / "mvtec-defect-toolkit"
     assert cfg.runs_dir == (folder / "runs").resolve() and cfg.profile.name == "smoke"
     assert cfg.archive_dir == folder.resolve()
@@ -67,10 +67,33 @@ def test_settings_off_colab_touch_no_folder(clean_env, tmp_path):
     clean_env.chdir(tmp_path)
     settings = colab.apply_settings(use_drive=True, mvtec_dir=str(tmp_path / "mvtec"), profile="auto", is_colab=False)
     assert settings.drive_folder is None and not (tmp_path / "drive").exists()
-    cfg = get_config()
+    cfg = settings.config()
     assert cfg.data_dir == (tmp_path / "mvtec").resolve() and cfg.local_dir == cfg.runs_dir
     with pytest.raises(ValueError, match="PROFILE = 'fast'"):
         colab.apply_settings(profile="fast", is_colab=False)
+
+
+def test_every_form_value_flipped_and_back_gives_exactly_the_new_values(fake_drive, tmp_path, monkeypatch):
+    """A Colab user tries smoke on their own folder without Drive, then runs the real thing in the same runtime:
+    nothing of the first run lingers (the form's values once went through os.environ and stayed)."""
+    import os
+
+    monkeypatch.setattr("helpers.core.config._has_cuda", lambda: False)
+    content = tmp_path / "content"
+    content.mkdir()
+    monkeypatch.chdir(content)
+    before = {name: os.environ.get(name) for name in ENV}
+    first = colab.apply_settings(use_drive=False, mvtec_dir=str(tmp_path / "mine"), profile="smoke", is_colab=True,
+                                 content=content).config()
+    assert (first.profile.name, first.data_dir, first.runs_dir) == ("smoke", (tmp_path / "mine").resolve(),
+                                                                    (content / "runs").resolve())
+    second = colab.apply_settings(use_drive=True, mvtec_dir="", profile="auto", is_colab=True, content=content).config()
+    assert second.profile.name == "quick"               # auto on a CPU runtime, not the smoke of the run before
+    assert second.data_dir is None                       # the search, not the old path
+    assert second.runs_dir == (fake_drive / "mvtec-defect-toolkit" / "runs").resolve()
+    third = colab.apply_settings(use_drive=False, mvtec_dir="", profile="full", is_colab=True, content=content).config()
+    assert third.profile.name == "full" and third.runs_dir == (content / "runs").resolve()
+    assert {name: os.environ.get(name) for name in ENV} == before     # the environment was never written
 
 
 def test_install_pins_every_installed_package(monkeypatch, tmp_path):

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InstallError
+from .config import Config, get_config
 
 __all__ = ["PROJECT", "DRIVE_FOLDER", "PROFILE_CHOICES", "Settings", "installed_versions", "install",
            "mount_drive", "apply_settings"]
@@ -104,43 +105,52 @@ def mount_drive(content: Path) -> Path:
 
 @dataclass
 class Settings:
-    """The notebook's parameters, as applied."""
+    """The notebook's parameters, as applied: :meth:`config` is the run's configuration."""
 
     use_drive: bool
     mvtec_dir: str
     profile: str
     drive_folder: Path | None
+    #: on Colab with Drive: where outputs last (``RUNS_DIR`` set outside the notebook wins), the archive and /content
+    runs_dir: Path | None = None
+    archive_dir: Path | None = None
+    local_dir: Path | None = None
 
     def describe(self) -> str:
         where = (f"outputs on Google Drive ({self.drive_folder}): every notebook's runtime shares them"
                  if self.drive_folder else "outputs on this machine's disk")
         return f"settings: PROFILE={self.profile}, MVTEC_DIR={self.mvtec_dir or '(search, else built-in data)'}; {where}"
 
+    def config(self) -> Config:
+        """The configuration these settings give, built from them explicitly. ``"auto"`` and an empty ``MVTEC_DIR``
+        leave the choice to the runtime (``DEFECTS_PROFILE`` / ``MVTEC_DIR`` set outside the notebook, e.g. by
+        ``make run``, else a GPU → full, else quick; MVTec AD at the usual places, else the built-in data) — never to
+        an earlier run of the form in the same runtime."""
+        return get_config(profile=None if self.profile == "auto" else self.profile, data_dir=self.mvtec_dir or None,
+                          runs_dir=self.runs_dir, local_dir=self.local_dir, archive_dir=self.archive_dir)
+
 
 def apply_settings(use_drive: bool = True, mvtec_dir: str = "", profile: str = "auto", is_colab: bool | None = None,
                    content: str | os.PathLike | None = None) -> Settings:
-    """Turn a notebook's parameters into environment variables that :func:`helpers.core.config.get_config` reads.
+    """Check a notebook's parameters and mount Drive: the :class:`Settings` whose :meth:`Settings.config` is the run's
+    configuration. Nothing is written to ``os.environ``: a form run again with other values (``smoke``, then
+    ``auto``; a path, then none) gives exactly the new values.
 
-    ``use_drive`` matters on Colab only: Drive is mounted and ``RUNS_DIR`` / ``DEFECTS_ARCHIVE_DIR`` point into
-    ``MyDrive/mvtec-defect-toolkit``, ``DEFECTS_LOCAL_DIR`` to ``content`` (Colab's working folder, ``/content``).
-    An explicit ``RUNS_DIR`` in the environment wins. ``profile`` ``"auto"`` leaves the choice to the runtime
-    (``full`` with a GPU, ``quick`` without).
+    ``use_drive`` matters on Colab only: Drive is mounted, outputs go to ``MyDrive/mvtec-defect-toolkit/runs`` (an
+    explicit ``RUNS_DIR`` in the environment wins), the archive beside them, and the local disk is ``content``
+    (Colab's working folder, ``/content``). ``profile`` ``"auto"`` leaves the choice to the runtime (``full`` with a
+    GPU, ``quick`` without).
     """
     from .env import IS_COLAB
 
     is_colab = IS_COLAB if is_colab is None else is_colab
     if profile not in PROFILE_CHOICES:
         raise ValueError(f"PROFILE = {profile!r}: expected one of {PROFILE_CHOICES}")
-    if profile != "auto":
-        os.environ["DEFECTS_PROFILE"] = profile
-    if mvtec_dir:
-        os.environ["MVTEC_DIR"] = str(mvtec_dir)
-    folder = None
+    settings = Settings(use_drive and is_colab, str(mvtec_dir or ""), profile, None)
     if is_colab and use_drive:
         content = Path(content or Path.cwd())
         folder = mount_drive(content) / DRIVE_FOLDER
         folder.mkdir(parents=True, exist_ok=True)
-        os.environ.setdefault("RUNS_DIR", str(folder / "runs"))
-        os.environ.setdefault("DEFECTS_ARCHIVE_DIR", str(folder))
-        os.environ.setdefault("DEFECTS_LOCAL_DIR", str(content))
-    return Settings(use_drive and is_colab, str(mvtec_dir or ""), profile, folder)
+        settings.drive_folder, settings.archive_dir, settings.local_dir = folder, folder, content
+        settings.runs_dir = None if os.environ.get("RUNS_DIR") else folder / "runs"
+    return settings

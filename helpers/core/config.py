@@ -146,12 +146,15 @@ class Config:
 
 
 def get_config(profile: str | None = None, data_dir: str | os.PathLike | None = None,
-               runs_dir: str | os.PathLike | None = None) -> Config:
-    """Build the run configuration from arguments, else environment variables, else defaults."""
+               runs_dir: str | os.PathLike | None = None, local_dir: str | os.PathLike | None = None,
+               archive_dir: str | os.PathLike | None = None) -> Config:
+    """Build the run configuration from arguments, else environment variables, else defaults. Nothing here (or in
+    :func:`helpers.core.colab.apply_settings`) writes the environment: a notebook's form is passed in explicitly."""
     data = data_dir if data_dir is not None else os.environ.get("MVTEC_DIR") or None
     runs = runs_dir if runs_dir is not None else os.environ.get("RUNS_DIR") or "runs"
     runs_path = ensure_writable_dir(Path(runs).expanduser().resolve(), "RUNS_DIR")
-    local, archive = (os.environ.get(name) or None for name in ("DEFECTS_LOCAL_DIR", "DEFECTS_ARCHIVE_DIR"))
+    local, archive = (given if given is not None else os.environ.get(name) or None
+                      for given, name in ((local_dir, "DEFECTS_LOCAL_DIR"), (archive_dir, "DEFECTS_ARCHIVE_DIR")))
     return Config(profile=get_profile(profile), runs_dir=runs_path,
                   data_dir=None if data is None else Path(data).expanduser().resolve(),
                   local=None if local is None else ensure_writable_dir(Path(local).expanduser().resolve(),
