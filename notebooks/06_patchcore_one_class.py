@@ -28,7 +28,7 @@
 # | patch features | 3×3 neighbourhood average, coarse level upsampled to the fine grid; each level pooled to the same dimension (1024 for WideResNet-50), then the pair pooled to 1024 — the official implementation's equal weight per level (for the small offline backbone, *our choice*: min(1024, widest level) per level); input resized to 256, centre crop 224 |
 # | threshold (shared split) | one per category, on that category's `val` images; scores normalised per category on `val` before pooling (*our choice*: distances have a scale of their own per category) |
 # | memory bank | per category, from good training images; greedy coreset 10% (1% as an option) with a random projection to 128 dims |
-# | scores | nearest-neighbour distance per patch (chunked `torch.cdist`, bounded memory); image score = max patch score, reweighted with b = 9; anomaly map upsampled and Gaussian-blurred (σ = 4) |
+# | scores | nearest-neighbour distance per patch (exact; the bank searched 4,096 rows at a time, so memory is at most batch × patches × 4,096 distances — 205 MB for 16 images at 224 px — whatever the bank's size); image score = max patch score, reweighted with b = 9; anomaly map upsampled and Gaussian-blurred (σ = 4) |
 #
 # Two protocols: **(a) MVTec standard** — fit on MVTec `train/good`, score all MVTec `test` images, next
 # to the published per-category numbers; **(b) the shared split** — fit on the good images of `train`,
@@ -76,9 +76,9 @@ else:
     if ROOT:  # running inside a checkout; otherwise the installed package is used
         sys.path.insert(0, str(ROOT))
 # %matplotlib inline
-from helpers.core import colab, config, env
+from helpers.core import colab, env
 SETTINGS = colab.apply_settings(USE_DRIVE, MVTEC_DIR, PROFILE)
-cfg = config.get_config()
+cfg = SETTINGS.config()   # the form's values, passed explicitly (nothing lingers in os.environ)
 env.print_versions()
 print(env.runtime_notice(cfg.profile.name))
 print(SETTINGS.describe())

@@ -49,6 +49,33 @@ def test_chunked_search_equals_brute_force():
     assert d1.shape == (300, 3)
 
 
+def test_chunks_over_the_bank_alone_equal_brute_force():
+    # query_chunk=None (PatchCore's scoring: the exported graph's batch is dynamic), bank in chunks of 7 rows
+    g = torch.Generator().manual_seed(2)
+    q, bank = torch.randn(50, 16, generator=g), torch.randn(60, 16, generator=g)
+    d, i = sampling.nearest(q, bank, k=3, query_chunk=None, bank_chunk=7)
+    dref, iref = torch.cdist(q, bank).topk(3, dim=1, largest=False)
+    torch.testing.assert_close(d, dref, rtol=1e-5, atol=1e-5)
+    assert torch.equal(i, iref)
+
+
+def test_patchcore_scores_the_same_with_its_bank_in_chunks(backbone):
+    """The nearest-neighbour search runs over the bank in chunks (memory: batch·h·w × bank_chunk distances, whatever
+    the bank's size); the scores and maps are those of the one-piece search."""
+    cat = "bottle"
+    goods = [render_image(cat, np.random.default_rng([5, i]), 96)[0] for i in range(6)]
+    model = pc.PatchCore(backbone, [cat], coreset_fraction=0.5)
+    model.fit(cat, _x01(goods, 96, 80))
+    assert len(model.bank(cat)) > 100
+    test = _x01([render_image(cat, np.random.default_rng([6, 0]), 96, defect="broken_large")[0], goods[0]], 96, 80)
+    model.bank_chunk = 10 ** 9                                  # one piece
+    whole = model.raw_scores(test, cat)
+    model.bank_chunk = 37                                       # many chunks, the last one short
+    chunked = model.raw_scores(test, cat)
+    np.testing.assert_allclose(chunked[0], whole[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(chunked[1], whole[1], rtol=1e-5, atol=1e-4)
+
+
 def test_blur_matches_scipy():
     rng = np.random.default_rng(0)
     maps = rng.random((2, 40, 40)).astype(np.float32)

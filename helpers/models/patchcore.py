@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import backbones as B
-from .sampling import greedy_coreset
+from .sampling import BANK_CHUNK, greedy_coreset, nearest
 
 __all__ = ["PatchFeatures", "load_features", "patch_features", "PatchCore", "gaussian_blur"]
 
@@ -91,11 +91,6 @@ def patch_features(levels: tuple[torch.Tensor, torch.Tensor], out_channels: int 
     return _pool_channels(torch.cat(flat, dim=1), min(out_channels, 2 * per_level)), (h, w)
 
 
-def _squared_distances(queries: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:
-    """Q×M squared Euclidean distances as ``|q|² − 2 q·b + |b|²``."""
-    return (queries * queries).sum(1, keepdim=True) - 2 * queries @ bank.T + (bank * bank).sum(1)[None]
-
-
 def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
     """Gaussian blur of N×H×W maps (kernel radius 4σ, reflect padding)."""
     if sigma <= 0:
@@ -143,6 +138,8 @@ class PatchCore(nn.Module):
         self.register_buffer("spans", torch.ones(n))
         self.info: dict[str, dict[str, Any]] = {}
         self.k = 1
+        #: bank rows compared at a time when scoring (a plain int: the exported graph unrolls the chunks)
+        self.bank_chunk = BANK_CHUNK
 
     def index(self, category: str) -> int:
         """The index of ``category`` (its bank); an unknown one is refused with the known ones."""
@@ -197,14 +194,16 @@ class PatchCore(nn.Module):
         feats, (h, w) = self.features(image)
         n = image.shape[0]
         bank = self.banks.index_select(0, category)[0]
-        d, idx = _squared_distances(feats, bank).clamp_min(0).min(1)
-        patch = d.sqrt().view(n, h * w)
+        # every patch's nearest bank patch, over the bank in chunks of BANK_CHUNK rows: at most N·h·w × BANK_CHUNK
+        # distances at a time (16 images at 224 px, 28×28 patches: 205 MB), whatever the bank's size
+        d, idx = nearest(feats, bank, k=1, query_chunk=None, bank_chunk=self.bank_chunk)
+        patch, idx = d[:, 0].view(n, h * w), idx[:, 0]
         top = patch.argmax(1)
         rows = torch.arange(n, device=image.device)
         s_star = patch[rows, top]
         m_test = feats.view(n, h * w, -1)[rows, top]                  # the most anomalous test patch
         m_star = bank[idx.view(n, h * w)[rows, top]]                  # its nearest bank patch
-        _, support = _squared_distances(m_star, bank).topk(self.k, dim=1, largest=False)
+        _, support = nearest(m_star, bank, k=self.k, query_chunk=None, bank_chunk=self.bank_chunk)
         dists = torch.linalg.norm(m_test.unsqueeze(1) - bank[support], dim=2)     # N×b, first = m*
         score = (1 - torch.softmax(dists, dim=1)[:, 0]) * s_star                  # paper eq. 7
         up = F.interpolate(patch.view(n, 1, h, w), size=image.shape[-2:], mode="bilinear", align_corners=False)[:, 0]

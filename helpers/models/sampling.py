@@ -10,32 +10,47 @@ import math
 import torch
 from tqdm.auto import tqdm
 
-__all__ = ["nearest", "greedy_coreset"]
+__all__ = ["BANK_CHUNK", "squared_distances", "nearest", "greedy_coreset"]
 
 
-def nearest(queries: torch.Tensor, bank: torch.Tensor, k: int = 1, query_chunk: int = 4096,
-            bank_chunk: int = 16384) -> tuple[torch.Tensor, torch.Tensor]:
-    """Distances and indices of the ``k`` nearest bank rows of every query, in bounded memory.
+#: Bank rows compared at a time by :func:`nearest` (PatchCore's scoring): memory is queries × this, whatever the bank.
+BANK_CHUNK = 4096
 
-    At most ``query_chunk × bank_chunk`` distances exist at a time (default 64 M floats = 256 MB).
-    """
-    k = min(k, len(bank))
-    out_d, out_i = [], []
-    for q0 in range(0, len(queries), query_chunk):
-        q = queries[q0:q0 + query_chunk]
-        best_d = torch.full((len(q), k), math.inf, device=q.device)
-        best_i = torch.zeros((len(q), k), dtype=torch.long, device=q.device)
-        for b0 in range(0, len(bank), bank_chunk):
-            d = torch.cdist(q, bank[b0:b0 + bank_chunk])
-            kk = min(k, d.shape[1])
-            dv, di = d.topk(kk, dim=1, largest=False)
+
+def squared_distances(queries: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:
+    """Q×M squared Euclidean distances as ``|q|² − 2 q·b + |b|²`` (one matrix product; may dip below 0 by rounding)."""
+    return (queries * queries).sum(1, keepdim=True) - 2 * queries @ bank.T + (bank * bank).sum(1)[None]
+
+
+def _nearest_in_bank_chunks(q: torch.Tensor, bank: torch.Tensor, k: int, bank_chunk: int
+                            ) -> tuple[torch.Tensor, torch.Tensor]:
+    best_d: torch.Tensor | None = None
+    best_i: torch.Tensor | None = None
+    for b0 in range(0, bank.shape[0], bank_chunk):
+        d = squared_distances(q, bank[b0:b0 + bank_chunk])
+        dv, di = d.topk(min(k, d.shape[1]), dim=1, largest=False)
+        di = di + b0
+        if best_d is not None and best_i is not None:
             cand_d = torch.cat([best_d, dv], dim=1)
-            cand_i = torch.cat([best_i, di + b0], dim=1)
-            best_d, pos = cand_d.topk(k, dim=1, largest=False)
-            best_i = cand_i.gather(1, pos)
-        out_d.append(best_d)
-        out_i.append(best_i)
-    return torch.cat(out_d), torch.cat(out_i)
+            dv, pos = cand_d.topk(min(k, cand_d.shape[1]), dim=1, largest=False)
+            di = torch.cat([best_i, di], dim=1).gather(1, pos)
+        best_d, best_i = dv, di
+    assert best_d is not None and best_i is not None, "an empty bank has no nearest row"
+    return best_d.clamp_min(0).sqrt(), best_i
+
+
+def nearest(queries: torch.Tensor, bank: torch.Tensor, k: int = 1, query_chunk: int | None = 4096,
+            bank_chunk: int = BANK_CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
+    """Euclidean distances and indices of the ``k`` nearest bank rows of every query (nearest first), exact, in
+    bounded memory: at most ``query_chunk × bank_chunk`` distances exist at a time (default 16 M floats = 64 MB).
+    ``query_chunk=None`` takes all queries at once — what PatchCore's exported graph needs, whose batch is dynamic —
+    so memory is ``len(queries) × bank_chunk``, still independent of the bank's size."""
+    k = min(k, len(bank))
+    parts = [queries] if query_chunk is None else list(queries.split(query_chunk))
+    found = [_nearest_in_bank_chunks(q, bank, k, bank_chunk) for q in parts]
+    if len(found) == 1:
+        return found[0]
+    return torch.cat([d for d, _ in found]), torch.cat([i for _, i in found])
 
 
 def greedy_coreset(features: torch.Tensor, fraction: float = 0.1, projection_dim: int = 128, seed: int = 42,
