@@ -35,7 +35,7 @@ def test_prepare_writes_outputs(synthetic_copy, tmp_path):
 
 def test_prepare_fails_clearly(tmp_path):
     res = _run("prepare", "--data", str(tmp_path), "--runs", str(tmp_path / "r"))
-    assert res.returncode == 2 and "not an MVTec AD root" in res.stderr
+    assert res.returncode == 2 and "neither an MVTec AD root nor a folder of sorted photos" in res.stderr
     bad = tmp_path / "mvtec" / "wood" / "train" / "good"
     bad.mkdir(parents=True)
     (bad / "000.png").write_text("nope")
@@ -84,4 +84,4 @@ def test_train_runs_a_notebooks_training_in_one_process_and_under_torchrun(synth
         processes = "2 processes" if name == "two" else "1 process"
         assert res.stdout.count("Supervised classifier: test AUROC") == 1 and processes in res.stdout
     res = _run("train", "multitask", "--runs", str(tmp_path / "missing"), "--profile", "smoke", "--data", str(tmp_path))
-    assert res.returncode == 2 and "not an MVTec AD root" in res.stderr
+    assert res.returncode == 2 and "neither an MVTec AD root nor a folder of sorted photos" in res.stderr

@@ -48,7 +48,7 @@ def test_table_uses_each_notebooks_val_threshold(tmp_path):
     assert [a.name for a in found] == ["Supervised classifier", "SimCLR kNN (k=1)"]
     assert any(f"{layout.KERAS}.ipynb first" in m for m in missing)
     assert any(f"{layout.PATCHCORE}.ipynb first" in m for m in missing)
-    assert report.check_same_test_images(found) == 20
+    assert len(report.coverage(found).common) == 20
     table = report.comparison_table(found).set_index("approach")
     assert (table["roc_auc_low"] <= table["roc_auc"]).all() and (table["roc_auc"] <= table["roc_auc_high"]).all()
     test = sup[sup["split"] == "test"]

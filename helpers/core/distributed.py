@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["init_from_env", "world", "is_main", "barrier", "wrap", "unwrap", "loader_sampler", "per_rank_batch",
+__all__ = ["init_from_env", "world", "is_main", "barrier", "wrap", "loader_sampler", "per_rank_batch",
            "mean_over_ranks", "gather", "cleanup"]
 
 
@@ -62,11 +62,6 @@ def wrap(model: nn.Module) -> nn.Module:
     if cuda:
         nn.SyncBatchNorm.convert_sync_batchnorm(model)
     return nn.parallel.DistributedDataParallel(model, device_ids=[torch.cuda.current_device()] if cuda else None)
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The module inside a DDP wrapper (its state_dict has no ``module.`` prefix)."""
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
 def loader_sampler(dataset, shuffle: bool, seed: int, drop_last: bool = False):

@@ -29,7 +29,7 @@ from ..data.preprocessing import InputSpec
 if TYPE_CHECKING:
     from ..explain.gradcam import CamSetting
 
-__all__ = ["Scores", "ModelKind", "KINDS", "SUPERVISED", "SIMCLR", "PROBE", "MULTITASK", "PATCHCORE", "get", "of_file"]
+__all__ = ["Scores", "ModelKind", "KINDS", "SUPERVISED", "SIMCLR", "PROBE", "MULTITASK", "PATCHCORE", "get", "recorded_backbone"]
 
 
 @dataclass
@@ -173,10 +173,28 @@ def _torch_features(module: Any, batch: np.ndarray) -> np.ndarray:
     return torch_features(module, torch.from_numpy(batch))
 
 
+def _bank_index(category: int | None) -> int:
+    """A per-category model's bank for a batch: never a silent default (category 0's bank would score every other
+    category's images against the wrong good patches)."""
+    if category is None:
+        raise ValueError("PatchCore keeps one memory bank per category: scoring needs the batch's category index "
+                         "(helpers.deploy.inputs.batches gives one per batch); none was given")
+    return int(category)
+
+
+def recorded_backbone(meta: dict[str, Any]) -> str:
+    """The backbone a model file records (its network and normalisation follow from it): never assumed."""
+    key = meta.get("backbone")
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"the model file records no backbone (found keys: {', '.join(sorted(meta)) or 'none'}): "
+                         "it was not written by this series; train and save the model again")
+    return key
+
+
 def _backbone(meta: dict[str, Any]) -> Any:
     from . import backbones
 
-    return backbones.build(meta.get("backbone", "resnet50"), "random")     # weights come from the file
+    return backbones.build(recorded_backbone(meta), "random")     # weights come from the file
 
 
 def _cam_layers(net: Any, stages: tuple[str, ...] | None = None) -> list[Any]:
@@ -317,11 +335,11 @@ class _PatchCore(ModelKind):
     def score(self, model: Any, batch: np.ndarray, category: int | None = None) -> Scores:
         import torch
 
-        score, maps = model(torch.from_numpy(batch), torch.tensor([int(category or 0)]))
+        score, maps = model(torch.from_numpy(batch), torch.tensor([_bank_index(category)]))
         return Scores(score.numpy().astype(np.float64), maps=maps.numpy())
 
     def onnx_feeds(self, batch: np.ndarray, category: int | None = None) -> dict[str, np.ndarray]:
-        return {"image": batch, "category": np.array([int(category or 0)], np.int64)}
+        return {"image": batch, "category": np.array([_bank_index(category)], np.int64)}
 
     def from_onnx(self, outputs: list[np.ndarray]) -> Scores:
         return Scores(np.asarray(outputs[0]).astype(np.float64), maps=np.asarray(outputs[1]))
@@ -356,8 +374,3 @@ def get(name: str) -> ModelKind:
     if name not in KINDS:
         raise ValueError(f"unknown model kind {name!r}: this version knows {', '.join(KINDS)}")
     return KINDS[name]
-
-
-def of_file(path: str | os.PathLike) -> ModelKind:
-    """The kind a saved torch model says it is (weights only: nothing in the file runs)."""
-    return get(str(_torch_blob(path).get("kind")))

@@ -31,8 +31,9 @@ from tqdm.auto import tqdm
 from ..core import distributed, files
 from ..core.files import safe_load
 from ..errors import NonFiniteLossError, OutOfMemoryError
+from ..models.classifiers import defect_probability
 
-__all__ = ["FitResult", "reseed", "save_checkpoint", "fit", "fingerprint", "state_hash", "defect_probability",
+__all__ = ["FitResult", "reseed", "save_checkpoint", "fit", "fingerprint", "state_hash",
            "predict_scores", "embed"]
 
 StepFn = Callable[[nn.Module, dict], torch.Tensor]
@@ -291,11 +292,6 @@ def state_hash(model: nn.Module) -> str:
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()[:16]
-
-
-def defect_probability(logits: torch.Tensor) -> torch.Tensor:
-    """The defect score every PyTorch model reports: softmax probability of class 1 (defective)."""
-    return torch.softmax(logits.float(), dim=1)[:, 1]
 
 
 @torch.no_grad()

@@ -59,7 +59,7 @@ def _load(runs_dir: Any, name: str, stem: str, kind: kinds.ModelKind) -> Trained
         model, _, size = load(path.parent)
         return TrainedModel(name, kind, stem, model, kind.input_spec(size), "trained from scratch")
     model, meta = kind.load(path)
-    entry = backbones.get(meta.get("backbone", "resnet50"))
+    entry = backbones.get(kinds.recorded_backbone(meta))
     weights = meta.get("weights") or (meta.get("encoder") or {}).get("weights", "?")
     return TrainedModel(name, kind, stem, model, kind.input_spec(int(meta["image_size"]), entry.mean, entry.std),
                         str(weights))

@@ -115,7 +115,7 @@ def _probe_runs(prepared: Any, recipe: LabelBudgetRecipe, progress: bool) -> lis
     import torch
 
     from ..core.env import torch_device
-    from ..models.classifiers import LinearProbe
+    from ..models.classifiers import LinearProbe, defect_probability
     from ..training.loop import reseed
     from . import probe as P
     from .common import score_frame
@@ -146,7 +146,7 @@ def _probe_runs(prepared: Any, recipe: LabelBudgetRecipe, progress: bool) -> lis
                       frames["val"].labels, probe_recipe, None, False, False, seed=seed, val_metrics=False)
         with torch.no_grad():
             logits = head_model.head(torch.from_numpy(feats["test"]).float().to(device))
-            prob = torch.softmax(logits.float(), 1)[:, 1].cpu().numpy()
+            prob = defect_probability(logits).cpu().numpy()
         rows.append(_row(PROBE, f, seed, subset, score_frame(frames["test"].frame, prob, "test"), t0))
     return rows
 

@@ -22,7 +22,7 @@ from ..data.torch_data import MVTecDataset, eval_transform, make_loader
 from ..evaluation import intervals as I
 from ..evaluation import metrics as M
 from ..models import backbones, kinds
-from ..models.classifiers import LinearProbe, inverse_frequency_weights
+from ..models.classifiers import LinearProbe, defect_probability, inverse_frequency_weights
 from ..training.loop import FitResult, embed, fingerprint, fit, reseed, state_hash
 from ..training.recipes import ProbeRecipe, scaled
 from .common import out_dir, score_frame, train_loader
@@ -97,7 +97,7 @@ def _probe_eval(head: nn.Module, feats: np.ndarray, labels: np.ndarray, loss_fn:
 
     def evaluate(m: nn.Module) -> dict[str, float]:
         logits = m(val_feats.to(next(head.parameters()).device)).float().cpu()
-        prob = torch.softmax(logits, 1)[:, 1].numpy()
+        prob = defect_probability(logits).numpy()
         if not metrics:
             return {"val_loss": float(loss_fn(logits, val_y))}
         y = val_y.numpy()
@@ -179,7 +179,7 @@ def run(prepared: Prepared, encoder: nn.Module, recipe: ProbeRecipe | None = Non
     with torch.no_grad():
         def probs(name: str) -> np.ndarray:
             logits = probe.head(torch.from_numpy(feats[name]).float().to(device))
-            return torch.softmax(logits.float(), 1)[:, 1].cpu().numpy()
+            return defect_probability(logits).cpu().numpy()
         scores = pd.concat([score_frame(frames[s].frame, probs(s), s) for s in ("val", "test")], ignore_index=True)
     knn = _knn_results(feats, frames, recipe.knn_k)
     do_write = write and not shuffled_labels and distributed.is_main()

@@ -21,7 +21,7 @@ from ..evaluation.studies import study_rows
 
 __all__ = ["APPROACHES", "PER_CATEGORY", "LABEL_COLUMNS", "TABLE_COLUMNS", "INTERVAL_METRICS", "standard_protocol_row",
            "Approach", "load_approaches", "check_same_data", "Coverage", "coverage", "on_common",
-           "check_same_test_images", "comparison_table", "readable_table", "mixed_backbones", "paired_comparisons",
+           "comparison_table", "readable_table", "mixed_backbones", "paired_comparisons",
            "category_auroc", "localisation", "label_efficiency", "label_efficiency_note", "to_markdown", "export"]
 
 #: (notebook, scores file, approach label, how it was trained). The labels each used are counted in its
@@ -177,11 +177,6 @@ def coverage(approaches: list[Approach], test_split: pd.DataFrame | None = None)
 def on_common(approaches: list[Approach], cov: Coverage) -> list[pd.DataFrame]:
     """Each approach's test rows restricted to the common images (same order: by path)."""
     return [a.test[a.test["path"].isin(cov.common)].reset_index(drop=True) for a in approaches]
-
-
-def check_same_test_images(approaches: list[Approach]) -> int:
-    """The number of test images every approach scored (the report compares on those; see :func:`coverage`)."""
-    return len(coverage(approaches).common)
 
 
 #: The metrics of the table shown with their intervals (``<metric>_low`` / ``<metric>_high`` columns).

@@ -25,7 +25,7 @@ from ..data.prepare import Prepared
 from ..data.torch_data import MVTecDataset, eval_transform, make_loader, train_transform
 from ..evaluation import metrics as M
 from ..models import backbones, kinds
-from ..models.classifiers import Classifier, inverse_frequency_weights
+from ..models.classifiers import Classifier, defect_probability, inverse_frequency_weights
 from ..training.loop import FitResult, fingerprint, fit, predict_scores, reseed
 from ..training.recipes import SupervisedRecipe, for_backbone, max_batches, scaled
 from ..training.schedules import onecycle, planned_lrs
@@ -80,7 +80,7 @@ def _classifier_eval(loss_fn: nn.Module, loader: Any) -> Callable[[nn.Module], d
             logits.append(model(batch["image"].to(device)).float().cpu())
             labels.append(batch["label"])
         logits_t, labels_t = torch.cat(logits), torch.cat(labels)
-        prob = torch.softmax(logits_t, 1)[:, 1].numpy()
+        prob = defect_probability(logits_t).numpy()
         pred = logits_t.argmax(1).numpy()
         y = labels_t.numpy()
         return {"val_loss": float(loss_fn(logits_t, labels_t)), "val_acc": float((pred == y).mean()),
