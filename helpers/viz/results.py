@@ -252,7 +252,9 @@ def plot_label_efficiency(runs: pd.DataFrame, references: pd.DataFrame, title: s
     for approach, g in runs.groupby("approach", sort=False):
         curve = g.groupby("fraction").agg(x=("labelled_defective", "mean"), y=("test_auroc", "mean"),
                                           lo=("auroc_low", "mean"), hi=("auroc_high", "mean")).sort_values("x")
-        line = ax.plot(curve["x"], curve["y"], "-o", label=f"{approach} (mean of {g['seed'].nunique()} seeds)")[0]
+        seeds = g["seed"].nunique()
+        line = ax.plot(curve["x"], curve["y"], "-o",
+                       label=f"{approach} ({f'mean of {seeds} seeds' if seeds > 1 else 'one seed'})")[0]
         ax.fill_between(curve["x"], curve["lo"], curve["hi"], color=line.get_color(), alpha=0.15, lw=0)
         ax.scatter(g["labelled_defective"], g["test_auroc"], s=10, color=line.get_color(), alpha=0.6)
     for i, (_, r) in enumerate(references.iterrows()):
@@ -260,6 +262,7 @@ def plot_label_efficiency(runs: pd.DataFrame, references: pd.DataFrame, title: s
         ax.axhline(r["test_auroc"], ls="--", color=colour, label=f"{r['approach']} (no defect label)")
         ax.axhspan(r["auroc_low"], r["auroc_high"], color=colour, alpha=0.08)
     ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlim(left=0)                 # counts of images: no negative half of the symlog axis
     ax.axhline(0.5, ls=":", c="grey")
     ax.set(xlabel="labelled defective training images", ylabel="test AUROC", ylim=(0.3, 1.02),
            title=title or "How many labels? (bands: 95% bootstrap intervals over test images; dots: seeds)")
