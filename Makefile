@@ -43,6 +43,8 @@ test: test-dev test-colab
 test-dev: lint
 	rm -rf "$(TEST_RUNS_DIR)"
 	DEFECTS_PROFILE=smoke RUNS_DIR="$(abspath $(TEST_RUNS_DIR))" $(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider
+	# the whole series on a whole real category (../shared/mvtec_bottle; skipped with its reason when absent), once
+	DEFECTS_REAL_SERIES=1 $(PY) -m pytest tests/test_real_category.py -p no:cacheprovider
 
 # Colab's packages exactly (torch/torchvision are PyPI's builds of Colab's versions), then the test tools, which
 # the constraints keep from changing any of them. The project itself is installed by `check-install`.
