@@ -29,7 +29,8 @@ from ..data.preprocessing import InputSpec
 if TYPE_CHECKING:
     from ..explain.gradcam import CamSetting
 
-__all__ = ["Scores", "ModelKind", "KINDS", "SUPERVISED", "SIMCLR", "PROBE", "MULTITASK", "PATCHCORE", "get", "recorded_backbone"]
+__all__ = ["Scores", "ModelKind", "KINDS", "SUPERVISED", "SIMCLR", "PROBE", "MULTITASK", "PATCHCORE", "get",
+           "recorded_backbone", "refuse_file", "MULTITASK_LAYERS"]
 
 
 @dataclass
@@ -78,7 +79,11 @@ class ModelKind:
         """The model saved at ``path`` (weights only: no code in the file runs; nothing is downloaded) and its
         metadata, in eval mode on the CPU."""
         blob = _torch_blob(path, self)
-        model = self.build(blob)
+        try:
+            model = self.build(blob)
+        except (KeyError, ValueError, TypeError) as err:
+            raise refuse_file(path, f"it does not describe a {self.title} this version can build ({err})") from None
+        _check_state(path, blob.get("state_dict"), model.state_dict())
         model.load_state_dict(blob["state_dict"])
         return model.eval(), {k: v for k, v in blob.items() if k != "state_dict"}
 
@@ -138,6 +143,35 @@ class ModelKind:
     def weights_outside_file(self, model: Any) -> int:
         """Bytes of weights the model uses that its file does not hold (they come with a package)."""
         return 0
+
+
+def refuse_file(path: str | os.PathLike, what: str) -> Exception:
+    """The error for a model file that is not what its kind writes (a folder others send is untrusted input): it
+    names the file and what is wrong; nothing of the file has run."""
+    from ..errors import ModelFolderError
+
+    return ModelFolderError(f"{path}: refused — {what}. This series never writes such a file; re-create the model with "
+                            "its notebook (and load only models you trust).")
+
+
+def _check_state(path: str | os.PathLike, state: Any, expected: dict[str, Any]) -> None:
+    """A torch state dict holds exactly the tensors of the kind's own network: names, shapes and dtypes (widths that
+    disagree with the backbone, a layer too many or too few), all finite."""
+    import torch
+
+    if not isinstance(state, dict):
+        raise refuse_file(path, f"its weights are a {type(state).__name__}, not a table of tensors")
+    missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    if missing or extra:
+        raise refuse_file(path, f"its weights do not fit the network ({len(missing)} missing, e.g. "
+                                f"{missing[:2]}; {len(extra)} unexpected, e.g. {extra[:2]})")
+    for name, want in expected.items():
+        got = state[name]
+        if not isinstance(got, torch.Tensor) or got.shape != want.shape or got.dtype != want.dtype:
+            shown = (f"{tuple(got.shape)} {got.dtype}" if isinstance(got, torch.Tensor) else type(got).__name__)
+            raise refuse_file(path, f"weight {name!r} is {shown}, the network's is {tuple(want.shape)} {want.dtype}")
+        if got.is_floating_point() and not bool(torch.isfinite(got).all()):
+            raise refuse_file(path, f"weight {name!r} holds NaN or infinite values")
 
 
 def _torch_blob(path: str | os.PathLike, kind: ModelKind | None = None) -> dict[str, Any]:
@@ -247,6 +281,11 @@ class _Probe(ModelKind):
         return _torch_gradcam(model, model.encoder, batch, setting)
 
 
+#: The layer types of study 001's network (:func:`helpers.models.multitask.build_multitask`): a file with any other
+#: is not a model this series wrote.
+MULTITASK_LAYERS = frozenset({"InputLayer", "Conv2D", "MaxPooling2D", "GlobalAveragePooling2D", "Dense", "Dropout"})
+
+
 class _Multitask(ModelKind):
     name, title, framework, category_head = "multitask", "Keras multi-task CNN", "keras", True
     onnx_outputs = ("defect", "category")
@@ -264,7 +303,18 @@ class _Multitask(ModelKind):
         load_torch_before_tensorflow()
         import keras
 
-        return keras.models.load_model(path), {}     # safe_mode (the default): no lambda or custom code runs
+        try:       # safe_mode (the default): no lambda or custom code runs
+            model = keras.models.load_model(path)
+        except (ValueError, TypeError, KeyError, OSError) as err:      # what Keras raises for a file it refuses
+            reason = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
+            raise refuse_file(path, f"Keras would not load it ({reason})") from None
+        layers = {type(layer).__name__ for layer in model.layers}
+        if not layers <= MULTITASK_LAYERS:
+            unknown = ", ".join(sorted(layers - MULTITASK_LAYERS))
+            raise refuse_file(path, f"it holds layers the study's network does not ({unknown})")
+        if set(model.output_names if hasattr(model, "output_names") else []) - {"category", "defect"}:
+            raise refuse_file(path, f"its outputs are {model.output_names}, not 'category' and 'defect'")
+        return model, {}
 
     def score(self, model: Any, batch: np.ndarray, category: int | None = None) -> Scores:
         out = model(batch, training=False)
@@ -295,6 +345,42 @@ class _Multitask(ModelKind):
         return keras_features(model, batch, layer=SHARED_DENSE)
 
 
+def _feature_width(features: Any) -> int:
+    """The width of a backbone's patch features (one tiny forward pass: 64 px)."""
+    import torch
+
+    with torch.no_grad():
+        feats, _ = features(torch.zeros(1, 3, 64, 64))
+    return int(feats.shape[1])
+
+
+def _check_patchcore_state(path: str | os.PathLike, state: Any, categories: list[str], width: int) -> dict[str, Any]:
+    """PatchCore's banks and normalisation against its card's categories and its backbone's feature width."""
+    import torch
+
+    if not isinstance(state, dict) or not {"banks", "thresholds", "spans"} <= set(state):
+        raise refuse_file(path, "it lacks PatchCore's banks, thresholds or spans")
+    banks = state["banks"]
+    if not isinstance(banks, dict) or not banks or not set(banks) <= set(categories):
+        raise refuse_file(path, f"its banks are not one per category of {categories}")
+    for name, bank in banks.items():
+        if not isinstance(bank, torch.Tensor) or bank.dtype != torch.float32 or bank.ndim != 2 or len(bank) == 0:
+            raise refuse_file(path, f"the bank of {name!r} is not a non-empty 2-D float32 tensor")
+        if bank.shape[1] != width:
+            raise refuse_file(path, f"the bank of {name!r} has width {bank.shape[1]}; its backbone's patch features "
+                                    f"have {width}")
+        if not bool(torch.isfinite(bank).all()):
+            raise refuse_file(path, f"the bank of {name!r} holds NaN or infinite values")
+    for key in ("thresholds", "spans"):
+        t = state[key]
+        if not isinstance(t, torch.Tensor) or t.dtype != torch.float32 or tuple(t.shape) != (len(categories),):
+            raise refuse_file(path, f"its {key} are not {len(categories)} float32 values (one per category)")
+        if not bool(torch.isfinite(t).all()) or (key == "spans" and not bool((t > 0).all())):
+            rule = "finite and > 0" if key == "spans" else "finite"
+            raise refuse_file(path, f"its {key} hold values that are not {rule}")
+    return state
+
+
 class _PatchCore(ModelKind):
     name, title, per_category = "patchcore", "PatchCore", True
     onnx_outputs = ("score", "map")
@@ -321,12 +407,21 @@ class _PatchCore(ModelKind):
 
         blob = _torch_blob(path, self)
         recipe = blob.get("recipe", {})
-        model = PatchCore(PatchFeatures(blob["backbone"]), blob["categories"], recipe.get("coreset_fraction", 0.1),
+        categories = blob.get("categories")
+        if (not isinstance(categories, list) or not categories or len(set(categories)) != len(categories)
+                or not all(isinstance(c, str) and c for c in categories)):
+            raise refuse_file(path, "its categories are not a list of distinct names")
+        try:
+            features = PatchFeatures(recorded_backbone(blob))
+        except ValueError as err:
+            raise refuse_file(path, str(err)) from None
+        model = PatchCore(features, categories, recipe.get("coreset_fraction", 0.1),
                           recipe.get("num_neighbors", 9), recipe.get("blur_sigma", 4.0))
-        for category, bank in blob["state"]["banks"].items():
+        state = _check_patchcore_state(path, blob.get("state"), categories, _feature_width(features))
+        for category, bank in state["banks"].items():
             model.set_bank(category, bank)
-        model.thresholds.copy_(blob["state"]["thresholds"])
-        model.spans.copy_(blob["state"]["spans"])
+        model.thresholds.copy_(state["thresholds"])
+        model.spans.copy_(state["spans"])
         return model.eval(), {k: v for k, v in blob.items() if k != "state"}
 
     def weights_outside_file(self, model: Any) -> int:
