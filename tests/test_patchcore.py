@@ -142,3 +142,31 @@ def test_planted_defect_scores_above_its_clean_twin_and_peaks_inside(backbone):
     # blob-like defects: the peak is inside the mask; a 1–2 px crack: within one patch (8 px stride)
     assert distances["hole"] == 0 and distances["stain"] == 0, distances
     assert distances["crack"] <= 8, distances
+
+
+def test_the_run_model_gives_the_scores_the_report_scored(synthetic_root, tmp_path):
+    """One owner of per-category normalisation: notebook 06's run model (and so its file and exported graph) gives
+    exactly the normalised test scores of scores.csv, before and after saving (saving changes nothing)."""
+    import pandas as pd
+
+    from helpers.core import config, layout
+    from helpers.data.prepare import prepare
+    from helpers.workflows import oneclass
+
+    cfg = config.get_config("smoke", data_dir=synthetic_root, runs_dir=tmp_path / "runs")
+    prepared = prepare(cfg, progress=False)
+    from helpers.training.recipes import PatchCoreRecipe, scaled
+
+    recipe = scaled(PatchCoreRecipe(coreset_fraction=0.5), cfg.profile)
+    shared = oneclass.run_protocol(prepared, "shared-split", recipe, ["bottle", "grid"],
+                                   features=pc.load_features("efficientnet_lite0"), progress=False)
+    run = oneclass.write_shared(prepared, shared, None, 0.0)
+    written = pd.read_csv(run.out_dir / layout.SCORES).query("split == 'test'")
+    model, _ = kinds.PATCHCORE.load(run.out_dir / "model.pt")
+    spec = oneclass._spec(recipe)
+    for index, category in enumerate(model.categories):
+        rows = written[written["category"] == category]
+        batch = preprocessing.from_cache(spec, prepared, rows["path"])
+        for m in (run.model, model):                       # the run's model and the saved file's
+            got = kinds.PATCHCORE.score(m, batch, index).defect
+            np.testing.assert_allclose(got, rows["score"].to_numpy(), rtol=1e-4, atol=1e-4)

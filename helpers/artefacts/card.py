@@ -53,7 +53,9 @@ class CategoryThreshold:
 
     @property
     def span(self) -> float:
-        return (self.max - self.min) or 1.0
+        from ..evaluation.metrics import category_span
+
+        return category_span(self.min, self.max)
 
 
 @dataclass(frozen=True)

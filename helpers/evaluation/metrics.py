@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-__all__ = ["mean_category_auroc", "NO_VAL_NOTE", "NORMALISED_THRESHOLD", "normalise_per_category", "THRESHOLD_METHODS",
+__all__ = ["mean_category_auroc", "NO_VAL_NOTE", "NORMALISED_THRESHOLD", "category_span", "normalise_score",
+           "normalise_per_category", "THRESHOLD_METHODS",
            "binary_metrics", "choose_threshold", "score_on_test", "category_metrics", "per_class_recall",
            "per_category_table"]
 
@@ -98,6 +99,17 @@ NO_VAL_NOTE = "no val image to choose its threshold on"
 NORMALISED_THRESHOLD = 0.5
 
 
+def category_span(lo: float, hi: float) -> float:
+    """The one rule for a category's span: its val score range, or 1 when that range is empty (one val score, or all
+    equal). :func:`normalise_per_category`, the model card and PatchCore's exported graph all use it."""
+    return hi - lo if hi > lo else 1.0
+
+
+def normalise_score(score: Any, threshold: float, span: float) -> Any:
+    """A per-category score on the shared scale: ``(s − t) / span + 0.5`` (0.5 = the category's threshold)."""
+    return (score - threshold) / span + NORMALISED_THRESHOLD
+
+
 def normalise_per_category(scores: pd.DataFrame, method: str = "f1") -> tuple[pd.DataFrame, dict[str, dict]]:
     """Scores of per-category models (PatchCore, kNN: distances whose scale differs per category) on one scale.
 
@@ -121,8 +133,7 @@ def normalise_per_category(scores: pd.DataFrame, method: str = "f1") -> tuple[pd
         both = _has_both_classes(val["label"].to_numpy(int))
         t = choose_threshold(val["label"], val["score"], method) if both else float(val["score"].max())
         lo, hi = float(val["score"].min()), float(val["score"].max())
-        span = hi - lo if hi > lo else 1.0
-        out.loc[idx, "score"] = (g["score"] - t) / span + NORMALISED_THRESHOLD
+        out.loc[idx, "score"] = normalise_score(g["score"], t, category_span(lo, hi))
         params[str(cat)] = {"threshold": float(t), "min": lo, "max": hi,
                             "note": "" if both else "val holds one class only: threshold = highest val score"}
     for idx in dropped:

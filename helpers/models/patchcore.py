@@ -138,6 +138,8 @@ class PatchCore(nn.Module):
         self.register_buffer("spans", torch.ones(n))
         self.info: dict[str, dict[str, Any]] = {}
         self.k = 1
+        #: where a category's threshold lands on the normalised scale (metrics.NORMALISED_THRESHOLD)
+        self.centre = 0.5
         #: bank rows compared at a time when scoring (a plain int: the exported graph unrolls the chunks)
         self.bank_chunk = BANK_CHUNK
 
@@ -218,14 +220,19 @@ class PatchCore(nn.Module):
                for i in range(0, len(x01), batch_size)]
         return torch.cat([s for s, _ in out]).cpu().numpy(), torch.cat([m for _, m in out]).cpu().numpy()
 
-    def set_normalisation(self, per_category: dict[str, tuple[float, float]]) -> None:
-        """Each category's ``(threshold, span)``: ``forward`` then gives ``(s − threshold) / span + 0.5``."""
+    def set_normalisation(self, per_category: dict[str, tuple[float, float]], centre: float = 0.5) -> None:
+        """Each category's ``(threshold, span)`` as :func:`helpers.evaluation.metrics.normalise_score` applies them
+        (``span``: :func:`helpers.evaluation.metrics.category_span`): ``forward`` then gives
+        ``(s − threshold) / span + centre``, the scores the report scored."""
+        self.centre = float(centre)
         for category, (threshold, span) in per_category.items():
+            if not span > 0:
+                raise ValueError(f"span {span} for {category!r}: a span is > 0 (metrics.category_span)")
             i = self.index(category)
-            self.thresholds[i], self.spans[i] = float(threshold), float(span or 1.0)
+            self.thresholds[i], self.spans[i] = float(threshold), float(span)
 
     @torch.no_grad()
     def forward(self, image: torch.Tensor, category: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         score, maps = self._score_batch(image, category)
         t, span = self.thresholds.index_select(0, category), self.spans.index_select(0, category)
-        return (score - t) / span + 0.5, (maps - t) / span + 0.5
+        return (score - t) / span + self.centre, (maps - t) / span + self.centre

@@ -29,6 +29,7 @@ from ..core.env import torch_device
 from ..data import preprocessing
 from ..data.preprocessing import InputSpec
 from ..evaluation import intervals as I
+from ..evaluation import metrics as M
 from ..evaluation.localisation import INTERVAL_COLUMNS, LOCALISATION_COLUMNS, MEAN_ROW, score_maps
 from ..evaluation.studies import PUBLISHED_WRN50
 from ..models import kinds
@@ -270,17 +271,27 @@ def write_shared(prepared: Any, shared: OneClassResult, standard: OneClassResult
                        threshold_method=threshold_method, per_category_threshold=True, extra=extra,
                        per_category_extra=shared.per_category[loc_cols] if len(loc_cols) > 1 else None,
                        run_type=OneClassRun, model=shared.model, shared=shared, standard=standard)
+    _normalise_model(run)        # the run's model scores as the report did, saved or not
     if shared.model.categories:
         _save(run, shared)
     return run
+
+
+def _normalise_model(run: OneClassRun) -> None:
+    """Give the run's model the per-category normalisation its scores were made with (its ``forward``, the exported
+    graph, then gives exactly the normalised scores of ``scores.csv``)."""
+    from ..artefacts.card import CategoryThreshold
+
+    model, per = run.model, run.record["threshold"]["per_category"]
+    model.set_normalisation({c: (p["threshold"], CategoryThreshold(p["threshold"], p["min"], p["max"]).span)
+                             for c, p in per.items() if c in model.categories and "threshold" in p},
+                            centre=M.NORMALISED_THRESHOLD)
 
 
 def _save(run: OneClassRun, shared: OneClassResult) -> None:
     """The model (banks + each category's normalisation, as notebook 06 chose it on val) and its card."""
     model, recipe = shared.model, shared.recipe
     per = run.record["threshold"]["per_category"]
-    model.set_normalisation({c: (p["threshold"], (p["max"] - p["min"]) or 1.0) for c, p in per.items()
-                             if c in model.categories and "threshold" in p})
     name = layout.MODEL_FILES[layout.PATCHCORE]
     kinds.PATCHCORE.save(model, run.out_dir / name, recipe=asdict(recipe), backbone_name=shared.backbone)
     spec = kinds.PATCHCORE.input_spec(recipe.crop, resize=recipe.resize)
