@@ -50,6 +50,21 @@ def test_architecture_follows_the_recipe():
     assert (smoke.image_size, smoke.epochs, smoke.batch_size, smoke.defect_weight) == (64, 1, 32, 2.0)
 
 
+def test_the_study_network_gets_enough_optimiser_steps_to_learn():
+    from helpers.training.recipes import with_step_floor
+
+    quick = config.get_profile("quick")
+    r = scaled(KerasRecipe(), quick)
+    assert r.epochs == 7                                               # the study's 20, a third
+    floored = with_step_floor(r, 284, quick)                          # the built-in train split: 9 batches of 32
+    assert floored.epochs == 23 and floored.epochs * 9 >= r.min_steps == 200
+    assert with_step_floor(r, 5000, quick) == r                       # enough data: the profile's epochs
+    full = scaled(KerasRecipe(), config.get_profile("full"))
+    assert with_step_floor(full, 3600, config.get_profile("full")) == full   # MVTec AD: ~2,300 steps already
+    smoke = config.get_profile("smoke")
+    assert with_step_floor(scaled(KerasRecipe(), smoke), 40, smoke).epochs == 1   # CI: code paths, no floors
+
+
 @pytest.mark.slow
 def test_learns_and_shuffled_defect_labels_do_not(three_cats, tmp_path):
     recipe = KerasRecipe(image_size=SIZE, epochs=20, batch_size=16)

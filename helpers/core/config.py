@@ -60,6 +60,9 @@ class Profile:
     num_workers: int
     #: Built-in sample dataset parameters (used only when no MVTec root is found).
     builtin: dict[str, Any] = field(default_factory=dict)
+    #: Whether recipes' step floors apply (``KerasRecipe.min_steps``): off in smoke, which checks code paths, not
+    #: learning, in CI's minutes.
+    step_floors: bool = True
 
     def epochs(self, recipe_epochs: int) -> int:
         """Epochs to run for a recipe that asks for ``recipe_epochs``."""
@@ -78,7 +81,7 @@ PROFILES: dict[str, Profile] = {
     "quick": Profile("quick", image_size=128, tf_image_size=96, epoch_scale=1 / 3,
                      max_train_images=None, num_workers=0, builtin=BUILTIN_DATASET),
     "smoke": Profile("smoke", image_size=64, tf_image_size=64, epoch_scale=0.05,
-                     max_train_images=96, num_workers=0, builtin=BUILTIN_DATASET),
+                     max_train_images=96, num_workers=0, builtin=BUILTIN_DATASET, step_floors=False),
 }
 
 

@@ -27,7 +27,7 @@ from ..models import kinds
 from ..models.multitask import build_multitask, predict_multitask
 from ..training.keras_fit import compile_multitask, fit_or_reuse, set_determinism
 from ..training.loop import fingerprint
-from ..training.recipes import KerasRecipe, scaled
+from ..training.recipes import KerasRecipe, scaled, with_step_floor
 
 __all__ = ["APPROACH", "MultitaskRun", "run", "load"]
 
@@ -107,6 +107,7 @@ def run(prepared: Prepared, recipe: KerasRecipe | None = None, shuffled_defect: 
     """
     cfg = prepared.cfg
     recipe = recipe or scaled(KerasRecipe(), cfg.profile)
+    recipe = with_step_floor(recipe, int((prepared.split["split"] == "train").sum()), cfg.profile)
     started = time.time()
     out = Path(out_dir) if out_dir is not None else layout.notebook_dir(cfg.runs_dir, layout.KERAS)
     out.mkdir(parents=True, exist_ok=True)
