@@ -309,8 +309,8 @@ def _paired_mask(root: Path, info: dict, rel: str, found: _Findings, masks: dict
     ``masks`` holds every regular file found under the categories' mask folders (value: used yet); the mask of
     ``<defect_type>/<stem>.<ext>`` is ``<mask folder>/<defect_type>/<stem>_mask.<png or any image extension>``."""
     stem, defect = info["file"].stem, info["defect_type"]
-    names = {f"{stem}_mask{ext}" for ext in (".png", *sorted(IMAGE_EXTENSIONS))}
-    mask = next((c for d in info["mask_dirs"] for n in sorted(names) if (c := d / defect / n) in masks), None)
+    names = dict.fromkeys(f"{stem}_mask{ext}" for ext in (".png", *sorted(IMAGE_EXTENSIONS)))   # .png first
+    mask = next((c for d in info["mask_dirs"] for n in names if (c := d / defect / n) in masks), None)
     if mask is None:
         found.warnings.append((rel, "defective image without a ground-truth mask: kept for image-level "
                                     "scores, left out of pixel-level scores"))
@@ -338,7 +338,7 @@ def _paired_mask(root: Path, info: dict, rel: str, found: _Findings, masks: dict
 def _plain_candidates(root: Path, product: Path, found: _Findings) -> tuple[list[tuple[Path, str, str, str]], list[Path]]:
     """The plain layout: every file under ``<product>/good/`` and ``<product>/<defect_type>/`` as (file, product,
     :data:`UNSPLIT`, defect type), and the product's mask folders."""
-    name = product.name if product != root else root.name
+    name = product.name            # the root itself when it holds good/: one product named after the folder
     out, mask_dirs = list[tuple[Path, str, str, str]](), []
     for child in _entries(product, root, found) or []:
         kind = _kind(child, root, found)
