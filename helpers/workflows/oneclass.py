@@ -280,10 +280,8 @@ def write_shared(prepared: Any, shared: OneClassResult, standard: OneClassResult
 def _normalise_model(run: OneClassRun) -> None:
     """Give the run's model the per-category normalisation its scores were made with (its ``forward``, the exported
     graph, then gives exactly the normalised scores of ``scores.csv``)."""
-    from ..artefacts.card import CategoryThreshold
-
     model, per = run.model, run.record["threshold"]["per_category"]
-    model.set_normalisation({c: (p["threshold"], CategoryThreshold(p["threshold"], p["min"], p["max"]).span)
+    model.set_normalisation({c: (p["threshold"], M.category_span(p["min"], p["max"]))
                              for c, p in per.items() if c in model.categories and "threshold" in p},
                             centre=M.NORMALISED_THRESHOLD)
 
