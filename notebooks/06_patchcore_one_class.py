@@ -104,7 +104,24 @@ print("backbone:", backbone.choice.describe())
 recipe
 
 # %% [markdown]
-# ## 2 · MVTec standard protocol, next to the published numbers
+# ## 2 · PatchCore on one category, step by step
+#
+# What the loops below do for every category, once with every intermediate kept: (1) the backbone turns each good
+# training image into a grid of patch features; (2) the greedy coreset keeps the given share of them as the memory
+# bank, spread to cover all the others; (3) a test image becomes patches the same way; (4) each patch's distance
+# to its nearest bank patch says how unlike every good patch it is; (5) the largest of them, reweighted by how
+# crowded its neighbourhood in the bank is, is the image score, and the grid, upsampled and blurred, is the map.
+
+# %%
+walk = oneclass.walkthrough(prep, recipe, backbone)
+print(f"{walk.category}: {walk.patches:,} good patches of width {walk.width} ({walk.grid[0]}×{walk.grid[1]} per image) "
+      f"→ bank of {walk.bank:,} ({recipe.coreset_fraction:.0%} coreset)")
+maps.plot_walkthrough(walk, caption=f"{backbone.choice.title} ({backbone.choice.weights}); shared split: "
+                                    f"{walk.category}'s good train images, its first defective test image; "
+                                    f"{cfg.profile.name} profile"); plt.show()
+
+# %% [markdown]
+# ## 3 · MVTec standard protocol, next to the published numbers
 
 # %%
 standard = oneclass.run_standard(prep, recipe, features=backbone)   # None, and why, for your own sorted photos
@@ -117,7 +134,7 @@ if prep.source.builtin:
     print("Built-in sample data: these numbers say the method runs, not how it does on MVTec AD.")
 
 # %% [markdown]
-# ## 3 · The shared split (enters the comparison report)
+# ## 4 · The shared split (enters the comparison report)
 #
 # This run's memory banks are also saved as the **model folder** (`model.pt` + `model_card.json`, with each
 # category's threshold and score range), which notebook 08 and `python -m helpers export|predict` deploy.
@@ -132,7 +149,7 @@ display(results.interval_table(run.per_category, ["auroc", "pixel_auroc", "au_pr
 results.plot_test_results(run, label="PatchCore"); plt.show()
 
 # %% [markdown]
-# ## 4 · Where does it look? Anomaly maps with the ground-truth masks
+# ## 5 · Where does it look? Anomaly maps with the ground-truth masks
 #
 # Colour: patch distance to the nearest good patch (one scale per category); white: the mask. The title
 # gives the image score.
@@ -141,7 +158,7 @@ results.plot_test_results(run, label="PatchCore"); plt.show()
 maps.plot_examples((standard or shared).examples); plt.show()
 
 # %% [markdown]
-# ## 5 · Score distributions, good vs defective (MVTec standard protocol; the shared split without it)
+# ## 6 · Score distributions, good vs defective (MVTec standard protocol; the shared split without it)
 
 # %%
 results.plot_score_histograms((standard or shared).scores); plt.show()

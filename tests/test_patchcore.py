@@ -170,3 +170,27 @@ def test_the_run_model_gives_the_scores_the_report_scored(synthetic_root, tmp_pa
         for m in (run.model, model):                       # the run's model and the saved file's
             got = kinds.PATCHCORE.score(m, batch, index).defect
             np.testing.assert_allclose(got, rows["score"].to_numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_the_walkthrough_reproduces_what_the_loop_computes(synthetic_root, tmp_path):
+    """Notebook 06's step-by-step section keeps every intermediate of one image; its score and map are the ones
+    run_protocol computes for that image, and its patch grid is what the map is made of."""
+    from helpers.core import config
+    from helpers.data.prepare import prepare
+    from helpers.training.recipes import PatchCoreRecipe, scaled
+    from helpers.workflows import oneclass
+
+    cfg = config.get_config("smoke", data_dir=synthetic_root, runs_dir=tmp_path / "runs")
+    prepared = prepare(cfg, progress=False)
+    recipe = scaled(PatchCoreRecipe(coreset_fraction=0.5), cfg.profile)
+    features = pc.load_features("efficientnet_lite0")
+    walk = oneclass.walkthrough(prepared, recipe, features, "bottle")
+    assert walk.bank == round(0.5 * walk.patches) and walk.patch_distances.shape == walk.grid
+    assert walk.anomaly_map.shape == walk.image.shape[:2] and walk.mask is not None and walk.mask.any()
+    assert 0 < walk.score <= walk.patch_distances.max() + 1e-6        # the reweighting only lowers the largest
+    shared = oneclass.run_protocol(prepared, "shared-split", recipe, ["bottle"], features=features, progress=False)
+    frame = prepared.frame()
+    first = frame[(frame["category"] == "bottle") & (frame["split"] == "test") & (frame["label"] == 1)]["path"].iloc[0]
+    assert shared.scores.set_index("path").loc[first, "score"] == pytest.approx(walk.score, rel=1e-5)
+    with pytest.raises(ValueError, match="usable"):
+        oneclass.walkthrough(prepared, recipe, features, "no_such_category")

@@ -15,7 +15,8 @@ import pandas as pd
 
 from ..explain.gradcam import resize_maps
 
-__all__ = ["ALPHA", "blend", "plot_overlays", "cam_explorer", "plot_examples", "side_by_side", "save_overlay"]
+__all__ = ["ALPHA", "blend", "plot_overlays", "cam_explorer", "plot_examples", "plot_walkthrough", "side_by_side",
+           "save_overlay"]
 
 #: How much of a map's colour covers its image.
 ALPHA = 0.45
@@ -126,6 +127,33 @@ def plot_examples(examples: dict[str, dict[str, Any]], categories: Sequence[str]
             ax.set_title(f"{'defective' if ex['labels'][c] else 'good'} · {ex['scores'][c]:.2f}", fontsize=8)
         axes[r, 0].set_ylabel(cat, fontsize=9)
     fig.tight_layout()
+    return fig
+
+
+def plot_walkthrough(w: Any, caption: str = "") -> Any:
+    """PatchCore on one image, step by step (:class:`helpers.workflows.oneclass.Walkthrough`): the image with its
+    mask, each patch's distance to its nearest good patch (the grid the model computes), and the anomaly map made
+    from it (upsampled, blurred) with the image score. ``caption``: what produced it (backbone, split, profile)."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.8))
+    if caption:
+        fig.suptitle(caption, fontsize=8, y=0.02, va="bottom")
+    axes[0].imshow(w.image)
+    _contour(axes[0], w.mask, w.image.shape)
+    axes[0].set_title(f"{w.category}: a defective test image\n(white: its mask)", fontsize=9)
+    grid = axes[1].imshow(w.patch_distances, cmap="jet", interpolation="nearest")
+    fig.colorbar(grid, ax=axes[1], fraction=0.046, label="distance")
+    axes[1].set_title(f"{w.grid[0]}×{w.grid[1]} patches: each one's distance\nto its nearest good patch "
+                      f"(bank: {w.bank:,} of {w.patches:,})", fontsize=9)
+    axes[2].imshow(blend(w.image, w.anomaly_map, float(w.anomaly_map.min()), float(w.anomaly_map.max())))
+    _contour(axes[2], w.mask, w.image.shape)
+    axes[2].set_title(f"anomaly map: upsampled, blurred\nimage score {w.score:.3f} (largest patch, reweighted)",
+                      fontsize=9)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout(rect=(0, 0.06 if caption else 0, 1, 1))     # a strip below the panels for the caption
     return fig
 
 

@@ -36,8 +36,8 @@ from ..models import kinds
 from ..models.patchcore import PatchCore, PatchFeatures, load_features
 from ..training.recipes import PatchCoreRecipe, scaled
 
-__all__ = ["APPROACH", "OneClassResult", "OneClassRun", "run_protocol", "compare_with_published",
-           "localisation_table", "write_shared"]
+__all__ = ["Walkthrough", "walkthrough", "APPROACH", "OneClassResult", "OneClassRun", "run_protocol", "run_standard",
+           "compare_with_published", "localisation_table", "write_shared"]
 
 APPROACH = "PatchCore (one-class, good images only)"
 
@@ -189,6 +189,61 @@ def run_protocol(prepared: Any, protocol: str = "shared-split", recipe: PatchCor
         draws.update(draws_cat)
     scores = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["path", "category", "label", "split", "score"])
     return OneClassResult(protocol, features.name, scores, pd.DataFrame(table), examples, recipe, model.cpu(), draws)
+
+
+@dataclass(frozen=True)
+class Walkthrough:
+    """PatchCore on one category, one step at a time (notebook 06): what :func:`run_protocol` does in its loop."""
+
+    category: str
+    #: patch features of the good training images: how many (images × grid), the grid and their width
+    patches: int
+    grid: tuple[int, int]
+    width: int
+    #: rows of the memory bank after the greedy coreset
+    bank: int
+    #: one defective test image as the model sees it (S×S×3 uint8), its mask (None without one)
+    image: np.ndarray
+    mask: np.ndarray | None
+    #: each patch's distance to its nearest bank patch (the grid), and the map: upsampled and blurred (S×S)
+    patch_distances: np.ndarray
+    anomaly_map: np.ndarray
+    #: the image score: the largest patch distance, reweighted by its neighbourhood in the bank (paper eq. 7)
+    score: float
+
+
+def walkthrough(prepared: Any, recipe: PatchCoreRecipe, features: PatchFeatures, category: str | None = None
+                ) -> Walkthrough:
+    """Fit one category's bank on its good ``train`` images (the shared split) and take one defective ``test`` image
+    through the scoring, keeping every intermediate: the numbers :func:`run_protocol` computes for that category
+    (same features, same coreset seed). ``category``: default the first with good training and defective test
+    images."""
+    from ..models.sampling import greedy_coreset, nearest
+
+    frame, spec = prepared.frame(), _spec(recipe)
+    usable = [c for c, g in frame.groupby("category")
+              if ((g["split"] == "train") & (g["label"] == 0)).any() and ((g["split"] == "test") & (g["label"] == 1)).any()]
+    if category is None:
+        if not usable:
+            raise ValueError("no category has both good training images and a defective test image to walk through")
+        category = usable[0]
+    elif category not in usable:
+        raise ValueError(f"category {category!r} lacks good training images or a defective test image; usable: {usable}")
+    rows = frame[frame["category"] == category]
+    good = rows[(rows["split"] == "train") & (rows["label"] == 0)]
+    test = rows[(rows["split"] == "test") & (rows["label"] == 1)].iloc[:1]
+    model = PatchCore(features, [category], recipe.coreset_fraction, recipe.num_neighbors, recipe.blur_sigma)
+    with torch.no_grad():
+        feats, grid = model._embed(_inputs(prepared, good, spec))          # 1. features of every good patch
+        keep = greedy_coreset(feats, recipe.coreset_fraction, seed=42)     # 2. the coreset (PatchCore.fit's seed)
+        model.set_bank(category, feats[keep].contiguous())
+        x = _inputs(prepared, test, spec)
+        f, (h, w) = features(x)                                            # 3. the test image's patches
+        d, _ = nearest(f, model.bank(category), k=1, query_chunk=None)     # 4. distance to the nearest good patch
+        score, maps = model.raw_scores(x, category)                        # 5. image score and blurred map
+    return Walkthrough(category, len(feats), (int(grid[0]), int(grid[1])), int(feats.shape[1]), len(keep),
+                       _crops(prepared, test, spec)[0], _masks(prepared, test, spec)[0],
+                       d[:, 0].view(h, w).numpy(), maps[0], float(score[0]))
 
 
 def run_standard(prepared: Any, recipe: PatchCoreRecipe | None = None, features: PatchFeatures | None = None,
