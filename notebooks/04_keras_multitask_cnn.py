@@ -147,7 +147,8 @@ results.plot_per_category(run, title="defect AUROC per category (test)"); plt.sh
 #
 # The study built this CNN to be **trained from scratch** (no ImageNet features), and so does the series: it is
 # the one approach that keeps its own network whatever `BACKBONE` says. Its budget is counted in optimiser steps:
-# at least `min_steps` = 200 (our choice, in the recipe table above; epochs are added when the data is small). The
+# at least `min_steps` = 200 (our choice, in the recipe table above; epochs are added when the data is small, and the
+# study's early stopping starts watching only after them). The
 # quick profile's 7 epochs of the built-in train split were 63 steps, where the category loss had barely moved
 # from chance (ln 15 = 2.71) and the test category accuracy was 0.135; with the floor the category head learns
 # (0.91 on the built-in data — the curves above show the category accuracy climbing on train and val).

@@ -58,6 +58,7 @@ def test_the_study_network_gets_enough_optimiser_steps_to_learn():
     assert r.epochs == 7                                               # the study's 20, a third
     floored = with_step_floor(r, 284, quick)                          # the built-in train split: 9 batches of 32
     assert floored.epochs == 23 and floored.epochs * 9 >= r.min_steps == 200
+    assert floored.min_epochs == 23                                   # early stopping waits for the floor
     assert with_step_floor(r, 5000, quick) == r                       # enough data: the profile's epochs
     full = scaled(KerasRecipe(), config.get_profile("full"))
     assert with_step_floor(full, 3600, config.get_profile("full")) == full   # MVTec AD: ~2,300 steps already

@@ -128,7 +128,8 @@ def _callbacks(out: Path, recipe: KerasRecipe, extra: list | None) -> tuple[list
     return [
         stop_on_non_finite_loss(),
         keras.callbacks.BackupAndRestore(str(backup)),
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=recipe.patience, restore_best_weights=True),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=recipe.patience, restore_best_weights=True,
+                                      start_from_epoch=recipe.min_epochs),   # the step floor first (recipes)
         keras.callbacks.ModelCheckpoint(str(best_path), monitor="val_defect_auc", mode="max", save_best_only=True,
                                         initial_value_threshold=best_so_far),
         keras.callbacks.CSVLogger(str(log_path), append=True),

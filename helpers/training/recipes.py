@@ -87,6 +87,8 @@ class KerasRecipe:
     defect_weight: float = 2.0
     threshold_method: str = "f1"
     min_steps: int = 200
+    #: derived (:func:`with_step_floor`): the epochs that hold ``min_steps`` steps on the data; early stopping waits
+    min_epochs: int = 0
 
 
 @dataclass(frozen=True)
@@ -168,7 +170,10 @@ SOURCES: dict[type, dict[str, str]] = {
                      "quick profile's 7 epochs of the built-in train split are 63 steps, where the category loss had "
                      "barely moved (2.74 → 2.32, ln 15 = 2.71); measured on the built-in data, val category accuracy "
                      "reaches 0.93 after 150–200 steps (docs/benchmarks.md). The study's 20 epochs on MVTec AD are "
-                     "about 2,300 steps: nothing changes at the full profile"},
+                     "about 2,300 steps: nothing changes at the full profile",
+        "min_epochs": _OURS + "derived from min_steps and the data: the study's early stopping (patience 5 on val loss) "
+                      "starts watching after them, else it ends the floor early (bottle: 34 epochs planned, stopped "
+                      "after 6)"},
     LabelBudgetRecipe: {
         "probe_fractions": _OURS + "1% to all of train's labels, about doubling: the issue's 0–100% ladder; 0% is the "
                            "one-class references (kNN, PatchCore), which use no defect label",
@@ -244,11 +249,14 @@ def scaled(recipe: R, profile: Profile) -> R:
 
 def with_step_floor(recipe: KerasRecipe, n_train: int, profile: Profile) -> KerasRecipe:
     """The Keras recipe with enough epochs for ``recipe.min_steps`` optimiser steps on ``n_train`` images (the
-    epochs are raised, never lowered; smoke has no floors, :attr:`Profile.step_floors`)."""
+    epochs are raised, never lowered) and early stopping held off until they are done (``min_epochs``). Data large
+    enough for the profile's epochs to hold the floor keep the recipe as it is; smoke has no floors
+    (:attr:`Profile.step_floors`)."""
     if not profile.step_floors or recipe.min_steps <= 0:
         return recipe
     steps = max(1, math.ceil(n_train / recipe.batch_size))
-    return replace(recipe, epochs=max(recipe.epochs, math.ceil(recipe.min_steps / steps)))
+    floor = math.ceil(recipe.min_steps / steps)
+    return recipe if floor <= recipe.epochs else replace(recipe, epochs=floor, min_epochs=floor)
 
 
 def max_batches(profile: Profile, batch_size: int) -> int | None:
