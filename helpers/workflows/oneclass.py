@@ -218,7 +218,7 @@ def walkthrough(prepared: Any, recipe: PatchCoreRecipe, features: PatchFeatures,
     through the scoring, keeping every intermediate: the numbers :func:`run_protocol` computes for that category
     (same features, same coreset seed). ``category``: default the first with good training and defective test
     images."""
-    from ..models.sampling import greedy_coreset, nearest
+    from ..models.sampling import nearest
 
     frame, spec = prepared.frame(), _spec(recipe)
     usable = [c for c, g in frame.groupby("category")
@@ -233,15 +233,14 @@ def walkthrough(prepared: Any, recipe: PatchCoreRecipe, features: PatchFeatures,
     good = rows[(rows["split"] == "train") & (rows["label"] == 0)]
     test = rows[(rows["split"] == "test") & (rows["label"] == 1)].iloc[:1]
     model = PatchCore(features, [category], recipe.coreset_fraction, recipe.num_neighbors, recipe.blur_sigma)
+    info = model.fit(category, _inputs(prepared, good, spec))             # 1–2. good patches, the coreset bank
+    x = _inputs(prepared, test, spec)
     with torch.no_grad():
-        feats, grid = model._embed(_inputs(prepared, good, spec))          # 1. features of every good patch
-        keep = greedy_coreset(feats, recipe.coreset_fraction, seed=42)     # 2. the coreset (PatchCore.fit's seed)
-        model.set_bank(category, feats[keep].contiguous())
-        x = _inputs(prepared, test, spec)
         f, (h, w) = features(x)                                            # 3. the test image's patches
-        d, _ = nearest(f, model.bank(category), k=1, query_chunk=None)     # 4. distance to the nearest good patch
-        score, maps = model.raw_scores(x, category)                        # 5. image score and blurred map
-    return Walkthrough(category, len(feats), (int(grid[0]), int(grid[1])), int(feats.shape[1]), len(keep),
+        d, _ = nearest(f, model.bank(category), k=1, query_chunk=None,     # 4. distance to the nearest good patch
+                       bank_chunk=model.bank_chunk)
+    score, maps = model.raw_scores(x, category)                            # 5. image score and blurred map
+    return Walkthrough(category, int(info["patches"]), (int(h), int(w)), int(f.shape[1]), int(info["bank"]),
                        _crops(prepared, test, spec)[0], _masks(prepared, test, spec)[0],
                        d[:, 0].view(h, w).numpy(), maps[0], float(score[0]))
 
