@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from ..explain.gradcam import CamSetting
 
 __all__ = ["Scores", "ModelKind", "KINDS", "SUPERVISED", "SIMCLR", "PROBE", "MULTITASK", "PATCHCORE", "get",
-           "recorded_backbone", "refuse_file", "MULTITASK_LAYERS"]
+           "recorded_backbone", "refuse_file"]
 
 
 @dataclass
@@ -281,11 +281,6 @@ class _Probe(ModelKind):
         return _torch_gradcam(model, model.encoder, batch, setting)
 
 
-#: The layer types of study 001's network (:func:`helpers.models.multitask.build_multitask`): a file with any other
-#: is not a model this series wrote.
-MULTITASK_LAYERS = frozenset({"InputLayer", "Conv2D", "MaxPooling2D", "GlobalAveragePooling2D", "Dense", "Dropout"})
-
-
 class _Multitask(ModelKind):
     name, title, framework, category_head = "multitask", "Keras multi-task CNN", "keras", True
     onnx_outputs = ("defect", "category")
@@ -308,6 +303,8 @@ class _Multitask(ModelKind):
         except (ValueError, TypeError, KeyError, OSError) as err:      # what Keras raises for a file it refuses
             reason = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
             raise refuse_file(path, f"Keras would not load it ({reason})") from None
+        from .multitask import MULTITASK_LAYERS
+
         layers = {type(layer).__name__ for layer in model.layers}
         if not layers <= MULTITASK_LAYERS:
             unknown = ", ".join(sorted(layers - MULTITASK_LAYERS))

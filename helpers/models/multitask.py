@@ -11,10 +11,13 @@ import numpy as np
 
 from ..core.env import load_torch_before_tensorflow
 
-__all__ = ["LAST_CONV", "SHARED_DENSE", "build_multitask", "predict_multitask"]
+__all__ = ["LAST_CONV", "SHARED_DENSE", "MULTITASK_LAYERS", "build_multitask", "predict_multitask"]
 
 LAST_CONV = "last_conv"
 SHARED_DENSE = "shared_dense"
+#: The layer types :func:`build_multitask` uses: a saved file with any other is not a model this series wrote
+#: (``helpers.models.kinds`` refuses it).
+MULTITASK_LAYERS = frozenset({"InputLayer", "Conv2D", "MaxPooling2D", "GlobalAveragePooling2D", "Dense", "Dropout"})
 
 
 def build_multitask(n_categories: int = 15, image_size: int = 224) -> Any:
