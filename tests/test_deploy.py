@@ -296,3 +296,35 @@ def test_large_banks_go_to_an_external_data_file(synthetic_root, tmp_path, monke
     monkeypatch.setattr(inputs, "DISTANCE_FLOATS", 1)                  # huge banks: one image per batch
     card = read_card(folder)
     assert inputs.batch_limit(card) == 1 and [len(c) for c, _ in inputs.batches(card, images, 32)] == [1] * len(images)
+
+
+def test_a_one_product_patchcore_needs_no_category_folder(synthetic_root, tmp_path):
+    """A practitioner's own product is one category: ``predict`` and the inspector page use its one bank for files
+    anywhere (no category folder, no choice on the page); a file under another MVTec category's folder is refused."""
+    import torch
+
+    from helpers.deploy.predict import Predictor
+    from helpers.deploy.serve import inspect_uploads
+    from helpers.models.patchcore import PatchCore, PatchFeatures
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    spec = kinds.PATCHCORE.input_spec(56, resize=64)
+    paths = sorted((synthetic_root / "bottle" / "train" / "good").glob("*.png"))
+    model = PatchCore(PatchFeatures("efficientnet_lite0"), ["widget"])
+    model.fit("widget", torch.from_numpy(preprocessing.batch(spec, paths[:6])))
+    model.set_normalisation({"widget": (10.0, 10.0)})
+    kinds.PATCHCORE.save(model, folder / "model.pt")
+    params = {"widget": {"threshold": 10.0, "min": 5.0, "max": 15.0, "note": ""}}
+    write_card(folder, card_for(fake_run(folder, 0.5, layout.PATCHCORE, params), kinds.PATCHCORE.name, "model.pt", spec,
+                                categories=("widget",), bank_rows={"widget": int(model.bank_rows[0])}))
+    incoming = tmp_path / "incoming"
+    (incoming / "screw").mkdir(parents=True)
+    loose = Path(shutil.copy(paths[-1], incoming / "photo_001.png"))
+    shutil.copy(paths[-2], incoming / "screw" / "000.png")
+    table = predict(folder, [incoming], backend="framework", progress=False)
+    got = dict(zip(table["path"].map(lambda p: Path(p).name), zip(table["category"], table["problem"])))
+    assert got["photo_001.png"] == ("widget", "")
+    assert "no memory bank for category 'screw'" in got["000.png"][1]
+    page = inspect_uploads(Predictor(folder, "framework"), [loose])
+    assert page.table["problem"].tolist() == [""] and page.table["category used"].tolist() == ["widget"]

@@ -186,3 +186,27 @@ def test_rows_on_different_backbones_are_flagged(tmp_path):
     warning = report.mixed_backbones(found)
     assert "different backbones" in warning and "PatchCore: efficientnet_lite0" in warning
     assert report.mixed_backbones(found[:1]) == ""
+
+
+def test_a_product_without_masks_reads_no_masks_and_few_defects_are_explained(tmp_path):
+    """A product with no masks: the localisation rows say so in words (not "n/a" or NaN); a test set with few
+    defective images says what that means for the intervals, in the notebook and the exported report."""
+    from helpers.evaluation.localisation import score_maps
+    from helpers.viz.results import NO_MASKS, interval_table
+
+    maps = [np.random.default_rng(i).random((4, 4)) for i in range(3)]
+    empty = [np.zeros((4, 4), bool)] * 3                       # defective images without masks: all-False masks
+    loc = score_maps("PatchCore", maps, empty, ["p"] * 3)
+    shown = interval_table(loc, ["pixel_auroc", "au_pro", "pointing_game"])
+    assert (shown[["pixel_auroc", "au_pro", "pointing_game"]] == NO_MASKS).all().all()
+    scores = _scores(0, paths=[f"c/test/{i}.png" for i in range(12)])     # 4 defective test images
+    _write(tmp_path, layout.SUPERVISED, "scores.csv", scores, threshold=0.55)
+    found, _ = report.load_approaches(tmp_path)
+    cov = report.coverage(found)
+    assert sum(cov.defective.values()) == 4
+    assert "Few defective test images (4 in all" in cov.describe()
+    path = report.export(tmp_path, report.comparison_table(found, cov), pd.DataFrame(), loc, {"n_test": 12}, cov=cov)
+    text = path.read_text()
+    assert "Few defective test images" in text and "no ground-truth masks" in text and NO_MASKS in text
+    many = report.few_defects_note({"a": 10, "b": 12})
+    assert many == "" and "b: 3" in report.few_defects_note({"a": 10, "b": 3})

@@ -66,7 +66,8 @@ def vet(paths: Sequence[Path], problems: list[Problem], card: ModelCard, categor
         ) -> tuple[list[Path], list[str]]:
     """The files that can be scored, with each one's category ('' for models without one); every other file goes to
     ``problems`` with its reason. A per-category model (PatchCore) needs each image's category: from its path (a
-    folder named after one) or ``category``, which applies to every file."""
+    folder named after one) or ``category``, which applies to every file. A model of one category (one product) uses
+    its one bank for every file whose path names no other MVTec AD category."""
     banks = list(card.categories) if kinds.get(card.kind).per_category else None
     if category is not None and banks is not None and category not in banks:
         raise ModelFolderError(f"--category {category!r}: this {card.approach} has banks for {', '.join(banks)}")
@@ -74,6 +75,8 @@ def vet(paths: Sequence[Path], problems: list[Problem], card: ModelCard, categor
     for path in paths:
         info = inspect_image(path)
         cat = category or (category_of(path, banks) if banks is not None else category_of(path))
+        if not cat and banks is not None and len(banks) == 1 and not category_of(path):
+            cat = banks[0]
         if not info["ok"]:
             problems.append({"path": str(path), "problem": info["reason"]})
         elif banks is not None and not cat:

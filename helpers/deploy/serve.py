@@ -89,6 +89,8 @@ def inspect_uploads(predictor: Predictor, paths: Sequence[str | os.PathLike], ca
     card = predictor.card
     per_category = kinds.get(card.kind).per_category
     chosen = None if category in (None, "", FROM_NAME) else category
+    if per_category and chosen is None and len(card.categories) == 1:
+        chosen = card.categories[0]                     # one product, one bank: nothing to choose
     problems: list[Problem] = []
     files = [Path(p) for p in paths]
     if per_category and chosen is None:

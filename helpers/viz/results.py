@@ -12,7 +12,8 @@ from sklearn import metrics as skm
 from ..evaluation.intervals import METHOD, format_interval
 from ..evaluation.metrics import binary_metrics
 
-__all__ = ["RESULT_ROWS", "result_table", "interval_table", "interval_caption", "plot_confusion", "plot_roc_pr",
+__all__ = ["RESULT_ROWS", "MASK_METRICS", "NO_MASKS",
+           "result_table", "interval_table", "interval_caption", "plot_confusion", "plot_roc_pr",
            "plot_per_category_auroc", "plot_test_results", "plot_per_category", "plot_score_histograms", "plot_heatmap",
            "plot_curves", "threshold_explorer", "plot_label_efficiency"]
 
@@ -36,14 +37,25 @@ def _span(interval: Any) -> str:
     return f"[{interval.low:.3f}, {interval.high:.3f}]"
 
 
+#: Localisation metrics: NaN in all of them means the row's images have no defect mask to score against.
+MASK_METRICS = ("pixel_auroc", "au_pro", "pointing_game")
+#: What a table shows instead of a number for a localisation metric of images without masks.
+NO_MASKS = "no masks"
+
+
 def interval_table(table: pd.DataFrame, columns: Sequence[str], digits: int = 2) -> pd.DataFrame:
     """``table`` with each of ``columns`` shown as ``value [low, high]`` from its ``<column>_low`` and
-    ``<column>_high`` columns (which are dropped): for reading, not for computing."""
+    ``<column>_high`` columns (which are dropped): for reading, not for computing. A row whose localisation
+    metrics (:data:`MASK_METRICS`) are all NaN had no defect mask among its images: they read :data:`NO_MASKS`."""
     out = table.copy()
+    present = [c for c in MASK_METRICS if c in out]
+    no_masks = out[present].isna().all(axis=1) if present else pd.Series(False, index=out.index)
     for c in columns:
         if f"{c}_low" in out:
             out[c] = [format_interval(v, lo, hi, digits) for v, lo, hi in zip(out[c], out[f"{c}_low"], out[f"{c}_high"])]
             out = out.drop(columns=[f"{c}_low", f"{c}_high"])
+        if c in MASK_METRICS:
+            out[c] = out[c].astype(object).where(~no_masks, NO_MASKS)
     return out
 
 

@@ -22,7 +22,8 @@ from ..evaluation.studies import study_rows
 __all__ = ["APPROACHES", "PER_CATEGORY", "LABEL_COLUMNS", "TABLE_COLUMNS", "INTERVAL_METRICS", "standard_protocol_row",
            "Approach", "load_approaches", "check_same_data", "Coverage", "coverage", "on_common",
            "comparison_table", "readable_table", "mixed_backbones", "paired_comparisons",
-           "category_auroc", "localisation", "label_efficiency", "label_efficiency_note", "to_markdown", "export"]
+           "category_auroc", "localisation", "label_efficiency", "label_efficiency_note", "FEW_DEFECTS", "few_defects_note",
+           "to_markdown", "export"]
 
 #: (notebook, scores file, approach label, how it was trained). The labels each used are counted in its
 #: metrics.json (``labels_used``) and shown beside it.
@@ -142,10 +143,31 @@ class Coverage:
     per_category: pd.DataFrame            # approach × category: "scored / test images"
     gaps: list[str]                       # one line per approach that left images out, with the reasons
     n_test: int                           # the test split's images (the union of what was scored when unknown)
+    #: defective images per category among the common ones (what every interval of the report rests on)
+    defective: dict[str, int] = field(default_factory=dict)
 
     def describe(self) -> str:
         head = f"{len(self.common)} of {self.n_test} test images were scored by every approach; the tables use those."
-        return "\n".join([head, *self.gaps])
+        return "\n".join([head, *self.gaps, *([few] if (few := few_defects_note(self.defective)) else [])])
+
+
+#: Below this many defective test images (in all, or in a category) the report says what it means for the intervals.
+FEW_DEFECTS = 10
+
+
+def few_defects_note(defective: dict[str, int], few: int = FEW_DEFECTS) -> str:
+    """A sentence on what few defective test images mean for the intervals ("" when every category has ``few`` or
+    more): each defective image is a large share of recall, and the intervals are wide accordingly."""
+    if not defective:
+        return ""
+    total, small = sum(defective.values()), {c: n for c, n in defective.items() if n < few}
+    if not small and total >= few:
+        return ""
+    where = ", ".join(f"{c}: {n}" for c, n in sorted(small.items()))
+    share = f"one image is {1 / max(min(small.values() or [total]), 1):.0%} of a category's recall"
+    return (f"Few defective test images ({total} in all; fewer than {few} in {where or 'total'}): {share}, so every "
+            "interval here is wide and only large differences can be resolved. More defective images (photographed, "
+            "sorted into their folders) narrow them; nothing else does.")
 
 
 def coverage(approaches: list[Approach], test_split: pd.DataFrame | None = None) -> Coverage:
@@ -171,7 +193,10 @@ def coverage(approaches: list[Approach], test_split: pd.DataFrame | None = None)
             for c in short:
                 reasons.setdefault(a.not_scored.get(c, "not in its scores"), []).append(c)
             gaps.append(f"{a.name}: " + "; ".join(f"{why} for {', '.join(cats)}" for why, cats in reasons.items()))
-    return Coverage(common, pd.DataFrame(table).T, gaps, int(len(universe)))
+    rows = pd.concat([a.test for a in approaches]).drop_duplicates("path") if approaches else None
+    defective = ({} if rows is None or "label" not in rows else
+                 {str(c): int(n) for c, n in rows[rows["path"].isin(common)].groupby("category")["label"].sum().items()})
+    return Coverage(common, pd.DataFrame(table).T, gaps, int(len(universe)), defective)
 
 
 def on_common(approaches: list[Approach], cov: Coverage) -> list[pd.DataFrame]:
@@ -357,6 +382,9 @@ def export(runs_dir: str | Path, table: pd.DataFrame, heatmap: pd.DataFrame, loc
     if len(loc):
         md += ["## Localisation against the ground-truth masks", "",
                to_markdown(interval_table(loc, ["pixel_auroc", "au_pro", "pointing_game"])), ""]
+        if loc[["pixel_auroc", "au_pro", "pointing_game"]].isna().all().all():
+            md += ["The data has no ground-truth masks, so localisation is not measured (a product's masks go in "
+                   "`<product>/masks/<defect type>/<stem>_mask.png`; see the README's \"Your own product\").", ""]
     studies = study_rows()
     md += ["## The studies' own figures (not on these test images)", "",
            to_markdown(studies.astype(object).where(studies.notna(), "")), ""]
