@@ -43,6 +43,27 @@ def test_frozen_stages_keep_weights_and_statistics():
         net.freeze(["layer3"])
 
 
+def test_frozen_statistics_stay_put_while_the_batchnorm_scale_trains():
+    """The supervised recipe's ``batchnorm="frozen"`` (EfficientNet-Lite0): a training step leaves every running
+    statistic as it was and still trains BatchNorm's scale and shift; ``train`` statistics move."""
+    from helpers.models.classifiers import Classifier
+
+    torch.manual_seed(0)
+    model = Classifier(B.build("efficientnet_lite0", "random"), batchnorm="frozen").train()
+    bns = [m for m in model.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    before = [m.running_mean.clone() for m in bns]
+    model(torch.randn(4, 3, 64, 64)).sum().backward()
+    assert all(torch.equal(b, m.running_mean) for b, m in zip(before, bns))
+    assert bns[-1].weight.grad is not None and bns[-1].weight.grad.abs().sum() > 0
+    moving = Classifier(B.build("efficientnet_lite0", "random")).train()
+    last = [m for m in moving.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)][-1]
+    start = last.running_mean.clone()
+    moving(torch.randn(4, 3, 64, 64))
+    assert not torch.equal(start, last.running_mean)
+    with pytest.raises(ValueError, match="batchnorm"):
+        Classifier(B.build("efficientnet_lite0", "random"), batchnorm="off")
+
+
 def test_auto_offline_falls_back_loudly_to_the_stand_in_never_to_random(offline, monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))          # an empty hub cache
     with pytest.warns(RuntimeWarning, match="OFFLINE STAND-IN"):

@@ -45,7 +45,9 @@ class StagedNet(nn.Module):
     """A backbone cut into :func:`stage_names` stages; ``forward`` gives its pooled features (N × ``feature_dim``).
 
     ``frozen``: stages whose weights do not train; :meth:`train` keeps them in eval mode, so their BatchNorm layers
-    keep (and normalise with) their ImageNet statistics — switching ``requires_grad`` off alone would not."""
+    keep (and normalise with) their ImageNet statistics — switching ``requires_grad`` off alone would not.
+    ``statistics_frozen`` (:meth:`freeze_statistics`): every BatchNorm layer normalises with its stored statistics in
+    training too (its scale and shift still train)."""
 
     def __init__(self, key: str, stages: Sequence[nn.Module], feature_dim: int):
         super().__init__()
@@ -53,6 +55,7 @@ class StagedNet(nn.Module):
         self.stages = nn.ModuleDict(dict(zip(_STAGES, stages)))
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.frozen: tuple[str, ...] = ()
+        self.statistics_frozen = False
 
     def freeze(self, stages: Sequence[str]) -> StagedNet:
         """Freeze these stages (weights and BatchNorm statistics)."""
@@ -65,10 +68,20 @@ class StagedNet(nn.Module):
                 p.requires_grad = name not in self.frozen
         return self.train(self.training)
 
+    def freeze_statistics(self, frozen: bool = True) -> StagedNet:
+        """Keep every BatchNorm layer's running statistics (normalise with them in training as in evaluation), so a
+        short fine-tune cannot leave evaluation on statistics that lag the weights; their affine weights still train."""
+        self.statistics_frozen = bool(frozen)
+        return self.train(self.training)
+
     def train(self, mode: bool = True) -> StagedNet:
         super().train(mode)
         for name in self.frozen:
             self.stages[name].eval()
+        if self.statistics_frozen:
+            for module in self.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
         return self
 
     def stage_outputs(self, x: torch.Tensor, wanted: Sequence[str]) -> list[torch.Tensor]:

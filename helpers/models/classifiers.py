@@ -13,12 +13,15 @@ from torch import nn
 
 from . import backbones as B
 
-__all__ = ["FROZEN_STAGES", "supervised_head", "Classifier", "LinearProbe", "defect_probability",
+__all__ = ["FROZEN_STAGES", "BATCHNORM", "supervised_head", "Classifier", "LinearProbe", "defect_probability",
            "inverse_frequency_weights"]
 
 #: Study 000 freezes ResNet-50's ``conv1``, ``layer1`` and ``layer2``: the stem and the stride-4 and stride-8 stages,
 #: the same stages on every backbone (:func:`helpers.models.backbones.stage_names`).
 FROZEN_STAGES = ("stem", "stride4", "stride8")
+#: How the backbone's BatchNorm layers fine-tune: ``train`` (PyTorch's default: statistics follow the batches) or
+#: ``frozen`` (they keep the pretrained statistics; :class:`Classifier`).
+BATCHNORM = ("train", "frozen")
 
 
 def supervised_head(in_features: int, n_classes: int = 2) -> nn.Sequential:
@@ -30,11 +33,15 @@ def supervised_head(in_features: int, n_classes: int = 2) -> nn.Sequential:
 
 class Classifier(nn.Module):
     """Notebook 01's model: a backbone, its first stages frozen (:data:`FROZEN_STAGES`: weights and BatchNorm
-    statistics), and :func:`supervised_head` on its pooled features."""
+    statistics), and :func:`supervised_head` on its pooled features. ``batchnorm="frozen"`` keeps the backbone's
+    BatchNorm statistics in the stages that train too (:meth:`helpers.models.backbones.StagedNet.freeze_statistics`;
+    the recipe's ``batchnorm``)."""
 
-    def __init__(self, backbone: B.StagedNet, frozen: Sequence[str] = FROZEN_STAGES):
+    def __init__(self, backbone: B.StagedNet, frozen: Sequence[str] = FROZEN_STAGES, *, batchnorm: str = "train"):
         super().__init__()
-        self.backbone = backbone.freeze(frozen)
+        if batchnorm not in BATCHNORM:
+            raise ValueError(f"batchnorm={batchnorm!r}: expected one of {BATCHNORM}")
+        self.backbone = backbone.freeze(frozen).freeze_statistics(batchnorm == "frozen")
         self.head = supervised_head(backbone.feature_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

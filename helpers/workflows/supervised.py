@@ -134,7 +134,7 @@ def run(prepared: Prepared, recipe: SupervisedRecipe | None = None, backbone: st
     choice, net = backbones.network(backbone, recipe.backbone)
     recipe = for_backbone(recipe, choice.key)
     reseed(seed)             # the head's initial weights do not depend on how the backbone was found
-    model = Classifier(net).train().to(device)
+    model = Classifier(net, batchnorm=recipe.batchnorm).train().to(device)
     entry = backbones.get(choice.key)
     sets = _datasets(prepared, recipe.image_size, (entry.mean, entry.std), recipe.augmentation, train_rows)
     if shuffled_labels:
