@@ -35,9 +35,12 @@ sys.addaudithook(_audit)
 
 
 def _run(out_dir: Path, stem: str, per_category: dict | None = None) -> ScoredRun:
-    record = {"metrics": {"roc_auc": 0.9, "f1": 0.8}, "data": {"name": "built-in", "split_hash": "abc"},
-              "code": {"package": "test"}, "device": {"kind": "cpu"}, "profile": "smoke",
-              "threshold": {"value": 0.5, "method": "f1", "chosen_on": "val", "per_category": per_category}}
+    from helpers.artefacts.record import metrics_record
+
+    record = metrics_record(stem, stem, "shared-split", "smoke", {"test": 1}, 0.5, "f1", {"roc_auc": 0.9, "f1": 0.8},
+                            threshold_detail={"per_category": per_category},
+                            data={"builtin": True, "name": "built-in", "root": "/nowhere", "manifest_hash": "m",
+                                  "split_hash": "abc"})
     return ScoredRun(stem, stem, pd.DataFrame(), 0.5, "f1", {}, pd.DataFrame(), record, out_dir)
 
 

@@ -32,9 +32,12 @@ RESNET = backbones.get("resnet50")
 
 def fake_run(out_dir: Path, threshold: float, stem: str = layout.SUPERVISED, per_category: dict | None = None) -> ScoredRun:
     """What a model notebook passes to card_for, without training (parity needs no trained weights)."""
-    record = {"metrics": {"roc_auc": 0.9, "f1": 0.8}, "data": {"root": "/nowhere", "split_hash": "abc"},
-              "code": {"package": "test"}, "device": {"kind": "cpu"}, "profile": "smoke",
-              "threshold": {"value": threshold, "method": "f1", "chosen_on": "val", "per_category": per_category}}
+    from helpers.artefacts.record import metrics_record
+
+    record = metrics_record(stem, "Supervised classifier", "shared-split", "smoke", {"test": 1}, threshold, "f1",
+                            {"roc_auc": 0.9, "f1": 0.8}, threshold_detail={"per_category": per_category},
+                            data={"builtin": True, "name": "test", "root": "/nowhere", "manifest_hash": "m",
+                                  "split_hash": "abc"})
     return ScoredRun(stem, "Supervised classifier", pd.DataFrame(), threshold, "f1", {}, pd.DataFrame(), record, out_dir)
 
 

@@ -79,18 +79,32 @@ def test_per_category_table_and_schema(tmp_path):
     path = write_metrics(rec, tmp_path)
     assert path == tmp_path / "99_test" / "metrics.json"
     back = read_metrics(path)
-    assert back["per_category"][1]["auroc"] is None  # NaN written as null, valid JSON
-    assert back["threshold"] == {"value": 0.5, "method": "f1", "chosen_on": "val"}
-    json.loads(path.read_text())
-    bad = dict(rec, protocol="whatever")
-    with pytest.raises(ValueError, match="protocol"):
-        write_metrics(bad, tmp_path)
+    assert back == rec and back.per_category[1]["auroc"] is None  # NaN written as null, valid JSON
+    assert back.threshold.model_dump(exclude_none=True) == {"value": 0.5, "method": "f1", "chosen_on": "val"}
+    assert back.labels_used is None and back.extra.backbone is None     # trained nothing; no backbone recorded
+    raw = json.loads(path.read_text())
     # provenance: which data and split, which code, which device — a record without it is refused
-    assert back["data"] == DATA and back["code"]["package"] and "cpu_cores" in back["device"]
-    with pytest.raises(ValueError, match="older version — re-run notebook 99_test"):
-        write_metrics({k: v for k, v in rec.items() if k != "data"}, tmp_path)
-    with pytest.raises(ValueError, match="data lacks \\['split_hash'\\]"):
-        write_metrics(dict(rec, data={k: v for k, v in DATA.items() if k != "split_hash"}), tmp_path)
+    assert back.data.model_dump(exclude_none=True) == DATA and back.code["package"] and "cpu_cores" in back.device
+
+    def refused(change, match):
+        bad = tmp_path / "bad.json"
+        bad.write_text(json.dumps(change(json.loads(json.dumps(raw)))))
+        with pytest.raises(ValueError, match=match):
+            read_metrics(bad)
+
+    refused(lambda r: {**r, "protocol": "whatever"}, "protocol")
+    refused(lambda r: {k: v for k, v in r.items() if k != "data"}, "older version — re-run notebook 99_test")
+    refused(lambda r: {**r, "data": {k: v for k, v in DATA.items() if k != "split_hash"}}, "data.split_hash")
+    refused(lambda r: {**r, "extra": {"backbon": "resnet50"}}, "extra.backbon")          # a misspelt field
+    refused(lambda r: {**r, "threshold": {**r["threshold"], "value": "high"}}, "threshold.value")
+    refused(lambda r: {**r, "schema_version": 99}, "schema 99")
+    refused(lambda r: {**r, "metrics": {}}, "non-empty")
+    with pytest.raises(ValueError, match="extra.knn_labels"):
+        metrics_record("99_test", "demo", "shared-split", "smoke", {"test": 7}, 0.5, "f1", {"f1": 1.0},
+                       data=DATA, extra={"knn_labels": {}})
+    old = {**raw, "schema_version": 4, "labels_used": {}}                  # schema 4: the same fields, {} for none
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    assert read_metrics(tmp_path / "old.json").labels_used is None
 
 
 def test_score_on_test_thresholds_on_val_only():

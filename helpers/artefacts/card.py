@@ -161,16 +161,16 @@ def card_for(run: Any, kind: str, model_file: str, spec: InputSpec, categories: 
     the run's folder: its threshold (per category when the run chose one per category), its test metrics and the
     data and code provenance of its ``metrics.json``."""
     record = run.record
-    thr = record["threshold"]
-    per = {c: CategoryThreshold(float(p["threshold"]), float(p["min"]), float(p["max"]), str(p.get("note", "")))
-           for c, p in (thr.get("per_category") or {}).items() if "threshold" in p} or None
-    metrics = {k: (None if v is None else float(v)) for k, v in record["metrics"].items() if k in _METRICS}
+    per = {c: CategoryThreshold(float(p.threshold), float(p.min), float(p.max), p.note)
+           for c, p in record.threshold_per_category().items()
+           if p.threshold is not None and p.min is not None and p.max is not None} or None
+    metrics = {k: (None if v is None else float(v)) for k, v in record.metrics.items() if k in _METRICS}
     return ModelCard(kind=kind, approach=run.approach, notebook=run.stem, framework=_framework(kind),
                      model_file=model_file, model_sha256=sha256(Path(run.out_dir) / model_file), input=spec,
                      threshold=Threshold(float(run.threshold), run.threshold_method, "val", per),
                      categories=tuple(categories), bank_rows=bank_rows, backbone=backbone, weights=weights,
-                     test_metrics=metrics, data=record.get("data") or {}, code=record.get("code") or {},
-                     device=record.get("device") or {}, profile=str(record.get("profile", "")))
+                     test_metrics=metrics, data=record.data.model_dump(exclude_none=True), code=dict(record.code),
+                     device=dict(record.device), profile=record.profile)
 
 
 def _framework(kind: str) -> str:

@@ -44,7 +44,7 @@ class ScoredRun:
     threshold_method: str
     test_metrics: dict[str, float]
     per_category: pd.DataFrame
-    record: dict[str, Any]
+    record: R.MetricsRecord
     out_dir: Path
     model: Any = None
     history: pd.DataFrame | None = None
@@ -128,7 +128,7 @@ def write_scored(prepared: Any, stem: str, approach: str, scores: pd.DataFrame, 
                     intervals=spans, **run_fields)
 
 
-def read_record(runs_dir: str | os.PathLike, stem: str) -> dict[str, Any] | None:
+def read_record(runs_dir: str | os.PathLike, stem: str) -> R.MetricsRecord | None:
     """A notebook's validated ``metrics.json`` (None when it has not been written)."""
     path = artefact(runs_dir, stem, METRICS)
     return R.read_metrics(path) if path.exists() else None
@@ -146,5 +146,5 @@ def test_predictions(runs_dir: str | os.PathLike, stem: str) -> pd.DataFrame | N
     if scores is None or record is None:
         return None
     test = scores[scores["split"] == "test"].copy()
-    test["pred"] = (test["score"] >= record["threshold"]["value"]).astype(int)
+    test["pred"] = (test["score"] >= record.threshold.value).astype(int)
     return test

@@ -70,12 +70,12 @@ def estimate_seconds(prepared: Any, todo: pd.DataFrame) -> tuple[float, str]:
         return math.nan, "no measurement: run notebook 01 first (its per-epoch times give the estimate)"
     per_epoch = float(history["seconds"].median())
     n_train = max(1, int((prepared.split["split"] == "train").sum()))
-    epochs = int(record.get("extra", {}).get("recipe", {}).get("epochs", len(history)))
+    epochs = int((record.extra.recipe or {}).get("epochs", len(history)))
     sup = todo[todo["approach"] == SUPERVISED]
     sup = sup[~((sup["fraction"] == 1.0) & (sup["seed"] == prepared.cfg.seed))]   # notebook 01's own run, read back
     # an epoch = training on the subset + scoring val (about a fifth of an epoch on all of train, measured in 01)
     seconds = float(sum(epochs * per_epoch * (0.8 * n / n_train + 0.2) for n in sup["labelled"]))
-    device = record.get("device", {})
+    device = record.device
     machine = device.get("gpu") or f"{device.get('cpu_cores', '?')}-core {device.get('cpu', '?')} CPU"
     where = f"{per_epoch:.1f} s per epoch in notebook 01 on {machine}"
     return seconds, where
@@ -162,8 +162,8 @@ def _supervised_runs(prepared: Any, recipe: LabelBudgetRecipe, choice: backbones
     sup_recipe = for_backbone(scaled(SupervisedRecipe(), cfg.profile), choice.key)
     own = runs.read_scores(cfg.runs_dir, layout.SUPERVISED)
     own_record = runs.read_record(cfg.runs_dir, layout.SUPERVISED)
-    own_extra = (own_record or {}).get("extra", {})
-    same = own is not None and own_extra.get("recipe") == asdict(sup_recipe) and own_extra.get("backbone") == choice.key
+    same = (own is not None and own_record is not None and own_record.extra.recipe == asdict(sup_recipe)
+            and own_record.extra.backbone == choice.key)
     rows = []
     todo = _subsets(train, recipe.supervised_fractions, recipe.supervised_seeds, cfg.seed)
     for seed, f, subset in tqdm(todo, desc="supervised: budgets × seeds", disable=not progress):
@@ -217,7 +217,7 @@ def summarise(table: pd.DataFrame, refs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["approach", "reference", "overtakes_at_defective", "in words"])
 
 
-def write_outputs(prepared: Any, result: LabelRun, started: float) -> dict[str, Any]:
+def write_outputs(prepared: Any, result: LabelRun, started: float) -> R.MetricsRecord:
     """Notebook 09's folder (``layout.LABELS``): every fit (label_efficiency.csv), the summary the report links, and
     metrics.json (each approach's mean test AUROC per budget, with the seeds' range as its interval)."""
     out = layout.notebook_dir(prepared.cfg.runs_dir, layout.LABELS)

@@ -334,21 +334,22 @@ def write_shared(prepared: Any, shared: OneClassResult, standard: OneClassResult
 def _normalise_model(run: OneClassRun) -> None:
     """Give the run's model the per-category normalisation its scores were made with (its ``forward``, the exported
     graph, then gives exactly the normalised scores of ``scores.csv``)."""
-    model, per = run.model, run.record["threshold"]["per_category"]
-    model.set_normalisation({c: (p["threshold"], M.category_span(p["min"], p["max"]))
-                             for c, p in per.items() if c in model.categories and "threshold" in p},
+    model, per = run.model, run.record.threshold_per_category()
+    model.set_normalisation({c: (p.threshold, M.category_span(p.min, p.max))
+                             for c, p in per.items() if c in model.categories
+                             and p.threshold is not None and p.min is not None and p.max is not None},
                             centre=M.NORMALISED_THRESHOLD)
 
 
 def _save(run: OneClassRun, shared: OneClassResult) -> None:
     """The model (banks + each category's normalisation, as notebook 06 chose it on val) and its card."""
     model, recipe = shared.model, shared.recipe
-    per = run.record["threshold"]["per_category"]
+    per = run.record.threshold_per_category()
     name = layout.MODEL_FILES[layout.PATCHCORE]
     kinds.PATCHCORE.save(model, run.out_dir / name, recipe=asdict(recipe), backbone_name=shared.backbone)
     spec = kinds.PATCHCORE.input_spec(recipe.crop, resize=recipe.resize)
     # a category the run could not threshold (no val image) is left off the card: predict refuses it by name
-    usable = tuple(c for c in model.categories if "threshold" in per.get(c, {}))
+    usable = tuple(c for c in model.categories if c in per and per[c].threshold is not None)
     rows = {c: int(model.bank_rows[model.index(c)]) for c in usable}
     write_card(run.out_dir, card_for(run, kinds.PATCHCORE.name, name, spec, categories=usable,
                                      bank_rows=rows, backbone=model.features.key, weights=shared.backbone))

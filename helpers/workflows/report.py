@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..artefacts import record as R
 from ..artefacts import scored as runs
 from ..core import files, layout
 from ..evaluation import intervals as I
@@ -64,24 +65,23 @@ class Approach:
         return self.scores[self.scores["split"] == "test"].sort_values("path").reset_index(drop=True)
 
 
-def _backbone(record: dict[str, Any] | None, stem: str) -> str:
+def _backbone(record: R.MetricsRecord | None, stem: str) -> str:
     """``key (weights)`` from a notebook's metrics.json; Keras's CNN is trained from scratch (study 001)."""
     if stem == layout.KERAS:
         return "own CNN (from scratch)"
-    extra = (record or {}).get("extra", {})
-    key, weights = extra.get("backbone"), extra.get("weights")
+    key, weights = (record.extra.backbone, record.extra.weights) if record is not None else (None, None)
     if not key:
         return "?"
     return f"{key} ({weights})" if weights else str(key)
 
 
-def _threshold(name: str, file: str, scores: pd.DataFrame, record: dict[str, Any] | None, stem: str
+def _threshold(name: str, file: str, scores: pd.DataFrame, record: R.MetricsRecord | None, stem: str
                ) -> tuple[pd.DataFrame, float, str] | None:
     val = scores[scores["split"] == "val"]
-    if file == layout.SCORES and record is not None:
-        thr = record["threshold"]
-        per_cat = " per category, scores normalised per category" if thr.get("per_category") else ""
-        return scores, float(thr["value"]), f"{thr['method']} on val{per_cat} (notebook {stem[:2]})"
+    if file == layout.SCORES and record is not None and record.threshold.value is not None:
+        thr = record.threshold
+        per_cat = " per category, scores normalised per category" if thr.per_category else ""
+        return scores, float(record.threshold.value), f"{thr.method} on val{per_cat} (notebook {stem[:2]})"
     if len(val) and name in PER_CATEGORY:
         scores, _ = M.normalise_per_category(scores, "f1")   # a category without val rows drops out (coverage)
         return scores, M.NORMALISED_THRESHOLD, "f1 on val per category, scores normalised per category (here)"
@@ -100,17 +100,16 @@ def load_approaches(runs_dir: str | Path) -> tuple[list[Approach], list[str]]:
             missing.append(layout.missing_message(name, path, stem))
             continue
         record = runs.read_record(runs_dir, stem)
-        labels = (record or {}).get("labels_used") if file == layout.SCORES else \
-            (record or {}).get("extra", {}).get("knn_labels_used")
+        used = None if record is None else record.labels_used if file == layout.SCORES else record.extra.knn_labels_used
+        labels = used.model_dump() if used is not None else None
         chosen = _threshold(name, file, scores, record, stem)
         if chosen is None:
             missing.append(f"{name}: {path} has no val rows to choose a threshold on — re-run notebook {stem}.ipynb.")
             continue
         scores, threshold, how_thr = chosen
-        not_scored = dict((record or {}).get("extra", {}).get("not_scored", {}))
+        not_scored = dict(record.extra.not_scored or {}) if record is not None else {}
         if file == layout.SCORES and record is not None:
-            not_scored.update({c: p["note"] for c, p in record["threshold"].get("per_category", {}).items()
-                               if p.get("note") == M.NO_VAL_NOTE})
+            not_scored.update({c: p.note for c, p in record.threshold_per_category().items() if p.note == M.NO_VAL_NOTE})
         found.append(Approach(name, how, scores, threshold, how_thr, path, labels, _backbone(record, stem), not_scored))
     return found, missing
 
@@ -122,7 +121,7 @@ def check_same_data(runs_dir: str | Path, expected: dict[str, Any] | None = None
     ``expected``, e.g. :meth:`helpers.data.prepare.Prepared.provenance` of this run): runs from different data
     or splits never share a table.
     """
-    seen = {stem: rec["data"] for stem in dict.fromkeys(s for s, *_ in APPROACHES)
+    seen = {stem: rec.data.model_dump(exclude_none=True) for stem in dict.fromkeys(s for s, *_ in APPROACHES)
             if (rec := runs.read_record(runs_dir, stem)) is not None}
     if expected is not None:
         seen = {"this run (notebook 07)": expected, **seen}
@@ -273,15 +272,14 @@ def standard_protocol_row(runs_dir: str | Path) -> pd.DataFrame:
     ``train/good`` as MVTec's folders give it, judged by AUROC (no threshold). Scored on MVTec's ``test``
     folders, not on the shared test split, so it is shown apart from the main table (empty when not run)."""
     rec = runs.read_record(runs_dir, layout.PATCHCORE)
-    std = (rec or {}).get("extra", {}).get("mvtec_standard")
-    if not std:
+    std = rec.extra.mvtec_standard if rec is not None else None
+    if std is None:
         return pd.DataFrame(columns=["approach", *LABEL_COLUMNS, "category AUROC (mean)", "scored on"])
-    lab = std.get("labels_used", {})
+    lab = std.labels_used
     return pd.DataFrame([{"approach": "PatchCore, MVTec standard protocol",
-                          **dict(zip(LABEL_COLUMNS, (lab.get("defect_labels_for_training", 0),
-                                                     lab.get("labels_to_select_good", 0),
-                                                     f"{lab.get('val_labels', 0)} ({lab.get('val_labels_for', 'not used')})"))),
-                          "category AUROC (mean)": std.get("image_auroc_mean"),
+                          **dict(zip(LABEL_COLUMNS, (lab.defect_labels_for_training, lab.labels_to_select_good,
+                                                     f"{lab.val_labels} ({lab.val_labels_for})"))),
+                          "category AUROC (mean)": std.image_auroc_mean,
                           "scored on": "MVTec's test folders (not the shared test split)"}])
 
 
