@@ -209,9 +209,10 @@ def summarise(table: pd.DataFrame, refs: pd.DataFrame) -> pd.DataFrame:
                 at = math.nan
             else:
                 at = float(curve["defective"].iloc[first])
+                n_seeds = int(curve["seeds"].iloc[first])
+                over = f"mean over {n_seeds} seeds" if n_seeds > 1 else "one seed"
                 words = (f"{approach} overtakes {ref['approach']} (test AUROC {ref['test_auroc']:.2f}) from about "
-                         f"{at:.0f} labelled defective images (mean over {int(curve['seeds'].iloc[first])} seeds: "
-                         f"{curve['auroc'].iloc[first]:.2f})")
+                         f"{at:.0f} labelled defective images ({over}: {curve['auroc'].iloc[first]:.2f})")
             rows.append({"approach": approach, "reference": ref["approach"], "overtakes_at_defective": at,
                          "in words": words})
     return pd.DataFrame(rows, columns=["approach", "reference", "overtakes_at_defective", "in words"])
