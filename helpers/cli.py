@@ -12,7 +12,7 @@
 - ``labels``: notebook 09, how many labels: the supervised classifier and the probe on nested label budgets, several
   seeds each, against kNN and PatchCore (needs notebooks 01, 02, 03 and 06's outputs); prints the plan with its
   estimated time before it starts, then the answer in words.
-- ``export --model DIR [--int8]``: writes ``model.onnx`` into a model folder (01, 03, 04 or 06) and checks it against the
+- ``export --model DIR [--int8]``: writes ``model.onnx`` into a model folder (a model notebook's) and checks it against the
   framework on the folder's own test images (max |Δ| and decisions at the card's threshold); ``--int8`` adds
   ``model.int8.onnx`` (calibrated on val good images) and prints the test AUROC change.
 - ``predict --model DIR IMAGES_OR_FOLDERS... --out predictions.csv [--backend onnx|onnx-int8|framework]
@@ -237,15 +237,17 @@ _BACKBONE_HELP = ("auto (default: the study's network with ImageNet weights, dow
 
 def _deploy_commands(sub: Any) -> None:
     """The commands that use a model folder: export, predict, serve."""
-    SUPERVISED = layout.SUPERVISED
-    e = sub.add_parser("export", help="ONNX export of a model folder (01, 03, 04 or 06) with a parity check")
-    e.add_argument("--model", required=True, help=f"a model notebook's folder (01, 03, 04 or 06), e.g. runs/{SUPERVISED}")
+    from .models.kinds import deployable_notebooks
+
+    SUPERVISED, folders = layout.SUPERVISED, deployable_notebooks()
+    e = sub.add_parser("export", help=f"ONNX export of a model folder ({folders}) with a parity check")
+    e.add_argument("--model", required=True, help=f"a model notebook's folder ({folders}), e.g. runs/{SUPERVISED}")
     e.add_argument("--check", type=int, default=64, help="test images for the parity check (default 64)")
     e.add_argument("--int8", action="store_true",
                    help="also write model.int8.onnx (static quantisation calibrated on the val good images)")
     e.set_defaults(func=_export)
     d = sub.add_parser("predict", help="score image files and folders with a model folder")
-    d.add_argument("--model", required=True, help=f"a model notebook's folder (01, 03, 04 or 06), e.g. runs/{SUPERVISED}")
+    d.add_argument("--model", required=True, help=f"a model notebook's folder ({folders}), e.g. runs/{SUPERVISED}")
     d.add_argument("inputs", nargs="+", help="image files and/or folders (searched recursively)")
     d.add_argument("--out", default="predictions.csv", help="CSV to write (default predictions.csv)")
     d.add_argument("--backend", choices=["onnx", "onnx-int8", "framework"], default="onnx",
@@ -256,7 +258,7 @@ def _deploy_commands(sub: Any) -> None:
     d.add_argument("--category", help="PatchCore: the category of every input (default: from each path's folders)")
     d.set_defaults(func=_predict)
     s = sub.add_parser("serve", help="the inspector page: a model folder in the browser (Gradio)")
-    s.add_argument("--model", required=True, help=f"a model notebook's folder (01, 03, 04 or 06), e.g. runs/{SUPERVISED}")
+    s.add_argument("--model", required=True, help=f"a model notebook's folder ({folders}), e.g. runs/{SUPERVISED}")
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     s.add_argument("--port", type=int, default=None, help="port (default: Gradio's first free one from 7860)")
     s.add_argument("--share", action="store_true", help="also a public Gradio link (off unless asked)")
@@ -266,7 +268,9 @@ def _deploy_commands(sub: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .workflows.commands import TRAINABLE
+    from .workflows.commands import trainable
+
+    trainable_kinds = trainable()
 
     parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -286,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     o.add_argument("--backbone", default="auto", help=_BACKBONE_HELP)
     o.set_defaults(func=_oneclass)
     t = sub.add_parser("train", help="a model notebook's training as a command (torch ones also under torchrun)")
-    t.add_argument("model", choices=TRAINABLE, help="the kind of model to train: " + ", ".join(TRAINABLE))
+    t.add_argument("model", choices=trainable_kinds, help="the kind of model to train: " + ", ".join(trainable_kinds))
     t.add_argument("--data", help="MVTec AD root (default: what notebook 00 prepared under RUNS_DIR)")
     t.add_argument("--runs", help="output folder (default: RUNS_DIR or ./runs)")
     t.add_argument("--profile", help="full | quick | smoke (default: DEFECTS_PROFILE)")

@@ -20,6 +20,7 @@ from helpers.core import config, layout
 
 keras = pytest.importorskip("keras")
 
+from helpers.models import kinds  # noqa: E402
 from helpers.models.multitask import LAST_CONV, SHARED_DENSE, build_multitask, predict_multitask  # noqa: E402
 from helpers.training.recipes import KerasRecipe, scaled  # noqa: E402
 from helpers.workflows import multitask  # noqa: E402
@@ -170,5 +171,5 @@ print("replicas", strategy.num_replicas_in_sync, "epochs", run.epochs_run, "auro
     assert done.returncode == 0, done.stderr[-3000:]
     assert "replicas 2 epochs 2" in done.stdout
     out = tmp_path / layout.KERAS
-    assert (out / layout.MODEL_FILES[layout.KERAS]).exists() and (out / layout.METRICS).exists()
+    assert (out / kinds.MULTITASK.model_file).exists() and (out / layout.METRICS).exists()
     assert pd.read_csv(out / layout.KERAS_LOG)["epoch"].tolist() == [0, 1]

@@ -37,6 +37,7 @@ from torch import nn
 
 from helpers.core import config, layout
 from helpers.data import prepare
+from helpers.models import kinds
 from helpers.training.recipes import ProbeRecipe, SimCLRRecipe, SupervisedRecipe, scaled
 from helpers.workflows import probe, simclr, supervised
 from helpers.workflows.probe import knn_scores, labelled_fraction
@@ -196,7 +197,7 @@ def test_runs_write_outputs_and_resume(learnable, tmp_path):
     recipe = SupervisedRecipe(batch_size=16, epochs=2, image_size=SIZE)
     first = supervised.run(prep, recipe, backbone="resnet50:random", progress=False)
     out = tmp_path / layout.SUPERVISED
-    for name in (layout.METRICS, layout.SCORES, layout.MODEL_FILES[layout.SUPERVISED], layout.HISTORY, layout.CARD):
+    for name in (layout.METRICS, layout.SCORES, kinds.SUPERVISED.model_file, layout.HISTORY, layout.CARD):
         assert (out / name).exists(), name
     scores = pd.read_csv(out / layout.SCORES)
     assert list(scores.columns) == ["path", "category", "label", "split", "score"]

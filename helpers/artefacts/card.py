@@ -189,15 +189,17 @@ def read_card(model_dir: str | os.PathLike, check_model_file: bool = True) -> Mo
     """The validated card of a model folder. Raises :class:`ModelFolderError` for a missing folder or card and
     :class:`ModelCardError` (naming the field) for a card that is not what this version writes; with
     ``check_model_file``, also when the model file is missing, not a plain file, or not the one the card hashed."""
-    folder = Path(model_dir)
+    from ..models.kinds import deployable_notebooks
+
+    folder, notebooks = Path(model_dir), deployable_notebooks()
     if not folder.is_dir():
         raise ModelFolderError(f"--model {folder}: not a folder. Expected a model folder written by a model notebook "
-                               f"(01, 03, 04 or 06), holding the model and {CARD}.")
+                               f"({notebooks}), holding the model and {CARD}.")
     path = folder / CARD
     if not path.is_file() or path.is_symlink():
         found = sorted(p.name for p in folder.iterdir())[:8]
         raise ModelFolderError(f"{folder}: no {CARD} (found: {', '.join(found) or 'nothing'}). Run the model's "
-                               "notebook (01, 03, 04 or 06) to the end: it writes the card beside the model.")
+                               f"notebook ({notebooks}) to the end: it writes the card beside the model.")
     if path.stat().st_size > MAX_CARD_BYTES:
         raise ModelCardError(f"{path}: {path.stat().st_size} bytes; a model card is a few KB (at most "
                              f"{MAX_CARD_BYTES} bytes are read)")

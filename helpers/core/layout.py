@@ -13,7 +13,7 @@ __all__ = [
     "DATA", "SUPERVISED", "SIMCLR", "PROBE", "KERAS", "EXPLAIN", "PATCHCORE", "REPORT", "DEPLOY", "LABELS", "NOTEBOOKS",
     "MANIFEST", "QUARANTINE", "WARNINGS", "SPLIT", "SPLIT_SEED", "DATASET", "CACHE_DIR", "BUILTIN_DIR", "BUILTIN_RECORD",
     "CACHE_META", "CACHE_IMAGES", "CACHE_MASKS", "REPORT_DIR", "EXECUTED_DIR",
-    "SCORES", "METRICS", "HISTORY", "CARD", "ONNX", "ONNX_INT8", "onnx_data", "MODEL_FILES", "checkpoint_name",
+    "SCORES", "METRICS", "HISTORY", "CARD", "ONNX", "ONNX_INT8", "onnx_data", "checkpoint_name",
     "knn_scores", "KERAS_LOG", "KERAS_FINGERPRINT", "KERAS_BACKUP", "LOCALISATION", "LOCALISATION_PER_IMAGE",
     "PER_CATEGORY_SHARED", "PER_CATEGORY_STANDARD", "COMPARISON_CSV", "COMPARISON_MD", "CATEGORY_AUROC",
     "PAIRS", "COVERAGE", "LABEL_RUNS", "LABEL_SUMMARY", "LABEL_FIGURE", "REPORT_JSON", "INCOMING", "HEATMAPS",
@@ -61,9 +61,7 @@ HISTORY = "history.csv"
 CARD = "model_card.json"
 ONNX = "model.onnx"
 ONNX_INT8 = "model.int8.onnx"
-#: The saved model of each model notebook.
-MODEL_FILES: dict[str, str] = {SUPERVISED: "model.pt", SIMCLR: "simclr.pt", PROBE: "model.pt", KERAS: "model.keras",
-                               PATCHCORE: "model.pt"}
+# (each model notebook's saved model file is its kind's: helpers.models.kinds, ``model_file``)
 
 
 def onnx_data(onnx_file: str) -> str:
@@ -113,9 +111,9 @@ def notebook_dir(runs_dir: str | os.PathLike, stem: str, create: bool = True) ->
     return path
 
 
-def artefact(runs_dir: str | os.PathLike, stem: str, name: str | None = None) -> Path:
-    """The path of a notebook's file (default: its saved model); nothing is created."""
-    return notebook_dir(runs_dir, stem, create=False) / (name or MODEL_FILES[stem])
+def artefact(runs_dir: str | os.PathLike, stem: str, name: str) -> Path:
+    """The path of a notebook's file ``name``; nothing is created."""
+    return notebook_dir(runs_dir, stem, create=False) / name
 
 
 def missing_message(what: str, path: Path, stem: str) -> str:
@@ -123,7 +121,7 @@ def missing_message(what: str, path: Path, stem: str) -> str:
     return f"{what}: no {path} — run notebook {stem}.ipynb first."
 
 
-def require(runs_dir: str | os.PathLike, stem: str, name: str | None = None, what: str = "output") -> Path:
+def require(runs_dir: str | os.PathLike, stem: str, name: str, what: str = "output") -> Path:
     """A notebook's file, or ``FileNotFoundError`` naming the notebook to run first."""
     path = artefact(runs_dir, stem, name)
     if not path.exists():

@@ -24,13 +24,29 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from ..core import layout
 from ..data.preprocessing import InputSpec
+from .model_files import check_patchcore_state, check_state, feature_width, refuse_file, torch_blob
 
 if TYPE_CHECKING:
     from ..explain.gradcam import CamSetting
 
-__all__ = ["Scores", "ModelKind", "KINDS", "SUPERVISED", "SIMCLR", "PROBE", "MULTITASK", "PATCHCORE", "get",
-           "recorded_backbone", "refuse_file"]
+__all__ = ["Scores", "ReportRow", "ModelKind", "KINDS", "SUPERVISED", "SIMCLR", "PROBE", "MULTITASK", "PATCHCORE",
+           "get", "register", "deployable", "deployable_notebooks", "recorded_backbone", "refuse_file"]
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    """One row a kind's notebook gives the comparison report (07): the scores file it reads, the row's label, how the
+    approach was trained, whether its scores are distances on a scale of their own per category (then it gets a
+    threshold per category and its scores are normalised per category) and whether it learnt from no defect label
+    (a one-class reference for notebook 09's label budgets)."""
+
+    file: str
+    label: str
+    trained_with: str
+    per_category: bool = False
+    one_class: bool = False
 
 
 @dataclass
@@ -57,6 +73,18 @@ class ModelKind:
     category_head: ClassVar[bool] = False
     #: what the ONNX graph outputs, in order
     onnx_outputs: ClassVar[tuple[str, ...]] = ("score",)
+    #: the notebook that trains it (its stem, :mod:`helpers.core.layout`), and the file it saves there
+    notebook: ClassVar[str]
+    model_file: ClassVar[str] = "model.pt"
+    #: its folder is a model folder (model + card): ``export``, ``predict``, ``serve`` and notebook 08 take it
+    deployable: ClassVar[bool] = True
+    #: notebook 05 shows its features (t-SNE) and, where it has :meth:`gradcam`, its class-activation maps
+    explained: ClassVar[bool] = True
+    #: the rows of the comparison report (07) its notebook's outputs give
+    report_rows: ClassVar[tuple[ReportRow, ...]] = ()
+    #: the module of :mod:`helpers.workflows` whose ``command(prepared, progress, mirrored, backbone) -> str`` trains
+    #: it (``python -m helpers train <name>``); None: not trained by a command
+    workflow: ClassVar[str | None] = None
 
     def input_spec(self, image_size: int, mean: Any = None, std: Any = None, resize: int | None = None) -> InputSpec:
         """The model's input (:mod:`helpers.data.preprocessing`): NCHW, normalised with the backbone's mean/std."""
@@ -78,12 +106,12 @@ class ModelKind:
     def load(self, path: str | os.PathLike) -> tuple[Any, dict[str, Any]]:
         """The model saved at ``path`` (weights only: no code in the file runs; nothing is downloaded) and its
         metadata, in eval mode on the CPU."""
-        blob = _torch_blob(path, self)
+        blob = torch_blob(path, self)
         try:
             model = self.build(blob)
         except (KeyError, ValueError, TypeError) as err:
             raise refuse_file(path, f"it does not describe a {self.title} this version can build ({err})") from None
-        _check_state(path, blob.get("state_dict"), model.state_dict())
+        check_state(path, blob.get("state_dict"), model.state_dict())
         model.load_state_dict(blob["state_dict"])
         return model.eval(), {k: v for k, v in blob.items() if k != "state_dict"}
 
@@ -145,49 +173,6 @@ class ModelKind:
         return 0
 
 
-def refuse_file(path: str | os.PathLike, what: str) -> Exception:
-    """The error for a model file that is not what its kind writes (a folder others send is untrusted input): it
-    names the file and what is wrong; nothing of the file has run."""
-    from ..errors import ModelFolderError
-
-    return ModelFolderError(f"{path}: refused — {what}. This series never writes such a file; re-create the model with "
-                            "its notebook (and load only models you trust).")
-
-
-def _check_state(path: str | os.PathLike, state: Any, expected: dict[str, Any]) -> None:
-    """A torch state dict holds exactly the tensors of the kind's own network: names, shapes and dtypes (widths that
-    disagree with the backbone, a layer too many or too few), all finite."""
-    import torch
-
-    if not isinstance(state, dict):
-        raise refuse_file(path, f"its weights are a {type(state).__name__}, not a table of tensors")
-    missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-    if missing or extra:
-        raise refuse_file(path, f"its weights do not fit the network ({len(missing)} missing, e.g. "
-                                f"{missing[:2]}; {len(extra)} unexpected, e.g. {extra[:2]})")
-    for name, want in expected.items():
-        got = state[name]
-        if not isinstance(got, torch.Tensor) or got.shape != want.shape or got.dtype != want.dtype:
-            shown = (f"{tuple(got.shape)} {got.dtype}" if isinstance(got, torch.Tensor) else type(got).__name__)
-            raise refuse_file(path, f"weight {name!r} is {shown}, the network's is {tuple(want.shape)} {want.dtype}")
-        if got.is_floating_point() and not bool(torch.isfinite(got).all()):
-            raise refuse_file(path, f"weight {name!r} holds NaN or infinite values")
-
-
-def _torch_blob(path: str | os.PathLike, kind: ModelKind | None = None) -> dict[str, Any]:
-    from ..core.files import safe_load
-
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"No saved model at {path}.")
-    blob = safe_load(path, "model file", "Load only models you trust; re-create this one with its notebook.")
-    found = blob.get("kind") if isinstance(blob, dict) else None
-    if kind is not None and found != kind.name:
-        raise ValueError(f"{path} holds a model of kind {found!r}, not {kind.name!r} (written by an older version, or "
-                         "another notebook's): re-create it with its notebook.")
-    return blob
-
-
 def _torch_gradcam(model: Any, net: Any, batch: np.ndarray, setting: CamSetting | None) -> np.ndarray:
     """``setting``'s maps of a torch classifier whose backbone is ``net`` (a :class:`~.backbones.StagedNet`)."""
     import torch
@@ -240,6 +225,8 @@ def _cam_layers(net: Any, stages: tuple[str, ...] | None = None) -> list[Any]:
 
 class _Supervised(ModelKind):
     name, title = "supervised", "supervised classifier"
+    notebook, workflow = layout.SUPERVISED, "supervised"
+    report_rows = (ReportRow(layout.SCORES, "Supervised classifier", "supervised on every train label"),)
 
     def build(self, meta: dict[str, Any]) -> Any:
         from .classifiers import Classifier
@@ -259,6 +246,7 @@ class _Supervised(ModelKind):
 
 class _SimCLR(ModelKind):
     name, title, scored = "simclr", "SimCLR encoder", False
+    notebook, model_file, workflow, deployable = layout.SIMCLR, "simclr.pt", "simclr", False
 
     def build(self, meta: dict[str, Any]) -> Any:
         from .simclr import SimCLR
@@ -271,6 +259,12 @@ class _SimCLR(ModelKind):
 
 class _Probe(ModelKind):
     name, title = "probe", "linear probe"
+    notebook, workflow = layout.PROBE, "probe"
+    report_rows = (
+        ReportRow(layout.SCORES, "SimCLR + linear probe",
+                  "SimCLR on train's good images (picked by label), probe on 10% of train labels"),
+        *(ReportRow(layout.knn_scores(k), f"SimCLR kNN (k={k})", "SimCLR; bank of train's good images (picked by label)",
+                    per_category=True, one_class=True) for k in (1, 5)))
 
     def build(self, meta: dict[str, Any]) -> Any:
         from .classifiers import LinearProbe
@@ -283,6 +277,8 @@ class _Probe(ModelKind):
 
 class _Multitask(ModelKind):
     name, title, framework, category_head = "multitask", "Keras multi-task CNN", "keras", True
+    notebook, model_file, workflow = layout.KERAS, "model.keras", "multitask"
+    report_rows = (ReportRow(layout.SCORES, "Keras multi-task CNN", "supervised on every train label (defect and category)"),)
     onnx_outputs = ("defect", "category")
 
     def input_spec(self, image_size: int, mean: Any = None, std: Any = None, resize: int | None = None) -> InputSpec:
@@ -342,44 +338,11 @@ class _Multitask(ModelKind):
         return keras_features(model, batch, layer=SHARED_DENSE)
 
 
-def _feature_width(features: Any) -> int:
-    """The width of a backbone's patch features (one tiny forward pass: 64 px)."""
-    import torch
-
-    with torch.no_grad():
-        feats, _ = features(torch.zeros(1, 3, 64, 64))
-    return int(feats.shape[1])
-
-
-def _check_patchcore_state(path: str | os.PathLike, state: Any, categories: list[str], width: int) -> dict[str, Any]:
-    """PatchCore's banks and normalisation against its card's categories and its backbone's feature width."""
-    import torch
-
-    if not isinstance(state, dict) or not {"banks", "thresholds", "spans"} <= set(state):
-        raise refuse_file(path, "it lacks PatchCore's banks, thresholds or spans")
-    banks = state["banks"]
-    if not isinstance(banks, dict) or not banks or not set(banks) <= set(categories):
-        raise refuse_file(path, f"its banks are not one per category of {categories}")
-    for name, bank in banks.items():
-        if not isinstance(bank, torch.Tensor) or bank.dtype != torch.float32 or bank.ndim != 2 or len(bank) == 0:
-            raise refuse_file(path, f"the bank of {name!r} is not a non-empty 2-D float32 tensor")
-        if bank.shape[1] != width:
-            raise refuse_file(path, f"the bank of {name!r} has width {bank.shape[1]}; its backbone's patch features "
-                                    f"have {width}")
-        if not bool(torch.isfinite(bank).all()):
-            raise refuse_file(path, f"the bank of {name!r} holds NaN or infinite values")
-    for key in ("thresholds", "spans"):
-        t = state[key]
-        if not isinstance(t, torch.Tensor) or t.dtype != torch.float32 or tuple(t.shape) != (len(categories),):
-            raise refuse_file(path, f"its {key} are not {len(categories)} float32 values (one per category)")
-        if not bool(torch.isfinite(t).all()) or (key == "spans" and not bool((t > 0).all())):
-            rule = "finite and > 0" if key == "spans" else "finite"
-            raise refuse_file(path, f"its {key} hold values that are not {rule}")
-    return state
-
-
 class _PatchCore(ModelKind):
     name, title, per_category = "patchcore", "PatchCore", True
+    notebook, explained = layout.PATCHCORE, False
+    report_rows = (ReportRow(layout.SCORES, "PatchCore", "one-class; bank of train's good images (picked by label)",
+                             per_category=True, one_class=True),)
     onnx_outputs = ("score", "map")
 
     def input_spec(self, image_size: int, mean: Any = None, std: Any = None, resize: int | None = None) -> InputSpec:
@@ -402,7 +365,7 @@ class _PatchCore(ModelKind):
     def load(self, path: str | os.PathLike) -> tuple[Any, dict[str, Any]]:
         from .patchcore import PatchCore, PatchFeatures
 
-        blob = _torch_blob(path, self)
+        blob = torch_blob(path, self)
         recipe = blob.get("recipe", {})
         categories = blob.get("categories")
         if (not isinstance(categories, list) or not categories or len(set(categories)) != len(categories)
@@ -414,7 +377,7 @@ class _PatchCore(ModelKind):
             raise refuse_file(path, str(err)) from None
         model = PatchCore(features, categories, recipe.get("coreset_fraction", 0.1),
                           recipe.get("num_neighbors", 9), recipe.get("blur_sigma", 4.0))
-        state = _check_patchcore_state(path, blob.get("state"), categories, _feature_width(features))
+        state = check_patchcore_state(path, blob.get("state"), categories, feature_width(features))
         for category, bank in state["banks"].items():
             model.set_bank(category, bank)
         model.thresholds.copy_(state["thresholds"])
@@ -459,6 +422,26 @@ EXTERNAL_DATA_BYTES = int(1.5 * 2**30)
 SUPERVISED, SIMCLR, PROBE, MULTITASK, PATCHCORE = _Supervised(), _SimCLR(), _Probe(), _Multitask(), _PatchCore()
 #: Every kind, by name.
 KINDS: dict[str, ModelKind] = {k.name: k for k in (SUPERVISED, SIMCLR, PROBE, MULTITASK, PATCHCORE)}
+
+
+def register(kind: ModelKind) -> ModelKind:
+    """Add a kind to the registry (:data:`KINDS`): every list of kinds — the report's rows, the model folders, the
+    models notebook 05 explains, ``train``'s choices, the CLI's help — is read from here. A name is registered once."""
+    if kind.name in KINDS:
+        raise ValueError(f"model kind {kind.name!r} is registered already")
+    KINDS[kind.name] = kind
+    return kind
+
+
+def deployable() -> tuple[ModelKind, ...]:
+    """The kinds whose notebook folder is a model folder (a model and its card), in notebook order."""
+    return tuple(sorted((k for k in KINDS.values() if k.deployable), key=lambda k: k.notebook))
+
+
+def deployable_notebooks() -> str:
+    """``01, 03, 04 or 06``: the notebooks whose folder is a model folder, for messages and help."""
+    numbers = [k.notebook[:2] for k in deployable()]
+    return ", ".join(numbers[:-1]) + f" or {numbers[-1]}" if len(numbers) > 1 else "".join(numbers)
 
 
 def get(name: str) -> ModelKind:

@@ -12,6 +12,7 @@ import pandas as pd
 
 from ..core import files, layout
 from ..core.env import load_torch_before_tensorflow
+from ..models.kinds import MULTITASK
 from .recipes import KerasRecipe
 
 load_torch_before_tensorflow()     # before any TensorFlow import below (and its log level)
@@ -84,7 +85,7 @@ def _previous_run(out: Path, fingerprint: str) -> str:
     except ValueError:
         record = None
     if record and record.get("fingerprint") == fingerprint:
-        done = record.get("finished") and (out / layout.MODEL_FILES[layout.KERAS]).exists()
+        done = record.get("finished") and (out / MULTITASK.model_file).exists()
         return "finished" if done and (out / layout.KERAS_LOG).exists() else "resume"
     if record is not None or (out / layout.KERAS_BACKUP).exists():
         print(f"The run in {out} was made with another recipe or split: training starts afresh.")
@@ -117,7 +118,7 @@ def _callbacks(out: Path, recipe: KerasRecipe, extra: list | None) -> tuple[list
     """
     import keras
 
-    backup, log_path, best_path = out / layout.KERAS_BACKUP, out / layout.KERAS_LOG, out / layout.MODEL_FILES[layout.KERAS]
+    backup, log_path, best_path = out / layout.KERAS_BACKUP, out / layout.KERAS_LOG, out / MULTITASK.model_file
     resumed = backup.exists()
     if not resumed:  # a fresh run: no stale log or model from an earlier one
         for p in (log_path, best_path):

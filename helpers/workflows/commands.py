@@ -1,56 +1,34 @@
-"""``python -m helpers train KIND``: each model notebook's training as a command, named by the kind it trains."""
+"""``python -m helpers train KIND``: each model notebook's training as a command, named by the kind it trains.
+
+A kind (:mod:`helpers.models.kinds`) names its workflow module (``workflow``); that module's ``command(prepared,
+progress, mirrored, backbone) -> str`` trains it and returns a summary line. Nothing here lists kinds.
+"""
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
 from typing import Any
 
 from ..models import kinds
 
-__all__ = ["TRAINABLE", "train"]
+__all__ = ["trainable", "train", "summary_line"]
 
 
-def _supervised(prepared: Any, progress: bool, mirrored: bool, backbone: str) -> str:
-    from . import supervised
-
-    return _summary(supervised.run(prepared, backbone=backbone, progress=progress))
-
-
-def _simclr(prepared: Any, progress: bool, mirrored: bool, backbone: str) -> str:
-    from . import simclr
-
-    sim = simclr.run(prepared, backbone=backbone, progress=progress)
-    return f"SimCLR: last val loss {sim.fit.history['val_loss'].iloc[-1]:.4f}; encoder -> {sim.out_dir}"
-
-
-def _probe(prepared: Any, progress: bool, mirrored: bool, backbone: str) -> str:
-    from . import probe, simclr
-
-    encoder, meta = simclr.load_encoder(prepared.cfg.runs_dir)    # notebook 02's encoder
-    return _summary(probe.run(prepared, encoder, progress=progress,
-                              encoder_info={"weights": meta.get("weights"), "simclr_recipe": meta.get("recipe")}))
-
-
-def _multitask(prepared: Any, progress: bool, mirrored: bool, backbone: str) -> str:
-    from ..training.keras_fit import mirrored_strategy
-    from . import multitask
-
-    return _summary(multitask.run(prepared, verbose=2 if progress else 0,
-                                  strategy=mirrored_strategy() if mirrored else None))
-
-
-def _summary(run: Any) -> str:
-    return (f"{run.approach}: test AUROC {run.test_metrics['roc_auc']:.3f}, F1 {run.test_metrics['f1']:.3f} "
-            f"-> {run.out_dir}")
-
-
-#: The kinds a model notebook trains, and how (the probe needs notebook 02's encoder).
-_TRAINERS: dict[str, Callable[[Any, bool, bool, str], str]] = {
-    kinds.SUPERVISED.name: _supervised, kinds.SIMCLR.name: _simclr, kinds.PROBE.name: _probe,
-    kinds.MULTITASK.name: _multitask}
-TRAINABLE = tuple(_TRAINERS)
+def trainable() -> tuple[str, ...]:
+    """The kinds a command can train (those naming a workflow), in notebook order."""
+    return tuple(k.name for k in sorted(kinds.KINDS.values(), key=lambda k: k.notebook) if k.workflow)
 
 
 def train(kind: str, prepared: Any, progress: bool, mirrored: bool = False, backbone: str = "auto") -> str:
     """Run the notebook's training of ``kind``; a summary line. ``mirrored``: MirroredStrategy (Keras); ``backbone``:
     the torch track's ``BACKBONE`` (:func:`helpers.models.backbones.resolve`)."""
-    return _TRAINERS[kinds.get(kind).name](prepared, progress, mirrored, backbone)
+    chosen = kinds.get(kind)
+    if not chosen.workflow:
+        raise ValueError(f"{chosen.title} is not trained by a command: trainable kinds are {', '.join(trainable())}")
+    module = importlib.import_module(f"{__package__}.{chosen.workflow}")
+    return str(module.command(prepared, progress, mirrored, backbone))
+
+
+def summary_line(run: Any) -> str:
+    """One line on a scored run: its test AUROC and F1, and where it was written."""
+    return (f"{run.approach}: test AUROC {run.test_metrics['roc_auc']:.3f}, F1 {run.test_metrics['f1']:.3f} "
+            f"-> {run.out_dir}")

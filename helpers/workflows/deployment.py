@@ -5,17 +5,16 @@ import os
 from pathlib import Path
 
 from ..core import layout
+from ..models import kinds
 
-__all__ = ["MODEL_NOTEBOOKS", "model_folders"]
-
-#: The notebooks whose folder is a model folder (a model and its card), in order.
-MODEL_NOTEBOOKS = (layout.SUPERVISED, layout.PROBE, layout.KERAS, layout.PATCHCORE)
+__all__ = ["model_folders"]
 
 
 def model_folders(runs_dir: str | os.PathLike) -> tuple[dict[str, Path], list[str]]:
-    """The model folders under ``RUNS_DIR`` that hold a card (``{stem: folder}``), and what is missing and why."""
+    """The model folders under ``RUNS_DIR`` that hold a card (``{stem: folder}``; the notebooks of the registry's
+    deployable kinds, :func:`helpers.models.kinds.deployable`), and what is missing and why."""
     found, missing = {}, []
-    for stem in MODEL_NOTEBOOKS:
+    for stem in (k.notebook for k in kinds.deployable()):
         folder = layout.notebook_dir(runs_dir, stem, create=False)
         if (folder / layout.CARD).exists():
             found[stem] = folder

@@ -22,7 +22,7 @@ from ..explain.features import TSNE_PARAMS
 from ..explain.gradcam import CamSetting
 from ..models import backbones, kinds
 
-__all__ = ["TrainedModel", "MODELS", "CAM_SETTINGS", "load_trained_models", "features_of", "gradcam_of",
+__all__ = ["TrainedModel", "explained_kinds", "CAM_SETTINGS", "load_trained_models", "features_of", "gradcam_of",
            "compare_cams", "load_masks", "localise", "write_outputs"]
 
 
@@ -46,13 +46,13 @@ class TrainedModel:
         return preprocessing.from_cache(self.spec, prepared, frame["path"])
 
 
-#: (model name, notebook, kind) of every model notebook 05 looks at, in order.
-MODELS = (("supervised classifier", layout.SUPERVISED, kinds.SUPERVISED), ("SimCLR encoder", layout.SIMCLR, kinds.SIMCLR),
-          ("linear probe", layout.PROBE, kinds.PROBE), ("Keras multi-task", layout.KERAS, kinds.MULTITASK))
+def explained_kinds() -> tuple[kinds.ModelKind, ...]:
+    """The kinds notebook 05 looks at (the registry's ``explained`` ones), in notebook order."""
+    return tuple(sorted((k for k in kinds.KINDS.values() if k.explained), key=lambda k: k.notebook))
 
 
 def _load(runs_dir: Any, name: str, stem: str, kind: kinds.ModelKind) -> TrainedModel:
-    path = layout.artefact(runs_dir, stem)
+    path = layout.artefact(runs_dir, stem, kind.model_file)
     if kind.framework == "keras":
         from .multitask import load
 
@@ -68,12 +68,12 @@ def _load(runs_dir: Any, name: str, stem: str, kind: kinds.ModelKind) -> Trained
 def load_trained_models(runs_dir: Any) -> tuple[list[TrainedModel], list[str]]:
     """Every model 01–04 saved under ``runs_dir``; for each missing one, a line naming the notebook to run."""
     found, missing = [], []
-    for name, stem, kind in MODELS:
-        path = layout.artefact(runs_dir, stem)
+    for kind in explained_kinds():
+        path = layout.artefact(runs_dir, kind.notebook, kind.model_file)
         if path.exists():
-            found.append(_load(runs_dir, name, stem, kind))
+            found.append(_load(runs_dir, kind.title, kind.notebook, kind))
         else:
-            missing.append(layout.missing_message(name, path, stem))
+            missing.append(layout.missing_message(kind.title, path, kind.notebook))
     return found, missing
 
 

@@ -84,12 +84,13 @@ def estimate_seconds(prepared: Any, todo: pd.DataFrame) -> tuple[float, str]:
 def references(prepared: Any) -> pd.DataFrame:
     """The approaches that use no defect label, from what notebooks 03 and 06 wrote: test AUROC and its interval
     (per-category scores normalised as in the report)."""
-    from .report import load_approaches
+    from .report import approaches, load_approaches
 
+    one_class = {row.label for _, row in approaches() if row.one_class}
     found, _ = load_approaches(prepared.cfg.runs_dir)
     rows = []
     for a in found:
-        if a.name.startswith("SimCLR kNN") or a.name == "PatchCore":
+        if a.name in one_class:
             auc = I.image_intervals(a.test)["roc_auc"]
             rows.append({"approach": a.name, "test_auroc": auc.value, "auroc_low": auc.low, "auroc_high": auc.high,
                          "defect labels": 0, "n_test": len(a.test)})

@@ -29,7 +29,7 @@ from ..training.keras_fit import compile_multitask, fit_or_reuse, set_determinis
 from ..training.loop import fingerprint
 from ..training.recipes import KerasRecipe, scaled, with_step_floor
 
-__all__ = ["APPROACH", "MultitaskRun", "run", "load"]
+__all__ = ["APPROACH", "MultitaskRun", "run", "load", "command"]
 
 APPROACH = "Keras multi-task CNN"
 
@@ -114,7 +114,7 @@ def run(prepared: Prepared, recipe: KerasRecipe | None = None, shuffled_defect: 
     categories = sorted(prepared.manifest["category"].unique())
     _, evals, resumed = _train(prepared, recipe, out, categories, shuffled_defect, extra_callbacks, verbose, strategy)
     log = pd.read_csv(out / layout.KERAS_LOG)
-    model, _ = kinds.MULTITASK.load(out / layout.MODEL_FILES[layout.KERAS])
+    model, _ = kinds.MULTITASK.load(out / kinds.MULTITASK.model_file)
     scores = _score_splits(model, evals, categories)
     test = scores[scores["split"] == "test"]
     cat_m = _category_task(test, categories)
@@ -134,7 +134,7 @@ def run(prepared: Prepared, recipe: KerasRecipe | None = None, shuffled_defect: 
         run_type=MultitaskRun, model=model, history=log, categories=categories, category_metrics=cat_m,
         epochs_run=len(log), resumed=resumed)
     if not shuffled_defect:       # the label encoding and the threshold travel with the model, in its card
-        name = layout.MODEL_FILES[layout.KERAS]
+        name = kinds.MULTITASK.model_file
         write_card(out, card_for(run, kinds.MULTITASK.name, name, kinds.MULTITASK.input_spec(recipe.image_size),
                                  categories=tuple(categories), weights="none (trained from scratch, as study 001)"))
     return run
@@ -149,3 +149,11 @@ def load(folder: str | os.PathLike) -> tuple[Any, list[str], int]:
     card = read_card(folder)
     model, _ = kinds.MULTITASK.load(Path(folder) / card.model_file)
     return model, list(card.categories), card.input.image_size
+
+
+def command(prepared: Any, progress: bool, mirrored: bool, backbone: str) -> str:
+    """``python -m helpers train multitask``: notebook 04's network (``mirrored``: MirroredStrategy); a summary line."""
+    from ..training.keras_fit import mirrored_strategy
+    from .commands import summary_line
+
+    return summary_line(run(prepared, verbose=2 if progress else 0, strategy=mirrored_strategy() if mirrored else None))

@@ -345,7 +345,7 @@ def _save(run: OneClassRun, shared: OneClassResult) -> None:
     """The model (banks + each category's normalisation, as notebook 06 chose it on val) and its card."""
     model, recipe = shared.model, shared.recipe
     per = run.record.threshold_per_category()
-    name = layout.MODEL_FILES[layout.PATCHCORE]
+    name = kinds.PATCHCORE.model_file
     kinds.PATCHCORE.save(model, run.out_dir / name, recipe=asdict(recipe), backbone_name=shared.backbone)
     spec = kinds.PATCHCORE.input_spec(recipe.crop, resize=recipe.resize)
     # a category the run could not threshold (no val image) is left off the card: predict refuses it by name

@@ -27,7 +27,7 @@ from ..training.loop import FitResult, embed, fingerprint, fit, reseed, state_ha
 from ..training.recipes import ProbeRecipe, scaled
 from .common import out_dir, score_frame, train_loader
 
-__all__ = ["APPROACH", "ProbeRun", "labelled_fraction", "knn_scores", "epochs_for", "run"]
+__all__ = ["APPROACH", "ProbeRun", "labelled_fraction", "knn_scores", "epochs_for", "run", "command"]
 
 APPROACH = "SimCLR + linear probe"
 
@@ -203,7 +203,7 @@ def run(prepared: Prepared, encoder: nn.Module, recipe: ProbeRecipe | None = Non
 
 def _save(run: ProbeRun, entry: backbones.Backbone, encoder_info: dict[str, Any]) -> None:
     """The probe (encoder and head), its card, its training history and the kNN scores, in the run's folder."""
-    name = layout.MODEL_FILES[layout.PROBE]
+    name = kinds.PROBE.model_file
     kinds.PROBE.save(run.model, run.out_dir / name, backbone=entry.key, image_size=run.recipe.image_size,
                      encoder=encoder_info)
     spec = kinds.PROBE.input_spec(run.recipe.image_size, entry.mean, entry.std)
@@ -211,3 +211,13 @@ def _save(run: ProbeRun, entry: backbones.Backbone, encoder_info: dict[str, Any]
     files.write_csv(run.fit.history, run.out_dir / layout.HISTORY)
     for k, v in run.knn.items():
         files.write_csv(v["scores"], run.out_dir / layout.knn_scores(k))
+
+
+def command(prepared: Any, progress: bool, mirrored: bool, backbone: str) -> str:
+    """``python -m helpers train probe``: notebook 03's probe on notebook 02's encoder; a summary line."""
+    from . import simclr
+    from .commands import summary_line
+
+    encoder, meta = simclr.load_encoder(prepared.cfg.runs_dir)
+    return summary_line(run(prepared, encoder, progress=progress,
+                            encoder_info={"weights": meta.get("weights"), "simclr_recipe": meta.get("recipe")}))

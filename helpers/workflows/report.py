@@ -19,26 +19,25 @@ from ..core import files, layout
 from ..evaluation import intervals as I
 from ..evaluation import metrics as M
 from ..evaluation.studies import study_rows
+from ..models import kinds
 
-__all__ = ["APPROACHES", "PER_CATEGORY", "LABEL_COLUMNS", "TABLE_COLUMNS", "INTERVAL_METRICS", "standard_protocol_row",
+__all__ = ["approaches", "per_category_labels", "LABEL_COLUMNS", "TABLE_COLUMNS", "INTERVAL_METRICS", "standard_protocol_row",
            "Approach", "load_approaches", "check_same_data", "Coverage", "coverage", "on_common",
            "comparison_table", "readable_table", "mixed_backbones", "paired_comparisons",
            "category_auroc", "localisation", "label_efficiency", "label_efficiency_note", "FEW_DEFECTS", "few_defects_note",
            "to_markdown", "export"]
 
-#: (notebook, scores file, approach label, how it was trained). The labels each used are counted in its
-#: metrics.json (``labels_used``) and shown beside it.
-APPROACHES: tuple[tuple[str, str, str, str], ...] = (
-    (layout.SUPERVISED, layout.SCORES, "Supervised classifier", "supervised on every train label"),
-    (layout.PROBE, layout.SCORES, "SimCLR + linear probe",
-     "SimCLR on train's good images (picked by label), probe on 10% of train labels"),
-    (layout.PROBE, layout.knn_scores(1), "SimCLR kNN (k=1)", "SimCLR; bank of train's good images (picked by label)"),
-    (layout.PROBE, layout.knn_scores(5), "SimCLR kNN (k=5)", "SimCLR; bank of train's good images (picked by label)"),
-    (layout.KERAS, layout.SCORES, "Keras multi-task CNN", "supervised on every train label (defect and category)"),
-    (layout.PATCHCORE, layout.SCORES, "PatchCore", "one-class; bank of train's good images (picked by label)"),
-)
-#: Approaches whose scores are distances on a scale of their own per category: thresholds per category.
-PER_CATEGORY = frozenset({"SimCLR kNN (k=1)", "SimCLR kNN (k=5)", "PatchCore"})
+def approaches() -> tuple[tuple[str, kinds.ReportRow], ...]:
+    """``(notebook, row)`` of every approach the report compares, read from the registry of model kinds (each
+    kind's ``report_rows``), in notebook order. The labels each used are counted in its metrics.json
+    (``labels_used``) and shown beside it."""
+    ordered = sorted(kinds.KINDS.values(), key=lambda k: k.notebook)
+    return tuple((k.notebook, row) for k in ordered for row in k.report_rows)
+
+
+def per_category_labels() -> frozenset[str]:
+    """The approaches whose scores are distances on a scale of their own per category: thresholds per category."""
+    return frozenset(row.label for _, row in approaches() if row.per_category)
 LABEL_COLUMNS = ["defect labels (train)", "labels to pick good images", "val labels"]
 
 TABLE_COLUMNS = ["approach", "backbone", "trained with", *LABEL_COLUMNS, "n_test", "accuracy", "precision", "recall", "f1",
@@ -82,7 +81,7 @@ def _threshold(name: str, file: str, scores: pd.DataFrame, record: R.MetricsReco
         thr = record.threshold
         per_cat = " per category, scores normalised per category" if thr.per_category else ""
         return scores, float(record.threshold.value), f"{thr.method} on val{per_cat} (notebook {stem[:2]})"
-    if len(val) and name in PER_CATEGORY:
+    if len(val) and name in per_category_labels():
         scores, _ = M.normalise_per_category(scores, "f1")   # a category without val rows drops out (coverage)
         return scores, M.NORMALISED_THRESHOLD, "f1 on val per category, scores normalised per category (here)"
     if len(val):
@@ -93,7 +92,8 @@ def _threshold(name: str, file: str, scores: pd.DataFrame, record: R.MetricsReco
 def load_approaches(runs_dir: str | Path) -> tuple[list[Approach], list[str]]:
     """Every approach whose outputs exist; a line for each missing one naming the notebook to run."""
     found, missing = [], []
-    for stem, file, name, how in APPROACHES:
+    for stem, row in approaches():
+        file, name, how = row.file, row.label, row.trained_with
         path = layout.artefact(runs_dir, stem, file)
         scores = runs.read_scores(runs_dir, stem, file)
         if scores is None:
@@ -121,7 +121,7 @@ def check_same_data(runs_dir: str | Path, expected: dict[str, Any] | None = None
     ``expected``, e.g. :meth:`helpers.data.prepare.Prepared.provenance` of this run): runs from different data
     or splits never share a table.
     """
-    seen = {stem: rec.data.model_dump(exclude_none=True) for stem in dict.fromkeys(s for s, *_ in APPROACHES)
+    seen = {stem: rec.data.model_dump(exclude_none=True) for stem in dict.fromkeys(s for s, _ in approaches())
             if (rec := runs.read_record(runs_dir, stem)) is not None}
     if expected is not None:
         seen = {"this run (notebook 07)": expected, **seen}

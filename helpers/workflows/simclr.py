@@ -22,7 +22,7 @@ from ..training.recipes import SimCLRRecipe, for_backbone, max_batches, scaled
 from ..training.schedules import planned_lrs, warmup_cosine
 from .common import out_dir, train_loader
 
-__all__ = ["SimCLRRun", "scheduler", "schedule_lrs", "run", "load_encoder"]
+__all__ = ["SimCLRRun", "scheduler", "schedule_lrs", "run", "load_encoder", "command"]
 
 
 @dataclass
@@ -124,7 +124,7 @@ def run(prepared: Prepared, recipe: SimCLRRecipe | None = None, backbone: str | 
                  checkpoint=folder / layout.checkpoint_name(cfg.profile.name, cfg.profile.image_size)
                  if write and not shuffled_pairs else None)
     if write and not shuffled_pairs and distributed.is_main():
-        kinds.SIMCLR.save(model, folder / layout.MODEL_FILES[layout.SIMCLR], backbone=key, image_size=recipe.image_size,
+        kinds.SIMCLR.save(model, folder / kinds.SIMCLR.model_file, backbone=key, image_size=recipe.image_size,
                           weights=weights, recipe=asdict(recipe))
         files.write_csv(result.history, folder / layout.HISTORY)
     return SimCLRRun(model, result, choice, weights, folder, steps, recipe, len(train_ds), batch)
@@ -132,6 +132,13 @@ def run(prepared: Prepared, recipe: SimCLRRecipe | None = None, backbone: str | 
 
 def load_encoder(runs_dir: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """The encoder saved by notebook 02 and its metadata, or a clear message naming the notebook to run first."""
-    path = layout.require(runs_dir, layout.SIMCLR, what="SimCLR encoder (notebook 03 probes the encoder notebook 02 saves)")
+    path = layout.require(runs_dir, layout.SIMCLR, kinds.SIMCLR.model_file,
+                          what="SimCLR encoder (notebook 03 probes the encoder notebook 02 saves)")
     model, meta = kinds.SIMCLR.load(path)
     return model.encoder, meta
+
+
+def command(prepared: Any, progress: bool, mirrored: bool, backbone: str) -> str:
+    """``python -m helpers train simclr``: notebook 02's pretraining; a summary line."""
+    sim = run(prepared, backbone=backbone, progress=progress)
+    return f"SimCLR: last val loss {sim.fit.history['val_loss'].iloc[-1]:.4f}; encoder -> {sim.out_dir}"

@@ -31,7 +31,7 @@ from ..training.recipes import SupervisedRecipe, for_backbone, max_batches, scal
 from ..training.schedules import onecycle, planned_lrs
 from .common import out_dir, score_frame, shuffle_labels, train_loader
 
-__all__ = ["APPROACH", "SupervisedRun", "scheduler", "schedule_lrs", "run"]
+__all__ = ["APPROACH", "SupervisedRun", "scheduler", "schedule_lrs", "run", "command"]
 
 APPROACH = "Supervised classifier"
 
@@ -162,8 +162,15 @@ def run(prepared: Prepared, recipe: SupervisedRecipe | None = None, backbone: st
 def _save(run: SupervisedRun) -> None:
     """The model, its card and its training history, in the run's folder."""
     key, weights = run.backbone.key, run.backbone.weights
-    entry, name = backbones.get(key), layout.MODEL_FILES[layout.SUPERVISED]
+    entry, name = backbones.get(key), kinds.SUPERVISED.model_file
     kinds.SUPERVISED.save(run.model, run.out_dir / name, backbone=key, image_size=run.recipe.image_size, weights=weights)
     spec = kinds.SUPERVISED.input_spec(run.recipe.image_size, entry.mean, entry.std)
     write_card(run.out_dir, card_for(run, kinds.SUPERVISED.name, name, spec, backbone=key, weights=weights))
     files.write_csv(run.fit.history, run.out_dir / layout.HISTORY)
+
+
+def command(prepared: Prepared, progress: bool, mirrored: bool, backbone: str) -> str:
+    """``python -m helpers train supervised``: notebook 01's run; a summary line."""
+    from .commands import summary_line
+
+    return summary_line(run(prepared, backbone=backbone, progress=progress))
