@@ -230,9 +230,11 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-_BACKBONE_HELP = ("auto (default: the study's network with ImageNet weights, downloaded or in torch's hub cache; "
-                  "offline, loudly, EfficientNet-Lite0), a network's name (resnet50, wide_resnet50_2, resnet18, "
-                  "efficientnet_lite0), or NAME:random")
+def _backbone_help() -> str:
+    from .models.backbones import BACKBONES
+
+    return ("auto (default: the study's network with ImageNet weights, downloaded or in torch's hub cache; offline, "
+            f"loudly, EfficientNet-Lite0), a network's name ({', '.join(BACKBONES)}), or NAME:random")
 
 
 def _deploy_commands(sub: Any) -> None:
@@ -287,14 +289,14 @@ def main(argv: list[str] | None = None) -> int:
     o.add_argument("--profile", help="full | quick | smoke (default: DEFECTS_PROFILE)")
     o.add_argument("--categories", nargs="*", help="categories to run (default: all)")
     o.add_argument("--coreset", type=float, default=0.1, help="coreset fraction (default 0.1; the paper also uses 0.01)")
-    o.add_argument("--backbone", default="auto", help=_BACKBONE_HELP)
+    o.add_argument("--backbone", default="auto", help=_backbone_help())
     o.set_defaults(func=_oneclass)
     t = sub.add_parser("train", help="a model notebook's training as a command (torch ones also under torchrun)")
     t.add_argument("model", choices=trainable_kinds, help="the kind of model to train: " + ", ".join(trainable_kinds))
     t.add_argument("--data", help="MVTec AD root (default: what notebook 00 prepared under RUNS_DIR)")
     t.add_argument("--runs", help="output folder (default: RUNS_DIR or ./runs)")
     t.add_argument("--profile", help="full | quick | smoke (default: DEFECTS_PROFILE)")
-    t.add_argument("--backbone", default="auto", help=_BACKBONE_HELP + " (supervised and simclr; the probe uses 02's)")
+    t.add_argument("--backbone", default="auto", help=_backbone_help() + " (supervised and simclr; the probe uses 02's)")
     t.add_argument("--mirrored", action="store_true",
                    help="multitask: tf.distribute.MirroredStrategy over every GPU (each batch split over them)")
     t.set_defaults(func=_train)
@@ -302,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     lb.add_argument("--data", help="MVTec AD root (default: what notebook 00 prepared under RUNS_DIR)")
     lb.add_argument("--runs", help="output folder (default: RUNS_DIR or ./runs)")
     lb.add_argument("--profile", help="full | quick | smoke (default: DEFECTS_PROFILE)")
-    lb.add_argument("--backbone", default="auto", help=_BACKBONE_HELP + " (the supervised model's; the probe uses 02's)")
+    lb.add_argument("--backbone", default="auto", help=_backbone_help() + " (the supervised model's; the probe uses 02's)")
     lb.set_defaults(func=_labels)
     _deploy_commands(sub)
     r = sub.add_parser("run-notebooks", help="execute every notebook in order into RUNS_DIR/executed")

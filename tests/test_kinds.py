@@ -82,3 +82,19 @@ def test_a_new_kind_reaches_the_report_predict_and_the_cli(toy, tmp_path, capsys
     with pytest.raises(SystemExit):
         cli.main(["train", "--help"])
     assert "toy" in capsys.readouterr().out
+
+
+def test_the_colab_form_and_the_cli_list_the_registrys_backbones(capsys):
+    """A backbone is one entry in helpers/models/backbones.py: the notebooks' form and the CLI's help read it."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("nbtool", Path(__file__).resolve().parents[1] / "tools" / "notebooks.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    form = tool.EXTRA_PARAMETERS["01"].splitlines()[-1]
+    assert form.endswith("[" + ", ".join(f'"{c}"' for c in backbones.CHOICES) + "]")
+    with pytest.raises(SystemExit):
+        cli.main(["oneclass", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert all(key in shown for key in backbones.BACKBONES)

@@ -24,6 +24,9 @@ import jupytext
 import nbformat
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from helpers.models.backbones import CHOICES  # noqa: E402  (the registry of backbones: the form's list)
+
 NOTEBOOKS = ROOT / "notebooks"
 SETUP_CELL = ROOT / "tools" / "setup_cell.ipy"
 SETUP_TAG = "setup"
@@ -32,7 +35,7 @@ PARAMETERS_TAG = "parameters"
 #: Parameters only some notebooks have (by number prefix).
 _BACKBONE = ("# BACKBONE: \"auto\" = the study's network with its ImageNet weights (downloaded, or found in torch's hub\n"
              "#   cache); without them, loudly, EfficientNet-Lite0 (ImageNet weights shipped in a package). Or a name.\n"
-             'BACKBONE = "auto"  #@param ["auto", "resnet50", "wide_resnet50_2", "resnet18", "efficientnet_lite0"]')
+             'BACKBONE = "auto"  #@param [' + ", ".join(f'"{c}"' for c in CHOICES) + "]")
 EXTRA_PARAMETERS = {
     "00": ("# DOWNLOAD_MVTEC: download the official archive (4.9 GB; kept on Drive, so only once) when MVTec AD\n"
            "#   is not found; the images are extracted on each runtime's local disk.\n"
