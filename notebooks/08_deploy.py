@@ -79,12 +79,11 @@ print(f"outputs: {cfg.runs_dir}")
 # ## 1 · The model folders
 
 # %%
-import dataclasses, json, shutil
+import json
 import pandas as pd, matplotlib.pyplot as plt
 from helpers.artefacts.card import read_card
 from helpers.core import layout
-from helpers.deploy import checks, export, inferencers, inputs, latency
-from helpers.deploy.predict import predict
+from helpers.viz import results
 from helpers.workflows import common, deployment
 prep = common.start_notebook(cfg, frameworks=False)
 folders, missing = deployment.model_folders(cfg.runs_dir)
@@ -106,15 +105,7 @@ print(json.dumps({k: v for k, v in card.as_dict().items() if k in ("kind", "appr
 # threshold changes.
 
 # %%
-rows = []
-for stem, folder in folders.items():
-    export.export_onnx(folder)
-    images, labels = checks.run_images(folder, "test", root=prep.root)
-    check = checks.parity(folder, images)
-    rows.append({"model": stem, "test images": check.n, "max |onnx - framework|": check.max_abs_diff,
-                 "maps: max |Δ|": check.map_max_abs_diff or None, "maps: largest |value|": check.map_scale or None,
-                 "same decisions": check.same_decisions, "parity": "ok" if check.ok else "FAILED"})
-parity = pd.DataFrame(rows)
+parity = deployment.export_and_check(folders, prep.root)
 parity
 
 # %% [markdown]
@@ -132,18 +123,7 @@ parity
 # built-in data the classifiers are at chance, so their small changes here are noise on near-ties).
 
 # %%
-rows = []
-for stem, folder in folders.items():
-    export.quantize_int8(folder, root=prep.root)
-    budget = checks.record_int8_quality(folder, root=prep.root).within_budget
-    results = {b: checks.evaluate(folder, b, root=prep.root) for b in inferencers.BACKENDS}
-    sizes = latency.file_sizes(folder)
-    for backend, res in results.items():
-        rows.append({"model": stem, "backend": backend, "test AUROC": res.roc_auc,
-                     "AUROC change vs framework": res.roc_auc - results["framework"].roc_auc,
-                     "decisions changed vs framework": int((res.decisions != results["framework"].decisions).sum()),
-                     "size MiB": sizes.get(backend), "INT8 within budget": budget if backend == "onnx-int8" else None})
-quality = pd.DataFrame(rows)
+quality = deployment.int8_quality(folders, prep.root)
 quality.round(4)
 
 # %% [markdown]
@@ -155,19 +135,8 @@ quality.round(4)
 
 # %%
 repeats = {"smoke": 3, "quick": 5}.get(cfg.profile.name, 10)   # few: make run stays within 5 minutes on a CPU
-rows = []
-for stem, folder in folders.items():
-    images, _ = checks.run_images(folder, "test", root=prep.root)
-    for backend in inferencers.BACKENDS:
-        for row in latency.latency(folder, backend, images[:32], batch_sizes=(1, 32), repeats=repeats, warmup=1):
-            rows.append({"model": stem, **dataclasses.asdict(row)})
-speed = pd.DataFrame(rows)
-fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
-for ax, batch in zip(axes, (1, 32)):
-    view = speed[speed["batch"] == batch].pivot(index="model", columns="backend", values="images_per_s")
-    view[list(inferencers.BACKENDS)].plot.barh(ax=ax)
-    ax.set_title(f"images / s at batch {batch} (higher is better)"); ax.set_ylabel("")
-plt.tight_layout(); plt.show()
+speed = deployment.latency_table(folders, prep.root, repeats)
+results.plot_throughput(speed); plt.show()
 speed.round(1)
 
 # %% [markdown]
@@ -184,38 +153,17 @@ speed.round(1)
 
 # %%
 incoming = cfg.runs_dir / layout.DEPLOY / layout.INCOMING
-shutil.rmtree(incoming, ignore_errors=True)
-first = next(iter(folders.values()))
-images, labels = checks.run_images(first, "test", root=prep.root)
-picked = [i for i in range(len(images)) if labels[i] == 1][:3] + [i for i in range(len(images)) if labels[i] == 0][:3]
-for i in picked:
-    path = images[i]
-    target = incoming / inputs.category_of(path) / f"{i}_{path.parent.name}_{path.name}"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy(path, target)
-(target.parent / "broken.png").write_bytes(images[picked[0]].read_bytes()[:200])
-tables = {}
-for stem, folder in folders.items():
-    heatmaps = cfg.runs_dir / layout.DEPLOY / layout.HEATMAPS / stem
-    shutil.rmtree(heatmaps, ignore_errors=True)
-    backend = "onnx-int8" if read_card(folder).int8.quality.within_budget is not False else "onnx"
-    tables[stem] = predict(folder, [incoming], backend=backend, heatmaps=heatmaps, progress=False)
-    tables[stem]["path"] = tables[stem]["path"].map(lambda p: Path(p).relative_to(incoming).as_posix())
+deployment.stage_incoming(next(iter(folders.values())), incoming, prep.root)
+tables = deployment.predict_each(folders, incoming, cfg.runs_dir / layout.DEPLOY / layout.HEATMAPS)
 display(tables[next(iter(tables))].drop(columns="heatmap"))
 pd.DataFrame({stem: t.set_index("path")["decision"] for stem, t in tables.items()})
 
 # %%
 for stem, table in tables.items():
-    scored = table[table["problem"] == ""].reset_index(drop=True)
-    if scored.empty:
+    if results.plot_predictions(table, stem) is None:
         print(f"{stem}: no image scored, so no map to draw (each file's reason is in its table above)")
         continue
-    fig, axes = plt.subplots(1, len(scored), figsize=(3.2 * len(scored), 1.9), squeeze=False)
-    for ax, row in zip(axes[0], scored.itertuples()):
-        ax.imshow(plt.imread(row.heatmap)); ax.axis("off")
-        ax.set_title(f"{Path(row.path).name[:22]}\n{row.decision} · {row.score:.2f}", fontsize=7,
-                     color="crimson" if row.decision == "defective" else "green")
-    fig.suptitle(stem, fontsize=9); plt.tight_layout(); plt.show()
+    plt.show()
 
 # %% [markdown]
 # ## 6 · The inspector page: try a model without writing code

@@ -15,7 +15,7 @@ from ..evaluation.metrics import binary_metrics
 __all__ = ["RESULT_ROWS", "MASK_METRICS", "NO_MASKS",
            "result_table", "interval_table", "interval_caption", "plot_confusion", "plot_roc_pr",
            "plot_per_category_auroc", "plot_test_results", "plot_per_category", "plot_score_histograms", "plot_heatmap",
-           "plot_curves", "threshold_explorer", "plot_label_efficiency"]
+           "plot_curves", "threshold_explorer", "plot_label_efficiency", "plot_throughput", "plot_predictions"]
 
 #: The test metrics each model notebook shows, in order.
 RESULT_ROWS = ("accuracy", "precision", "recall", "f1", "specificity", "fpr", "roc_auc", "pr_auc", "category_auroc_mean")
@@ -279,4 +279,40 @@ def plot_label_efficiency(runs: pd.DataFrame, references: pd.DataFrame, title: s
     ax.set(xlabel="labelled defective training images", ylabel="test AUROC", ylim=(0.3, 1.02),
            title=title or "How many labels? (bands: 95% bootstrap intervals over test images; dots: seeds)")
     ax.legend(fontsize=7, loc="lower right")
+    return fig
+
+
+def plot_throughput(speed: pd.DataFrame, batch_sizes: Sequence[int] = (1, 32)) -> Any:
+    """Images per second of each model on each backend, one panel per batch size (notebook 08's latency table:
+    :func:`helpers.workflows.deployment.latency_table`); says the machine is this one."""
+    import matplotlib.pyplot as plt
+
+    from ..deploy.inferencers import BACKENDS
+
+    fig, axes = plt.subplots(1, len(batch_sizes), figsize=(5.5 * len(batch_sizes), 3.5), squeeze=False)
+    for ax, batch in zip(axes[0], batch_sizes):
+        view = speed[speed["batch"] == batch].pivot(index="model", columns="backend", values="images_per_s")
+        view[[b for b in BACKENDS if b in view]].plot.barh(ax=ax)
+        ax.set_title(f"images / s at batch {batch} on this machine (higher is better)", fontsize=9)
+        ax.set_ylabel("")
+    fig.tight_layout()
+    return fig
+
+
+def plot_predictions(table: pd.DataFrame, title: str) -> Any:
+    """``predict``'s heatmap overlays of the scored files in ``table``, each titled with its decision and score (None
+    when no file was scored)."""
+    import matplotlib.pyplot as plt
+
+    scored = table[table["problem"] == ""].reset_index(drop=True)
+    if scored.empty:
+        return None
+    fig, axes = plt.subplots(1, len(scored), figsize=(3.2 * len(scored), 1.9), squeeze=False)
+    for ax, row in zip(axes[0], scored.itertuples()):
+        ax.imshow(plt.imread(row.heatmap))
+        ax.axis("off")
+        ax.set_title(f"{str(row.path).rsplit('/', 1)[-1][:22]}\n{row.decision} · {row.score:.2f}", fontsize=7,
+                     color="crimson" if row.decision == "defective" else "green")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
     return fig
