@@ -130,7 +130,7 @@ def _probe_runs(prepared: Any, recipe: LabelBudgetRecipe, progress: bool) -> lis
     entry = backbones.get(key) if key in backbones.BACKBONES else backbones.get("resnet50")
     probe_recipe = scaled(ProbeRecipe(), cfg.profile)
     train = prepared.frame("train").reset_index(drop=True)
-    feats, frames = P._probe_features(prepared, encoder, probe_recipe, train, (entry.mean, entry.std))
+    feats, frames = P.frozen_features(prepared, encoder, probe_recipe, train, (entry.mean, entry.std))
     position = {p: i for i, p in enumerate(frames["labelled"].frame["path"])}
     rows = []
     todo = _subsets(train, recipe.probe_fractions, recipe.probe_seeds, cfg.seed)
@@ -143,8 +143,8 @@ def _probe_runs(prepared: Any, recipe: LabelBudgetRecipe, progress: bool) -> lis
         reseed(seed)
         head_model = LinearProbe(encoder).to(device)
         y = subset["label"].to_numpy()
-        P._train_head(prepared, head_model, {"labelled": feats["labelled"][idx], "val": feats["val"]}, y,
-                      frames["val"].labels, probe_recipe, None, False, False, seed=seed, val_metrics=False)
+        P.train_head(prepared, head_model, {"labelled": feats["labelled"][idx], "val": feats["val"]}, y,
+                     frames["val"].labels, probe_recipe, seed=seed, val_metrics=False)
         with torch.no_grad():
             logits = head_model.head(torch.from_numpy(feats["test"]).float().to(device))
             prob = defect_probability(logits).cpu().numpy()
@@ -181,7 +181,7 @@ def _supervised_runs(prepared: Any, recipe: LabelBudgetRecipe, choice: backbones
     return rows
 
 
-def run(prepared: Any, recipe: LabelBudgetRecipe | None = None, backbone: str | backbones.Choice = "auto",
+def run(prepared: Any, recipe: LabelBudgetRecipe | None = None, *, backbone: str | backbones.Choice = "auto",
         progress: bool = True) -> LabelRun:
     """Train both approaches on every budget and seed of ``recipe`` (default: the profile's) and summarise."""
     recipe = recipe or scaled(LabelBudgetRecipe(), prepared.cfg.profile)

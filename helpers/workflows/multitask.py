@@ -92,7 +92,7 @@ def _train(prepared: Prepared, recipe: KerasRecipe, out: Path, categories: list[
     return model, evals, resumed
 
 
-def run(prepared: Prepared, recipe: KerasRecipe | None = None, shuffled_defect: bool = False,
+def run(prepared: Prepared, recipe: KerasRecipe | None = None, *, shuffled_defect: bool = False,
         out_dir: str | os.PathLike | None = None, write_metrics: bool = True, verbose: int = 2,
         extra_callbacks: list | None = None, strategy: Any = None) -> MultitaskRun:
     """Train (or resume) and score the multi-task CNN.

@@ -27,7 +27,8 @@ from ..training.loop import FitResult, embed, fingerprint, fit, reseed, state_ha
 from ..training.recipes import ProbeRecipe, scaled
 from .common import out_dir, score_frame, train_loader
 
-__all__ = ["APPROACH", "ProbeRun", "labelled_fraction", "knn_scores", "epochs_for", "run", "command"]
+__all__ = ["APPROACH", "ProbeRun", "labelled_fraction", "knn_scores", "epochs_for", "frozen_features", "train_head", "run",
+           "command"]
 
 APPROACH = "SimCLR + linear probe"
 
@@ -75,7 +76,7 @@ class _Features(torch.utils.data.Dataset):
         return {"image": self.feats[i], "label": self.labels[i]}
 
 
-def _probe_features(prepared: Prepared, encoder: nn.Module, recipe: ProbeRecipe, labelled: pd.DataFrame,
+def frozen_features(prepared: Prepared, encoder: nn.Module, recipe: ProbeRecipe, labelled: pd.DataFrame,
                     stats: tuple[Any, Any]) -> tuple[dict[str, np.ndarray], dict[str, MVTecDataset]]:
     """Frozen-encoder features (no augmentation) of the labelled rows, train good, val and test."""
     cache = prepared.cache(recipe.image_size, progress=False)
@@ -125,9 +126,9 @@ def epochs_for(recipe: ProbeRecipe, steps_per_epoch: int) -> int:
     return max(recipe.epochs, math.ceil(recipe.min_steps / max(1, steps_per_epoch)))
 
 
-def _train_head(prepared: Prepared, probe: LinearProbe, feats: dict[str, np.ndarray], y_lab: np.ndarray,
-                val_labels: np.ndarray, recipe: ProbeRecipe, checkpoint: Any, progress: bool, shuffled: bool,
-                seed: int | None = None, val_metrics: bool = True) -> FitResult:
+def train_head(prepared: Prepared, probe: LinearProbe, feats: dict[str, np.ndarray], y_lab: np.ndarray,
+               val_labels: np.ndarray, recipe: ProbeRecipe, *, checkpoint: Any = None, progress: bool = False,
+               shuffled: bool = False, seed: int | None = None, val_metrics: bool = True) -> FitResult:
     """The recipe's optimisation of the head on the labelled rows' features: Adam, class-weighted cross-entropy.
 
     ``val_metrics=False`` records only the val loss per epoch (the head is the same: nothing is selected on val);
@@ -147,7 +148,7 @@ def _train_head(prepared: Prepared, probe: LinearProbe, feats: dict[str, np.ndar
                                        shuffled=shuffled))
 
 
-def run(prepared: Prepared, encoder: nn.Module, recipe: ProbeRecipe | None = None, shuffled_labels: bool = False,
+def run(prepared: Prepared, encoder: nn.Module, recipe: ProbeRecipe | None = None, *, shuffled_labels: bool = False,
         stem: str = layout.PROBE, write: bool = True, progress: bool = True,
         encoder_info: dict[str, Any] | None = None, seed: int | None = None) -> ProbeRun:
     """Linear probe on the frozen encoder with 10% of ``train`` labels, plus kNN scores (no defect labels).
@@ -167,15 +168,15 @@ def run(prepared: Prepared, encoder: nn.Module, recipe: ProbeRecipe | None = Non
     key = getattr(encoder, "key", "resnet50")
     entry = backbones.get(key) if key in backbones.BACKBONES else backbones.get("resnet50")
     labelled = labelled_fraction(prepared.frame("train"), recipe.label_fraction, seed)
-    feats, frames = _probe_features(prepared, encoder, recipe, labelled, (entry.mean, entry.std))
+    feats, frames = frozen_features(prepared, encoder, recipe, labelled, (entry.mean, entry.std))
     y_lab = frames["labelled"].labels.copy()
     if shuffled_labels:
         y_lab = np.random.default_rng(seed).permutation(y_lab)
     probe = LinearProbe(encoder).to(device)
     checkpoint = folder / layout.checkpoint_name(cfg.profile.name, cfg.profile.image_size,
                                                  "-shuffled" if shuffled_labels else "") if write else None
-    result = _train_head(prepared, probe, feats, y_lab, frames["val"].labels, recipe, checkpoint, progress,
-                         shuffled_labels, seed=seed)
+    result = train_head(prepared, probe, feats, y_lab, frames["val"].labels, recipe, checkpoint=checkpoint,
+                        progress=progress, shuffled=shuffled_labels, seed=seed)
     with torch.no_grad():
         def probs(name: str) -> np.ndarray:
             logits = probe.head(torch.from_numpy(feats[name]).float().to(device))

@@ -77,7 +77,7 @@ def _step(recipe: SimCLRRecipe, shuffled_pairs: bool, device: torch.device) -> C
     return step
 
 
-def run(prepared: Prepared, recipe: SimCLRRecipe | None = None, backbone: str | backbones.Choice = "auto",
+def run(prepared: Prepared, recipe: SimCLRRecipe | None = None, *, backbone: str | backbones.Choice = "auto",
         shuffled_pairs: bool = False,
         stem: str = layout.SIMCLR, write: bool = True, progress: bool = True, encoder: nn.Module | None = None) -> SimCLRRun:
     """SimCLR pretraining on the good images of ``train`` (notebook 02); saves the encoder.

@@ -114,7 +114,7 @@ def _fit(prepared: Prepared, model: nn.Module, recipe: SupervisedRecipe, sets: t
     return result, steps
 
 
-def run(prepared: Prepared, recipe: SupervisedRecipe | None = None, backbone: str | backbones.Choice = "auto",
+def run(prepared: Prepared, recipe: SupervisedRecipe | None = None, *, backbone: str | backbones.Choice = "auto",
         shuffled_labels: bool = False, stem: str = layout.SUPERVISED, write: bool = True,
         progress: bool = True, train_rows: pd.DataFrame | None = None, seed: int | None = None) -> SupervisedRun:
     """Train and score the supervised classifier (notebook 01). Resumes from its checkpoint.
