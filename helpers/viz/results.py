@@ -287,12 +287,11 @@ def plot_throughput(speed: pd.DataFrame, batch_sizes: Sequence[int] = (1, 32)) -
     :func:`helpers.workflows.deployment.latency_table`); says the machine is this one."""
     import matplotlib.pyplot as plt
 
-    from ..deploy.inferencers import BACKENDS
-
+    order = list(dict.fromkeys(speed["backend"]))          # as measured (the inferencers' order)
     fig, axes = plt.subplots(1, len(batch_sizes), figsize=(5.5 * len(batch_sizes), 3.5), squeeze=False)
     for ax, batch in zip(axes[0], batch_sizes):
         view = speed[speed["batch"] == batch].pivot(index="model", columns="backend", values="images_per_s")
-        view[[b for b in BACKENDS if b in view]].plot.barh(ax=ax)
+        view[[b for b in order if b in view]].plot.barh(ax=ax)
         ax.set_title(f"images / s at batch {batch} on this machine (higher is better)", fontsize=9)
         ax.set_ylabel("")
     fig.tight_layout()
