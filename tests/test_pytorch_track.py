@@ -131,6 +131,7 @@ class SmallEncoder(nn.Module):
     ``feature_dim`` an encoder declares: a stand-in that learns within a CPU test."""
 
     feature_dim = 2048
+    key = "resnet50"        # its inputs are normalised as ResNet-50's (ImageNet mean/std): said, not defaulted
 
     def __init__(self, width: int = 32):
         super().__init__()

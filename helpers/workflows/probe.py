@@ -27,7 +27,8 @@ from ..training.loop import FitResult, embed, fingerprint, fit, reseed, state_ha
 from ..training.recipes import ProbeRecipe, scaled
 from .common import out_dir, score_frame, train_loader
 
-__all__ = ["APPROACH", "ProbeRun", "labelled_fraction", "knn_scores", "epochs_for", "frozen_features", "train_head", "run",
+__all__ = ["APPROACH", "ProbeRun", "labelled_fraction", "knn_scores", "epochs_for", "encoder_key", "frozen_features",
+           "train_head", "run",
            "command"]
 
 APPROACH = "SimCLR + linear probe"
@@ -74,6 +75,17 @@ class _Features(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict:
         return {"image": self.feats[i], "label": self.labels[i]}
+
+
+def encoder_key(encoder: nn.Module) -> str:
+    """The registry key of a SimCLR encoder (a backbone's :class:`helpers.models.backbones.StagedNet`): its
+    normalisation follows from it. An encoder that does not say which backbone it is is refused, never given
+    ResNet-50's normalisation by default."""
+    key = getattr(encoder, "key", None)
+    if not isinstance(key, str) or key not in backbones.BACKBONES:
+        raise ValueError(f"the encoder ({type(encoder).__name__}) names no known backbone (key={key!r}; known: "
+                         f"{', '.join(backbones.BACKBONES)}): load it with simclr.load_encoder")
+    return key
 
 
 def frozen_features(prepared: Prepared, encoder: nn.Module, recipe: ProbeRecipe, labelled: pd.DataFrame,
@@ -165,8 +177,7 @@ def run(prepared: Prepared, encoder: nn.Module, recipe: ProbeRecipe | None = Non
     folder = out_dir(prepared, stem, write)
     reseed(seed)
     encoder = encoder.to(device).eval()
-    key = getattr(encoder, "key", "resnet50")
-    entry = backbones.get(key) if key in backbones.BACKBONES else backbones.get("resnet50")
+    entry = backbones.get(encoder_key(encoder))
     labelled = labelled_fraction(prepared.frame("train"), recipe.label_fraction, seed)
     feats, frames = frozen_features(prepared, encoder, recipe, labelled, (entry.mean, entry.std))
     y_lab = frames["labelled"].labels.copy()
