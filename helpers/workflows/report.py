@@ -27,6 +27,7 @@ __all__ = ["approaches", "per_category_labels", "LABEL_COLUMNS", "TABLE_COLUMNS"
            "category_auroc", "localisation", "label_efficiency", "label_efficiency_note", "FEW_DEFECTS", "few_defects_note",
            "to_markdown", "export"]
 
+
 def approaches() -> tuple[tuple[str, kinds.ReportRow], ...]:
     """``(notebook, row)`` of every approach the report compares, read from the registry of model kinds (each
     kind's ``report_rows``), in notebook order. The labels each used are counted in its metrics.json
@@ -38,6 +39,8 @@ def approaches() -> tuple[tuple[str, kinds.ReportRow], ...]:
 def per_category_labels() -> frozenset[str]:
     """The approaches whose scores are distances on a scale of their own per category: thresholds per category."""
     return frozenset(row.label for _, row in approaches() if row.per_category)
+
+
 LABEL_COLUMNS = ["defect labels (train)", "labels to pick good images", "val labels"]
 
 TABLE_COLUMNS = ["approach", "backbone", "trained with", *LABEL_COLUMNS, "n_test", "accuracy", "precision", "recall", "f1",
