@@ -65,8 +65,9 @@ colab-venv: $(COLAB_VENV)/.installed
 test-colab: colab-venv
 	$(COLAB_PY) tools/colab_stack.py check-install
 	rm -rf "$(TEST_RUNS_DIR)" "$(TEST_RUNS_DIR)-colab"   # the dev stage's outputs too, to free disk for this stage
-	# the unit tests; the notebooks run in the Colab simulation below (each on a fresh runtime), not again under nbval
-	DEFECTS_PROFILE=smoke RUNS_DIR="$(abspath $(TEST_RUNS_DIR))-colab" $(COLAB_PY) -m pytest tests -p no:cacheprovider
+	# the unit tests but the learning margins (numerics: run once, by test-dev); the notebooks run in the Colab
+	# simulation below (each on a fresh runtime, every model trained there), not again under nbval
+	DEFECTS_PROFILE=smoke RUNS_DIR="$(abspath $(TEST_RUNS_DIR))-colab" $(COLAB_PY) -m pytest tests -m "not learning" -p no:cacheprovider
 	DEFECTS_COLAB_SIMULATION=1 $(COLAB_PY) -m pytest tests/test_colab_simulation.py -p no:cacheprovider
 	# the full profile's code paths (256/224 px, 2 DataLoader workers, 10% coreset) on a handful of images, on Colab's stack
 	DEFECTS_FULL_PATHS=1 $(COLAB_PY) -m pytest tests/test_full_profile.py -p no:cacheprovider

@@ -68,6 +68,7 @@ def test_the_study_network_gets_enough_optimiser_steps_to_learn():
 
 
 @pytest.mark.slow
+@pytest.mark.learning
 def test_learns_and_shuffled_defect_labels_do_not(three_cats, tmp_path):
     recipe = KerasRecipe(image_size=SIZE, epochs=20, batch_size=16)
     real = multitask.run(three_cats, recipe, out_dir=tmp_path / "real", write_metrics=False, verbose=0)

@@ -94,6 +94,7 @@ def test_missing_encoder_names_the_notebook(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.learning
 def test_supervised_on_the_offline_backbone_learns_and_shuffled_control_does_not(learnable):
     """The series' offline default (EfficientNet-Lite0, ImageNet weights shipped in a package; named here so that a
     machine with internet tests the same network) through notebook 01's code and recipe (its Lite0 max_lr)."""
@@ -111,6 +112,7 @@ def test_supervised_on_the_offline_backbone_learns_and_shuffled_control_does_not
 
 
 @pytest.mark.slow
+@pytest.mark.learning
 def test_probe_on_the_offline_backbones_features_learns_and_shuffled_control_does_not(learnable):
     """The linear probe and the kNN score on EfficientNet-Lite0's ImageNet features (no SimCLR): notebook 03's code,
     10% of train labelled; the probe's at-least-300-steps rule in play (3 labelled batches an epoch)."""
@@ -160,6 +162,7 @@ def simclr_runs(learnable):
 
 
 @pytest.mark.slow
+@pytest.mark.learning
 def test_simclr_learns_and_shuffled_pairs_do_not(simclr_runs):
     real, control = simclr_runs
     chance = math.log(2 * 16 - 1)
@@ -171,6 +174,7 @@ def test_simclr_learns_and_shuffled_pairs_do_not(simclr_runs):
 
 
 @pytest.mark.slow
+@pytest.mark.learning
 def test_probe_learns_and_shuffled_control_does_not(simclr_runs, learnable):
     encoder = simclr_runs[0].model.encoder
     recipe = ProbeRecipe(batch_size=8, image_size=SIZE, label_fraction=0.5)
