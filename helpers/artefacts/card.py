@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core import files
-from ..core.layout import CARD
+from ..core.layout import CARD, notebook_of
 from ..data.preprocessing import InputSpec
 from ..errors import ModelCardError, ModelFolderError
 
@@ -165,7 +165,7 @@ def card_for(run: Any, kind: str, model_file: str, spec: InputSpec, categories: 
            for c, p in record.threshold_per_category().items()
            if p.threshold is not None and p.min is not None and p.max is not None} or None
     metrics = {k: (None if v is None else float(v)) for k, v in record.metrics.items() if k in _METRICS}
-    return ModelCard(kind=kind, approach=run.approach, notebook=run.stem, framework=_framework(kind),
+    return ModelCard(kind=kind, approach=run.approach, notebook=notebook_of(run.stem), framework=_framework(kind),
                      model_file=model_file, model_sha256=sha256(Path(run.out_dir) / model_file), input=spec,
                      threshold=Threshold(float(run.threshold), run.threshold_method, "val", per),
                      categories=tuple(categories), bank_rows=bank_rows, backbone=backbone, weights=weights,

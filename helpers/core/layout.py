@@ -11,6 +11,7 @@ from pathlib import Path
 
 __all__ = [
     "DATA", "SUPERVISED", "SIMCLR", "PROBE", "KERAS", "EXPLAIN", "PATCHCORE", "REPORT", "DEPLOY", "LABELS", "NOTEBOOKS",
+    "KERAS_IMAGENET", "SUBFOLDERS", "notebook_of",
     "MANIFEST", "QUARANTINE", "WARNINGS", "SPLIT", "SPLIT_SEED", "DATASET", "CACHE_DIR", "BUILTIN_DIR", "BUILTIN_RECORD",
     "CACHE_META", "CACHE_IMAGES", "CACHE_MASKS", "REPORT_DIR", "EXECUTED_DIR",
     "SCORES", "METRICS", "HISTORY", "CARD", "ONNX", "ONNX_INT8", "onnx_data", "checkpoint_name",
@@ -32,6 +33,16 @@ REPORT = "07_results_report"
 DEPLOY = "08_deploy"
 LABELS = "09_label_efficiency"
 NOTEBOOKS: tuple[str, ...] = (DATA, SUPERVISED, SIMCLR, PROBE, KERAS, EXPLAIN, PATCHCORE, REPORT, DEPLOY, LABELS)
+#: A notebook that trains a second model keeps it in a folder of its own inside its folder: notebook 04's study heads
+#: on an ImageNet backbone, beside study 001's CNN. Such a folder stands wherever a notebook stem does below.
+KERAS_IMAGENET = f"{KERAS}/imagenet"
+SUBFOLDERS: tuple[str, ...] = (KERAS_IMAGENET,)
+
+
+def notebook_of(folder: str) -> str:
+    """The notebook that writes ``folder`` (a stem, or one of :data:`SUBFOLDERS`)."""
+    return folder.split("/", 1)[0]
+
 
 # --- notebook 00, at the top of RUNS_DIR --------------------------------------------------------------------------
 MANIFEST = "manifest.csv"
@@ -102,9 +113,9 @@ HEATMAPS = "heatmaps"
 
 
 def notebook_dir(runs_dir: str | os.PathLike, stem: str, create: bool = True) -> Path:
-    """``RUNS_DIR/<stem>/`` (created unless ``create`` is False)."""
-    if stem not in NOTEBOOKS:
-        raise ValueError(f"unknown notebook {stem!r}: expected one of {NOTEBOOKS}")
+    """``RUNS_DIR/<stem>/`` (created unless ``create`` is False); ``stem`` may be one of :data:`SUBFOLDERS`."""
+    if stem not in NOTEBOOKS and stem not in SUBFOLDERS:
+        raise ValueError(f"unknown notebook {stem!r}: expected one of {NOTEBOOKS + SUBFOLDERS}")
     path = Path(runs_dir) / stem
     if create:
         path.mkdir(parents=True, exist_ok=True)
@@ -118,7 +129,7 @@ def artefact(runs_dir: str | os.PathLike, stem: str, name: str) -> Path:
 
 def missing_message(what: str, path: Path, stem: str) -> str:
     """The one wording for an artefact that is not there: what, where, and which notebook makes it."""
-    return f"{what}: no {path} — run notebook {stem}.ipynb first."
+    return f"{what}: no {path} — run notebook {notebook_of(stem)}.ipynb first."
 
 
 def require(runs_dir: str | os.PathLike, stem: str, name: str, what: str = "output") -> Path:

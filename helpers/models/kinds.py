@@ -4,15 +4,16 @@ where Grad-CAM looks, which features it shows and how it exports. Everything els
 A kind's name is written into its model file and model card; it appears in this module and nowhere else
 (``tests/test_layers.py`` checks it). The kinds:
 
-=================  =========  =========================================================================
-kind               framework  the model
-=================  =========  =========================================================================
-``supervised``     torch      a backbone + study 000's head, fine-tuned on the labels (notebook 01)
-``simclr``         torch      an encoder + projection head, pretrained with NT-Xent (notebook 02; not scored)
-``probe``          torch      SimCLR's frozen encoder + Linear(feature_dim, 2) (notebook 03)
-``multitask``      keras      study 001's CNN: category and defect heads (notebook 04)
-``patchcore``      torch      per-category memory banks on an ImageNet backbone (notebook 06)
-=================  =========  =========================================================================
+======================  =========  ===================================================================
+kind                    framework  the model
+======================  =========  ===================================================================
+``supervised``          torch      a backbone + study 000's head, fine-tuned on the labels (notebook 01)
+``simclr``              torch      an encoder + projection head, pretrained with NT-Xent (notebook 02; not scored)
+``probe``               torch      SimCLR's frozen encoder + Linear(feature_dim, 2) (notebook 03)
+``multitask``           keras      study 001's CNN: category and defect heads (notebook 04)
+``multitask_imagenet``  keras      the same heads on a frozen ImageNet EfficientNet-Lite0 (notebook 04, ``imagenet/``)
+``patchcore``           torch      per-category memory banks on an ImageNet backbone (notebook 06)
+======================  =========  ===================================================================
 """
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ from .model_files import check_patchcore_state, check_state, feature_width, refu
 if TYPE_CHECKING:
     from ..explain.gradcam import CamSetting
 
-__all__ = ["Scores", "ReportRow", "ModelKind", "KINDS", "SUPERVISED", "SIMCLR", "PROBE", "MULTITASK", "PATCHCORE",
+__all__ = ["Scores", "ReportRow", "ModelKind", "KINDS", "SUPERVISED", "SIMCLR", "PROBE", "MULTITASK",
+           "MULTITASK_IMAGENET", "PATCHCORE",
            "get", "register", "deployable", "deployable_notebooks", "recorded_backbone", "refuse_file"]
 
 
@@ -76,6 +78,8 @@ class ModelKind:
     #: the notebook that trains it (its stem, :mod:`helpers.core.layout`), and the file it saves there
     notebook: ClassVar[str]
     model_file: ClassVar[str] = "model.pt"
+    #: its folder when its notebook trains more than one model (one of :data:`helpers.core.layout.SUBFOLDERS`)
+    subfolder: ClassVar[str | None] = None
     #: its folder is a model folder (model + card): ``export``, ``predict``, ``serve`` and notebook 08 take it
     deployable: ClassVar[bool] = True
     #: notebook 05 shows its features (t-SNE) and, where it has :meth:`gradcam`, its class-activation maps
@@ -83,8 +87,14 @@ class ModelKind:
     #: the rows of the comparison report (07) its notebook's outputs give
     report_rows: ClassVar[tuple[ReportRow, ...]] = ()
     #: the module of :mod:`helpers.workflows` whose ``command(prepared, progress, mirrored, backbone) -> str`` trains
-    #: it (``python -m helpers train <name>``); None: not trained by a command
+    #: it (``python -m helpers train <name>``; ``module:function`` names another function); None: not trained by a
+    #: command
     workflow: ClassVar[str | None] = None
+
+    @property
+    def folder(self) -> str:
+        """Its model folder under ``RUNS_DIR`` (a :mod:`helpers.core.layout` stem): its notebook's, or its own."""
+        return self.subfolder or self.notebook
 
     def input_spec(self, image_size: int, mean: Any = None, std: Any = None, resize: int | None = None) -> InputSpec:
         """The model's input (:mod:`helpers.data.preprocessing`): NCHW, normalised with the backbone's mean/std."""
@@ -280,6 +290,8 @@ class _Multitask(ModelKind):
     notebook, model_file, workflow = layout.KERAS, "model.keras", "multitask"
     report_rows = (ReportRow(layout.SCORES, "Keras multi-task CNN", "supervised on every train label (defect and category)"),)
     onnx_outputs = ("defect", "category")
+    #: the network it holds (:data:`helpers.models.multitask.NETWORKS`)
+    network: ClassVar[str] = "study"
 
     def input_spec(self, image_size: int, mean: Any = None, std: Any = None, resize: int | None = None) -> InputSpec:
         return InputSpec(image_size, image_size, "NHWC")
@@ -299,12 +311,13 @@ class _Multitask(ModelKind):
         except (ValueError, TypeError, KeyError, OSError) as err:      # what Keras raises for a file it refuses
             reason = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
             raise refuse_file(path, f"Keras would not load it ({reason})") from None
-        from .multitask import MULTITASK_LAYERS
+        from .multitask import network
 
+        allowed = network(self.network).layers
         layers = {type(layer).__name__ for layer in model.layers}
-        if not layers <= MULTITASK_LAYERS:
-            unknown = ", ".join(sorted(layers - MULTITASK_LAYERS))
-            raise refuse_file(path, f"it holds layers the study's network does not ({unknown})")
+        if not layers <= allowed:
+            unknown = ", ".join(sorted(layers - allowed))
+            raise refuse_file(path, f"it holds layers the {self.title}'s network does not ({unknown})")
         if set(model.output_names if hasattr(model, "output_names") else []) - {"category", "defect"}:
             raise refuse_file(path, f"its outputs are {model.output_names}, not 'category' and 'defect'")
         return model, {}
@@ -327,15 +340,23 @@ class _Multitask(ModelKind):
 
     def gradcam(self, model: Any, batch: np.ndarray, setting: CamSetting | None = None) -> np.ndarray:
         from ..explain.gradcam import CamSetting, keras_gradcam
-        from .multitask import LAST_CONV
+        from .multitask import network
 
-        return keras_gradcam(model, batch, conv_layer=LAST_CONV, method=(setting or CamSetting()).method)
+        return keras_gradcam(model, batch, conv_layer=network(self.network).last_conv,
+                             method=(setting or CamSetting()).method)
 
     def features(self, model: Any, batch: np.ndarray) -> np.ndarray:
         from ..explain.features import keras_features
         from .multitask import SHARED_DENSE
 
         return keras_features(model, batch, layer=SHARED_DENSE)
+
+
+class _MultitaskImageNet(_Multitask):
+    name, title, network = "multitask_imagenet", "Keras multi-task, ImageNet backbone", "imagenet"
+    subfolder, workflow = layout.KERAS_IMAGENET, "multitask:command_imagenet"
+    report_rows = (ReportRow(layout.SCORES, "Keras multi-task (ImageNet backbone)",
+                             "supervised on every train label (defect and category); backbone frozen"),)
 
 
 class _PatchCore(ModelKind):
@@ -419,9 +440,10 @@ class _PatchCore(ModelKind):
 #: PatchCore's banks in the full profile can pass it.
 EXTERNAL_DATA_BYTES = int(1.5 * 2**30)
 
-SUPERVISED, SIMCLR, PROBE, MULTITASK, PATCHCORE = _Supervised(), _SimCLR(), _Probe(), _Multitask(), _PatchCore()
+SUPERVISED, SIMCLR, PROBE, PATCHCORE = _Supervised(), _SimCLR(), _Probe(), _PatchCore()
+MULTITASK, MULTITASK_IMAGENET = _Multitask(), _MultitaskImageNet()
 #: Every kind, by name.
-KINDS: dict[str, ModelKind] = {k.name: k for k in (SUPERVISED, SIMCLR, PROBE, MULTITASK, PATCHCORE)}
+KINDS: dict[str, ModelKind] = {k.name: k for k in (SUPERVISED, SIMCLR, PROBE, MULTITASK, MULTITASK_IMAGENET, PATCHCORE)}
 
 
 def register(kind: ModelKind) -> ModelKind:
@@ -435,12 +457,12 @@ def register(kind: ModelKind) -> ModelKind:
 
 def deployable() -> tuple[ModelKind, ...]:
     """The kinds whose notebook folder is a model folder (a model and its card), in notebook order."""
-    return tuple(sorted((k for k in KINDS.values() if k.deployable), key=lambda k: k.notebook))
+    return tuple(sorted((k for k in KINDS.values() if k.deployable), key=lambda k: k.folder))
 
 
 def deployable_notebooks() -> str:
-    """``01, 03, 04 or 06``: the notebooks whose folder is a model folder, for messages and help."""
-    numbers = [k.notebook[:2] for k in deployable()]
+    """``01, 03, 04 or 06``: the notebooks that leave a model folder, for messages and help."""
+    numbers = list(dict.fromkeys(k.notebook[:2] for k in deployable()))
     return ", ".join(numbers[:-1]) + f" or {numbers[-1]}" if len(numbers) > 1 else "".join(numbers)
 
 

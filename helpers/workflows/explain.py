@@ -48,16 +48,17 @@ class TrainedModel:
 
 def explained_kinds() -> tuple[kinds.ModelKind, ...]:
     """The kinds notebook 05 looks at (the registry's ``explained`` ones), in notebook order."""
-    return tuple(sorted((k for k in kinds.KINDS.values() if k.explained), key=lambda k: k.notebook))
+    return tuple(sorted((k for k in kinds.KINDS.values() if k.explained), key=lambda k: k.folder))
 
 
 def _load(runs_dir: Any, name: str, stem: str, kind: kinds.ModelKind) -> TrainedModel:
     path = layout.artefact(runs_dir, stem, kind.model_file)
     if kind.framework == "keras":
+        from ..artefacts.card import read_card
         from .multitask import load
 
         model, _, size = load(path.parent)
-        return TrainedModel(name, kind, stem, model, kind.input_spec(size), "trained from scratch")
+        return TrainedModel(name, kind, stem, model, kind.input_spec(size), str(read_card(path.parent).weights))
     model, meta = kind.load(path)
     entry = backbones.get(kinds.recorded_backbone(meta))
     weights = meta.get("weights") or (meta.get("encoder") or {}).get("weights", "?")
@@ -69,11 +70,11 @@ def load_trained_models(runs_dir: Any) -> tuple[list[TrainedModel], list[str]]:
     """Every model 01–04 saved under ``runs_dir``; for each missing one, a line naming the notebook to run."""
     found, missing = [], []
     for kind in explained_kinds():
-        path = layout.artefact(runs_dir, kind.notebook, kind.model_file)
+        path = layout.artefact(runs_dir, kind.folder, kind.model_file)
         if path.exists():
-            found.append(_load(runs_dir, kind.title, kind.notebook, kind))
+            found.append(_load(runs_dir, kind.title, kind.folder, kind))
         else:
-            missing.append(layout.missing_message(kind.title, path, kind.notebook))
+            missing.append(layout.missing_message(kind.title, path, kind.folder))
     return found, missing
 
 

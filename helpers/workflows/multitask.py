@@ -1,9 +1,11 @@
-"""Notebook 04 as functions: the Keras multi-task CNN (object category + defective/good), trained from scratch.
+"""Notebook 04 as functions: the Keras multi-task CNN (object category + defective/good) — study 001's network,
+trained from scratch, and the same heads on an ImageNet backbone.
 
-:func:`run` trains :func:`helpers.models.multitask.build_multitask` with the recipe's callbacks (EarlyStopping,
+:func:`run` trains one of :data:`helpers.models.multitask.NETWORKS` with the recipe's callbacks (EarlyStopping,
 ModelCheckpoint on val defect AUC, CSVLogger, BackupAndRestore: :mod:`helpers.training.keras_fit`), scores the
-checkpointed model once on the held-out ``test`` split and writes its notebook folder: ``metrics.json``,
-``scores.csv``, ``model.keras``, ``model_card.json`` (with the label encoding), ``training_log.csv``.
+checkpointed model once on the held-out ``test`` split and writes its model folder (the study's network: notebook
+04's; the ImageNet one: ``imagenet/`` inside it): ``metrics.json``, ``scores.csv``, ``model.keras``,
+``model_card.json`` (with the label encoding), ``training_log.csv``.
 """
 from __future__ import annotations
 
@@ -24,14 +26,15 @@ from ..core.env import load_torch_before_tensorflow
 from ..data.prepare import Prepared
 from ..evaluation import metrics as M
 from ..models import kinds
-from ..models.multitask import build_multitask, predict_multitask
+from ..models.multitask import build, network, predict_multitask
 from ..training.keras_fit import compile_multitask, fit_or_reuse, set_determinism
 from ..training.loop import fingerprint
 from ..training.recipes import KerasRecipe, scaled, with_step_floor
 
-__all__ = ["APPROACH", "MultitaskRun", "run", "load", "command"]
+__all__ = ["KIND_OF", "MultitaskRun", "run", "side_by_side", "load", "command", "command_imagenet"]
 
-APPROACH = "Keras multi-task CNN"
+#: The model kind each network is saved as (its folder, its label in the report).
+KIND_OF: dict[str, kinds.ModelKind] = {"study": kinds.MULTITASK, "imagenet": kinds.MULTITASK_IMAGENET}
 
 
 @dataclass(kw_only=True)
@@ -43,6 +46,7 @@ class MultitaskRun(ScoredRun):
     category_metrics: dict[str, Any]
     epochs_run: int
     resumed: bool
+    network: str = "study"
 
 
 def _datasets(prepared: Prepared, recipe: KerasRecipe, categories: list[str], seed: int, shuffled_defect: bool
@@ -79,23 +83,24 @@ def _category_task(test: pd.DataFrame, categories: list[str]) -> dict[str, Any]:
     return M.category_metrics(test["category"], test["pred_category"], labels=categories)
 
 
-def _train(prepared: Prepared, recipe: KerasRecipe, out: Path, categories: list[str], shuffled_defect: bool,
+def _train(prepared: Prepared, recipe: KerasRecipe, net: str, out: Path, categories: list[str], shuffled_defect: bool,
            extra_callbacks: list | None, verbose: int, strategy: Any) -> tuple[Any, dict[str, Any], bool]:
     """Build, compile and fit (or resume, or reuse) the model; the evaluation datasets and whether it resumed."""
     set_determinism(prepared.cfg.seed)
     train_ds, evals = _datasets(prepared, recipe, categories, prepared.cfg.seed, shuffled_defect)
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
-        model = build_multitask(len(categories), recipe.image_size)
+        model = build(net, len(categories), recipe.image_size)
         compile_multitask(model, recipe, len(categories))
-    key = fingerprint(prepared, recipe=asdict(recipe), shuffled=shuffled_defect, categories=categories)
+    key = fingerprint(prepared, recipe=asdict(recipe), shuffled=shuffled_defect, categories=categories, network=net)
     resumed = fit_or_reuse(model, out, key, recipe, train_ds, evals["val"][1], extra_callbacks, verbose)
     return model, evals, resumed
 
 
-def run(prepared: Prepared, recipe: KerasRecipe | None = None, *, shuffled_defect: bool = False,
+def run(prepared: Prepared, recipe: KerasRecipe | None = None, *, network_key: str = "study", shuffled_defect: bool = False,
         out_dir: str | os.PathLike | None = None, write_metrics: bool = True, verbose: int = 2,
         extra_callbacks: list | None = None, strategy: Any = None) -> MultitaskRun:
-    """Train (or resume) and score the multi-task CNN.
+    """Train (or resume) and score a multi-task network (``network_key``: ``study``, study 001's CNN from scratch, or
+    ``imagenet``, its heads on a frozen ImageNet backbone; :data:`helpers.models.multitask.NETWORKS`).
 
     With a ``tf.distribute`` ``strategy`` (e.g. :func:`helpers.training.keras_fit.mirrored_strategy`: one replica per
     GPU) the model is built and compiled in its scope; each batch of the recipe is split over the replicas.
@@ -106,38 +111,62 @@ def run(prepared: Prepared, recipe: KerasRecipe | None = None, *, shuffled_defec
     - ``shuffled_defect`` permutes the training defect labels (negative control).
     """
     cfg = prepared.cfg
+    net, kind = network(network_key), KIND_OF[network_key]
     recipe = recipe or scaled(KerasRecipe(), cfg.profile)
     recipe = with_step_floor(recipe, int((prepared.split["split"] == "train").sum()), cfg.profile)
     started = time.time()
-    out = Path(out_dir) if out_dir is not None else layout.notebook_dir(cfg.runs_dir, layout.KERAS)
+    out = Path(out_dir) if out_dir is not None else layout.notebook_dir(cfg.runs_dir, kind.folder)
     out.mkdir(parents=True, exist_ok=True)
     categories = sorted(prepared.manifest["category"].unique())
-    _, evals, resumed = _train(prepared, recipe, out, categories, shuffled_defect, extra_callbacks, verbose, strategy)
+    _, evals, resumed = _train(prepared, recipe, net.key, out, categories, shuffled_defect, extra_callbacks, verbose,
+                               strategy)
     log = pd.read_csv(out / layout.KERAS_LOG)
-    model, _ = kinds.MULTITASK.load(out / kinds.MULTITASK.model_file)
+    model, _ = kind.load(out / kind.model_file)
     scores = _score_splits(model, evals, categories)
     test = scores[scores["split"] == "test"]
     cat_m = _category_task(test, categories)
     write = write_metrics and not shuffled_defect
     run = write_scored(
-        prepared, layout.KERAS, APPROACH + (" (SHUFFLED DEFECT LABELS control)" if shuffled_defect else ""),
+        prepared, kind.folder, kind.report_rows[0].label + (" (SHUFFLED DEFECT LABELS control)" if shuffled_defect else ""),
         scores, started=started, threshold_method=recipe.threshold_method, out_dir=out,
         labels=labels_used(prepared, int((prepared.split["split"] == "train").sum()), False,
                            "early stopping (val loss), checkpoint (val defect AUC), threshold"),
         write=write,
         extra_metrics={f"category_{k}": cat_m[k] for k in ("accuracy", "precision_weighted", "recall_weighted",
                                                             "f1_weighted") if k in cat_m},
-        extra={"backbone": "study 001's CNN", "weights": "none (trained from scratch, as study 001)",
+        extra={"backbone": net.backbone, "weights": net.weights,
                "recipe": asdict(recipe), "categories": categories, "epochs_run": len(log),
                "scored_model": "ModelCheckpoint best val_defect_auc",
                "category_per_class_recall": cat_m.get("per_class_recall"), "category_note": cat_m.get("note", "")},
         run_type=MultitaskRun, model=model, history=log, categories=categories, category_metrics=cat_m,
-        epochs_run=len(log), resumed=resumed)
+        epochs_run=len(log), resumed=resumed, network=net.key)
     if not shuffled_defect:       # the label encoding and the threshold travel with the model, in its card
-        name = kinds.MULTITASK.model_file
-        write_card(out, card_for(run, kinds.MULTITASK.name, name, kinds.MULTITASK.input_spec(recipe.image_size),
-                                 categories=tuple(categories), weights="none (trained from scratch, as study 001)"))
+        write_card(out, card_for(run, kind.name, kind.model_file, kind.input_spec(recipe.image_size),
+                                 categories=tuple(categories), backbone=net.backbone,
+                                 weights=net.weights))
     return run
+
+
+def side_by_side(study: MultitaskRun, imagenet: MultitaskRun) -> tuple[pd.DataFrame, str]:
+    """The two networks on the same held-out ``test`` images: what each stands on, how long it trained, its category
+    accuracy and its defect AUROC and F1 with their bootstrap 95% intervals; and the paired-bootstrap AUROC
+    difference (the same resamples for both: :func:`helpers.evaluation.intervals.paired_difference`), in words."""
+    from ..evaluation import intervals as I
+
+    def row(run: MultitaskRun) -> dict[str, Any]:
+        net = network(run.network)
+        return {"network": net.backbone, "weights": net.weights, "epochs": run.epochs_run,
+                "category accuracy": run.category_metrics.get("accuracy", float("nan")),
+                "defect AUROC [95%]": run.intervals["roc_auc"].format(),
+                "defect F1 [95%]": run.intervals["f1"].format()}
+
+    table = pd.DataFrame([row(study), row(imagenet)]).set_index("network")
+    a, b = imagenet.split_scores("test"), study.split_scores("test")
+    if a["label"].nunique() < 2:
+        return table, "one class in test: no AUROC difference to compare"
+    d = I.paired_difference(a, b)
+    verdict = "the interval excludes 0" if d.resolved else f"the interval includes 0: these {len(a)} images do not resolve it"
+    return table, f"ImageNet backbone − study's CNN, test AUROC: {d.format(against=0.0, signed=True)} ({verdict})"
 
 
 def load(folder: str | os.PathLike) -> tuple[Any, list[str], int]:
@@ -147,13 +176,20 @@ def load(folder: str | os.PathLike) -> tuple[Any, list[str], int]:
 
     load_torch_before_tensorflow()
     card = read_card(folder)
-    model, _ = kinds.MULTITASK.load(Path(folder) / card.model_file)
+    model, _ = kinds.get(card.kind).load(Path(folder) / card.model_file)
     return model, list(card.categories), card.input.image_size
 
 
-def command(prepared: Any, progress: bool, mirrored: bool, backbone: str) -> str:
-    """``python -m helpers train multitask``: notebook 04's network (``mirrored``: MirroredStrategy); a summary line."""
+def command(prepared: Any, progress: bool, mirrored: bool, backbone: str, network_key: str = "study") -> str:
+    """``python -m helpers train multitask``: study 001's network (``mirrored``: MirroredStrategy); a summary line.
+    ``backbone`` is the torch track's: the study's network is its own."""
     from ..training.keras_fit import mirrored_strategy
     from .commands import summary_line
 
-    return summary_line(run(prepared, verbose=2 if progress else 0, strategy=mirrored_strategy() if mirrored else None))
+    return summary_line(run(prepared, network_key=network_key, verbose=2 if progress else 0,
+                            strategy=mirrored_strategy() if mirrored else None))
+
+
+def command_imagenet(prepared: Any, progress: bool, mirrored: bool, backbone: str) -> str:
+    """``python -m helpers train multitask_imagenet``: the study's heads on the frozen ImageNet backbone."""
+    return command(prepared, progress, mirrored, backbone, network_key="imagenet")

@@ -29,11 +29,12 @@ __all__ = ["approaches", "per_category_labels", "LABEL_COLUMNS", "TABLE_COLUMNS"
 
 
 def approaches() -> tuple[tuple[str, kinds.ReportRow], ...]:
-    """``(notebook, row)`` of every approach the report compares, read from the registry of model kinds (each
-    kind's ``report_rows``), in notebook order. The labels each used are counted in its metrics.json
+    """``(folder, row)`` of every approach the report compares (the folder: its notebook's, or its own inside it:
+    :mod:`helpers.core.layout`), read from the registry of model kinds (each kind's ``report_rows``), in notebook
+    order. The labels each used are counted in its metrics.json
     (``labels_used``) and shown beside it."""
-    ordered = sorted(kinds.KINDS.values(), key=lambda k: k.notebook)
-    return tuple((k.notebook, row) for k in ordered for row in k.report_rows)
+    ordered = sorted(kinds.KINDS.values(), key=lambda k: k.folder)
+    return tuple((k.folder, row) for k in ordered for row in k.report_rows)
 
 
 def per_category_labels() -> frozenset[str]:
@@ -67,10 +68,8 @@ class Approach:
         return self.scores[self.scores["split"] == "test"].sort_values("path").reset_index(drop=True)
 
 
-def _backbone(record: R.MetricsRecord | None, stem: str) -> str:
-    """``key (weights)`` from a notebook's metrics.json; Keras's CNN is trained from scratch (study 001)."""
-    if stem == layout.KERAS:
-        return "own CNN (from scratch)"
+def _backbone(record: R.MetricsRecord | None) -> str:
+    """``key (weights)`` from a notebook's metrics.json (every model notebook records both)."""
     key, weights = (record.extra.backbone, record.extra.weights) if record is not None else (None, None)
     if not key:
         return "?"
@@ -107,13 +106,14 @@ def load_approaches(runs_dir: str | Path) -> tuple[list[Approach], list[str]]:
         labels = used.model_dump() if used is not None else None
         chosen = _threshold(name, file, scores, record, stem)
         if chosen is None:
-            missing.append(f"{name}: {path} has no val rows to choose a threshold on — re-run notebook {stem}.ipynb.")
+            missing.append(f"{name}: {path} has no val rows to choose a threshold on — re-run notebook "
+                           f"{layout.notebook_of(stem)}.ipynb.")
             continue
         scores, threshold, how_thr = chosen
         not_scored = dict(record.extra.not_scored or {}) if record is not None else {}
         if file == layout.SCORES and record is not None:
             not_scored.update({c: p.note for c, p in record.threshold_per_category().items() if p.note == M.NO_VAL_NOTE})
-        found.append(Approach(name, how, scores, threshold, how_thr, path, labels, _backbone(record, stem), not_scored))
+        found.append(Approach(name, how, scores, threshold, how_thr, path, labels, _backbone(record), not_scored))
     return found, missing
 
 
