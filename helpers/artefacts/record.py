@@ -59,10 +59,17 @@ class ThresholdRecord(_Record):
     """The decision threshold, how it was chosen and on what (per category, with each category's normalisation)."""
 
     value: float | None
-    method: Literal["f1", "youden", "fixed"]
+    method: str
     chosen_on: str | None
     per_category: dict[str, CategoryNormalisation] | None = None
     normalised: str | None = None
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, v: str) -> str:
+        if v not in THRESHOLD_METHODS:        # the one list: helpers.evaluation.metrics
+            raise ValueError(f"must be one of {THRESHOLD_METHODS}")
+        return v
 
 
 class IntervalsRecord(_Record):
@@ -249,8 +256,6 @@ def metrics_record(notebook: str, approach: str, protocol: str, profile: str, sp
     from ..core.env import code_version, device_info, versions
     from ..evaluation.intervals import describe_method
 
-    if threshold_method not in THRESHOLD_METHODS:
-        raise ValueError(f"threshold_method must be one of {THRESHOLD_METHODS}")
     raw = {
         "schema_version": SCHEMA_VERSION, "notebook": notebook, "approach": approach, "protocol": protocol,
         "profile": profile, "split_sizes": dict(split_sizes),
@@ -269,9 +274,9 @@ def metrics_record(notebook: str, approach: str, protocol: str, profile: str, sp
 
 
 def write_metrics(record: MetricsRecord, runs_dir: str | os.PathLike, path: str | os.PathLike | None = None) -> Path:
-    """Write ``RUNS_DIR/<notebook>/metrics.json`` (or ``path``), validated again as written; return its path."""
-    data = _validated(record.to_json() if isinstance(record, MetricsRecord) else _clean(record),
-                      f"metrics record of {getattr(record, 'notebook', '?')}").to_json()
+    """Write ``RUNS_DIR/<notebook>/metrics.json`` (or ``path``) from a record :func:`metrics_record` validated (it is
+    frozen: nothing changed it since); return its path."""
+    data = record.to_json()
     path = Path(path) if path is not None else Path(runs_dir) / data["notebook"] / METRICS
     path.parent.mkdir(parents=True, exist_ok=True)
     files.write_json(path, data, allow_nan=False)
