@@ -164,6 +164,11 @@ def test_keras_gradcam_shape_range_and_input_dependence(planted):
     maps = gradcam.keras_gradcam(model, x)
     assert maps.shape == (2, 64, 64) and maps.min() >= 0 and maps.max() <= 1 and maps.max() == 1
     assert np.abs(maps[0] - maps[1]).mean() > 0.01
+    # several layers (the ImageNet network's stride-8/16/32 outputs): the mean of each layer's [0, 1] map, rescaled
+    both = gradcam.keras_gradcam(model, x, conv_layer=("conv3", "last_conv"))
+    mean = (gradcam.keras_gradcam(model, x, conv_layer="conv3") + maps) / 2
+    lo, hi = mean.min(axis=(1, 2), keepdims=True), mean.max(axis=(1, 2), keepdims=True)
+    np.testing.assert_allclose(both, (mean - lo) / (hi - lo), atol=1e-5)
 
 
 def test_tsne_and_silhouettes():

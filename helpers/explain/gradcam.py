@@ -129,13 +129,14 @@ def torch_gradcam(model: nn.Module, images: torch.Tensor, target_layers: nn.Modu
     return _unit_range(out)
 
 
-def keras_gradcam(model: Any, images: np.ndarray, conv_layer: str = "last_conv", head: str = "defect",
+def keras_gradcam(model: Any, images: np.ndarray, conv_layer: str | Sequence[str] = "last_conv", head: str = "defect",
                   method: str = DEFAULT_METHOD) -> np.ndarray:
     """Class-activation maps of a multi-output Keras model: gradient of the ``head`` output w.r.t. ``conv_layer``.
 
     ``images``: N×H×W×3 in [0, 1]. ``gradcam``: channel weights are the spatially averaged gradients, the map
     ReLU(Σ weights · activations); ``hirescam``: ReLU(Σ gradients ⊙ activations). Upsampled to the input size and
-    scaled to [0, 1] per image.
+    scaled to [0, 1] per image. Several layers (a sequence of names): each layer's map scaled to [0, 1], then their
+    mean, scaled again — as for a torch backbone's stages.
     """
     load_torch_before_tensorflow()
     import keras
@@ -143,16 +144,18 @@ def keras_gradcam(model: Any, images: np.ndarray, conv_layer: str = "last_conv",
 
     if method not in METHODS:
         raise ValueError(f"method {method!r}: expected one of {METHODS}")
-    grad_model = keras.Model(model.inputs, [model.get_layer(conv_layer).output, model.get_layer(head).output])
+    names = [conv_layer] if isinstance(conv_layer, str) else list(conv_layer)
+    grad_model = keras.Model(model.inputs, [[model.get_layer(n).output for n in names], model.get_layer(head).output])
     x = tf.convert_to_tensor(np.asarray(images, np.float32))
     with tf.GradientTape() as tape:
-        conv, out = grad_model(x, training=False)
+        convs, out = grad_model(x, training=False)
         target = tf.reduce_sum(out[:, 0]) if out.shape[-1] == 1 else tf.reduce_sum(out[:, 1])
-    grads = tape.gradient(target, conv)
-    weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True) if method == "gradcam" else grads
-    cam = tf.nn.relu(tf.reduce_sum(weights * conv, axis=-1))[..., None]
-    cam = tf.image.resize(cam, images.shape[1:3], method="bilinear")[..., 0].numpy()
-    return _unit_range(cam.astype(np.float32))
+    maps = []
+    for conv, grads in zip(convs, tape.gradient(target, convs)):
+        weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True) if method == "gradcam" else grads
+        cam = tf.nn.relu(tf.reduce_sum(weights * conv, axis=-1))[..., None]
+        maps.append(_unit_range(tf.image.resize(cam, images.shape[1:3], method="bilinear")[..., 0].numpy()))
+    return maps[0] if len(maps) == 1 else _unit_range(np.mean(maps, axis=0))
 
 
 def _unit_range(maps: np.ndarray) -> np.ndarray:

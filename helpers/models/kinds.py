@@ -342,7 +342,7 @@ class _Multitask(ModelKind):
         from ..explain.gradcam import CamSetting, keras_gradcam
         from .multitask import network
 
-        return keras_gradcam(model, batch, conv_layer=network(self.network).last_conv,
+        return keras_gradcam(model, batch, conv_layer=network(self.network).cam_layers,
                              method=(setting or CamSetting()).method)
 
     def features(self, model: Any, batch: np.ndarray) -> np.ndarray:
