@@ -26,7 +26,7 @@ from helpers.data.split import make_split
 from helpers.data.synthetic import SyntheticSpec, generate_dataset
 from helpers.data.torch_data import MVTecDataset, eval_transform, make_loader, train_transform
 from helpers.evaluation.metrics import binary_metrics, choose_threshold, per_category_table
-from helpers.training.loop import fit, predict_scores
+from helpers.training.loop import Stopping, fit, predict_scores
 
 
 def cnn() -> nn.Module:
@@ -55,7 +55,7 @@ def run(frame, cache, size, epochs, shuffle_labels: bool, seed: int = 0) -> dict
         return {"val_loss": float(np.mean([float(ce(m(b["image"]), b["label"])) for b in val]))}
 
     res = fit(model, opt, make_loader(ds, 32, shuffle=True), lambda m, b: ce(m(b["image"]), b["label"]),
-              evaluate, epochs, patience=8, progress=False)
+              evaluate, epochs, stopping=Stopping(patience=8), progress=False)
     vs, vy = predict_scores(model, val)
     thr = choose_threshold(vy, vs, "f1")
     ts, ty = predict_scores(model, test)

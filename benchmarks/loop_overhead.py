@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from helpers.models import backbones  # noqa: E402
 from helpers.models.classifiers import Classifier  # noqa: E402
-from helpers.training.loop import fit  # noqa: E402
+from helpers.training.loop import Stepping, fit  # noqa: E402
 from helpers.training.schedules import onecycle  # noqa: E402
 
 
@@ -57,7 +57,7 @@ def shared(size, batch, steps, device, channels_last) -> float:
     t0 = time.perf_counter()
     loader = torch.utils.data.DataLoader(data, batch_size=None)        # the pre-made batches, as they are
     fit(model, opt, loader, lambda m, b: ce(m(b["image"]), b["label"]), lambda m: {"val_loss": 0.0}, 1,
-        scheduler=sched, progress=False)
+        stepping=Stepping(sched), progress=False)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return steps * batch / (time.perf_counter() - t0)   # includes fit's (empty) evaluation and bookkeeping

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from helpers.core import distributed
 from helpers.data.torch_data import make_loader
 from helpers.models.simclr import nt_xent
-from helpers.training.loop import fit
+from helpers.training.loop import Resuming, Stepping, fit
 
 GLOBAL_BATCH = 16
 
@@ -55,7 +55,8 @@ def main(out: Path, epochs: int, stop_after: int | None, loss: str = "ce") -> No
     step = _ntxent_step if loss == "ntxent" else (lambda m, b: ce(m(b["image"]), b["label"]))
     result = fit(model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), loader,
                  step, lambda m: {"val_loss": float(ce(m(xv), yv))}, epochs,
-                 checkpoint=out / "ckpt.pt", clip_grad=1.0, seed=3, progress=False, stop_after=stop_after)
+                 stepping=Stepping(clip_grad=1.0), resuming=Resuming(out / "ckpt.pt"), seed=3, progress=False,
+                 stop_after=stop_after)
     if distributed.is_main():
         (out / "result.json").write_text(json.dumps({
             "processes": size, "resumed_from": result.resumed_from,

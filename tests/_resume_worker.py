@@ -20,7 +20,7 @@ from helpers.data.scan import scan_mvtec
 from helpers.data.split import make_split
 from helpers.data.torch_data import MVTecDataset, eval_transform, make_loader, train_transform
 from helpers.evaluation.metrics import binary_metrics
-from helpers.training.loop import fit, predict_scores
+from helpers.training.loop import Resuming, Stepping, Stopping, fit, predict_scores
 
 
 def tiny_cnn() -> nn.Module:
@@ -51,7 +51,8 @@ def main(root: str, work: str, epochs: int, cache_dir: str | None = None) -> Non
         return {"val_loss": float(sum(loss_fn(m(b["image"]), b["label"]) for b in val_loader) / len(val_loader))}
 
     result = fit(model, opt, loader, lambda m, b: loss_fn(m(b["image"]), b["label"]), evaluate, epochs,
-                 scheduler=sched, max_batches=8, patience=10, checkpoint=work_dir / "ckpt.pt", progress=False)
+                 stepping=Stepping(sched, max_batches=8), stopping=Stopping(patience=10),
+                 resuming=Resuming(work_dir / "ckpt.pt"), progress=False)
     scores, labels = predict_scores(model, make_loader(test, 32))
     out = {"history": result.history.drop(columns="seconds").to_dict("list"),
            "auroc": binary_metrics(labels, scores, 0.5)["roc_auc"], "resumed_from": result.resumed_from,

@@ -204,7 +204,7 @@ def test_reasons_never_quote_file_bytes(tmp_path):
 # 6. Damaged state
 # --------------------------------------------------------------------------------------------------
 def _tiny_fit(ckpt: Path, epochs: int, nan_at_call: int | None = None):
-    from helpers.training.loop import fit
+    from helpers.training.loop import Resuming, Stepping, fit
 
     torch.manual_seed(0)
     head = torch.nn.Linear(4, 2)
@@ -218,8 +218,8 @@ def _tiny_fit(ckpt: Path, epochs: int, nan_at_call: int | None = None):
         x = b["image"] * (float("nan") if len(calls) == nan_at_call else 1.0)   # e.g. a NaN pixel in a batch
         return torch.nn.functional.cross_entropy(m(x), b["label"])
 
-    return fit(head, opt, loader, step, lambda m: {"val_loss": 0.0}, epochs, checkpoint=ckpt, clip_grad=None,
-               progress=False)
+    return fit(head, opt, loader, step, lambda m: {"val_loss": 0.0}, epochs, resuming=Resuming(ckpt),
+               stepping=Stepping(clip_grad=None), progress=False)
 
 
 def test_a_checkpoint_with_corrupted_weights_is_refused(tmp_path):

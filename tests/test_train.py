@@ -18,7 +18,7 @@ from torch import nn
 from helpers.models import backbones, kinds
 from helpers.models.classifiers import Classifier, LinearProbe, inverse_frequency_weights, supervised_head
 from helpers.models.simclr import nt_xent
-from helpers.training.loop import fit
+from helpers.training.loop import Resuming, Stepping, Stopping, fit
 
 WORKER = Path(__file__).with_name("_resume_worker.py")
 
@@ -96,7 +96,7 @@ def test_fit_learns_early_stops_and_restores_best():
     xs = torch.stack([v["image"] for v in val]); ys = torch.stack([v["label"] for v in val])
     ce = nn.CrossEntropyLoss()
     res = fit(model, opt, loader, lambda m, b: ce(m(b["image"]), b["label"]),
-              lambda m: {"val_loss": float(ce(m(xs), ys))}, epochs=40, patience=3, progress=False)
+              lambda m: {"val_loss": float(ce(m(xs), ys))}, epochs=40, stopping=Stopping(patience=3), progress=False)
     h = res.history
     assert h["val_loss"].iloc[0] > 2 * h["val_loss"].min()           # it learned
     assert res.stopped_early and len(h) < 40
@@ -196,7 +196,7 @@ def test_no_code_runs_from_a_model_file_or_a_checkpoint(tmp_path):
                                          batch_size=None)
     with pytest.raises(ValueError, match="Refusing to load checkpoint .*ckpt.pt.*Move it aside"):
         fit(head, opt, loader, lambda m, b: torch.nn.functional.cross_entropy(m(b["image"]), b["label"]),
-            lambda m: {"val_loss": 0.0}, 2, checkpoint=ckpt, clip_grad=None, progress=False)
+            lambda m: {"val_loss": 0.0}, 2, resuming=Resuming(ckpt), stepping=Stepping(clip_grad=None), progress=False)
     assert not marker.exists()
 
 
@@ -207,8 +207,9 @@ def _linear_fit(ckpt, epochs: int, **kwargs):
     loader = torch.utils.data.DataLoader([{"image": torch.randn(8, 4), "label": torch.randint(0, 2, (8,))}],
                                          batch_size=None)
     step = lambda m, b: torch.nn.functional.cross_entropy(m(b["image"]), b["label"])  # noqa: E731
+    fingerprint = kwargs.pop("fingerprint", None)
     return fit(head, torch.optim.SGD(head.parameters(), lr=0.1), loader, step, lambda m: {"val_loss": 0.0}, epochs,
-               checkpoint=ckpt, clip_grad=None, **{"progress": False, **kwargs})
+               resuming=Resuming(ckpt, fingerprint), stepping=Stepping(clip_grad=None), **{"progress": False, **kwargs})
 
 
 def test_a_checkpoint_of_another_recipe_is_not_resumed_and_a_finished_one_is_reused(tmp_path, capsys):
@@ -271,3 +272,27 @@ def test_out_of_gpu_memory_says_what_to_change(tmp_path):
                                                r"not shrunk silently.*PROFILE = 'quick'.*torchrun"):
         fit(head, torch.optim.SGD(head.parameters(), lr=0.1), loader, step, lambda m: {"val_loss": 0.0}, 2,
             progress=False)
+
+
+def test_mixed_precision_steps_learn_with_the_loss_scale_and_clipping_and_stay_off_on_a_cpu():
+    """The float16 path a CUDA GPU takes (autocast + GradScaler, gradients unscaled before clipping), run on the CPU:
+    it learns a separable problem as float32 does; the workflows ask for it on a CUDA device only."""
+    from helpers.training.loop import mixed_precision_on
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 8, generator=g)
+    y = (x[:, 0] > 0).long()
+    loader = torch.utils.data.DataLoader([{"image": x, "label": y}], batch_size=None)
+    ce = nn.CrossEntropyLoss()
+    losses = {}
+    for amp in (False, True):
+        torch.manual_seed(0)
+        head = nn.Linear(8, 2)
+        res = fit(head, torch.optim.SGD(head.parameters(), lr=0.5), loader, lambda m, b: ce(m(b["image"]), b["label"]),
+                  lambda m: {"val_loss": float(ce(m(x), y))}, 30, stepping=Stepping(clip_grad=1.0, mixed_precision=amp),
+                  progress=False)
+        losses[amp] = res.history["val_loss"]
+    assert losses[True].iloc[-1] < 0.5 * losses[True].iloc[0]                 # it learns under the loss scale
+    assert abs(losses[True].iloc[-1] - losses[False].iloc[-1]) < 0.05         # as float32 does
+    assert not mixed_precision_on(torch.device("cpu"), True) and not mixed_precision_on(torch.device("cuda"), False)
+    assert mixed_precision_on(torch.device("cuda"), True)

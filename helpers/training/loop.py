@@ -33,11 +33,57 @@ from ..core.files import safe_load
 from ..errors import NonFiniteLossError, OutOfMemoryError
 from ..models.classifiers import defect_probability
 
-__all__ = ["FitResult", "reseed", "save_checkpoint", "fit", "fingerprint", "state_hash",
-           "predict_scores", "embed"]
+__all__ = ["FitResult", "Stepping", "Stopping", "Resuming", "reseed", "save_checkpoint", "fit", "fingerprint",
+           "state_hash", "predict_scores", "embed"]
 
 StepFn = Callable[[nn.Module, dict], torch.Tensor]
 EvalFn = Callable[[nn.Module], dict[str, float]]
+
+
+@dataclass(frozen=True)
+class Stepping:
+    """How each optimiser step runs: the learning-rate ``scheduler`` and when it steps (``"batch"``, e.g. OneCycleLR,
+    or ``"epoch"``), the largest global gradient norm (``clip_grad``; None: no clipping), a cap on batches per epoch
+    (``max_batches``: the profiles), and ``mixed_precision``: the forward pass under float16 autocast with a dynamic
+    loss scale (``torch.amp.GradScaler``; gradients unscaled before clipping) — the workflows ask for it on a CUDA GPU
+    only (:func:`mixed_precision_on`)."""
+
+    scheduler: Any = None
+    scheduler_step: str = "batch"
+    clip_grad: float | None = 1.0
+    max_batches: int | None = None
+    mixed_precision: bool = False
+
+    def __post_init__(self) -> None:
+        if self.scheduler_step not in ("batch", "epoch"):
+            raise ValueError("scheduler_step must be 'batch' or 'epoch'")
+
+
+@dataclass(frozen=True)
+class Stopping:
+    """Which epoch's weights are kept and when training stops: the value ``monitor`` picks the best epoch (``mode``
+    ``"min"`` or ``"max"``); stop after ``patience`` epochs without improvement (None: never); ``restore_best``: end
+    with the best epoch's weights (False: the last epoch's)."""
+
+    monitor: str = "val_loss"
+    mode: str = "min"
+    patience: int | None = None
+    restore_best: bool = True
+
+
+@dataclass(frozen=True)
+class Resuming:
+    """Where the run is checkpointed every epoch and resumed from when present (None: nowhere), and a hash of the
+    recipe and split stored with it: a checkpoint made with another is not resumed (training starts afresh)."""
+
+    checkpoint: str | os.PathLike | None = None
+    fingerprint: str | None = None
+
+
+def mixed_precision_on(device: torch.device, wanted: bool) -> bool:
+    """Whether a recipe that wants mixed precision gets it on ``device``: on a CUDA GPU only (float16 tensor cores;
+    a CPU runs float16 slowly, so it trains in float32 as before)."""
+    return bool(wanted) and device.type == "cuda"
 
 
 @dataclass
@@ -168,12 +214,14 @@ def _checkpoint(ckpt: Path, model: nn.Module, optimizer: torch.optim.Optimizer, 
                     best_state=st.best_state, bad_epochs=st.bad, rng=_rng_state(), fingerprint=st.fingerprint)
 
 
-def _step_and_backward(model: nn.Module, batch: dict, train_step: StepFn, b: int, desc: str) -> torch.Tensor:
-    loss = train_step(model, batch)
+def _step_and_backward(model: nn.Module, batch: dict, train_step: StepFn, b: int, desc: str,
+                       scaler: torch.amp.GradScaler, device: torch.device) -> torch.Tensor:
+    with torch.autocast(device.type, dtype=torch.float16, enabled=scaler.is_enabled()):
+        loss = train_step(model, batch)
     if not torch.isfinite(loss.detach()).all():
         raise NonFiniteLossError(f"The training loss is {float(loss.detach())} at batch {b + 1} of {desc}: training "
                                  "stopped instead of going on with weights that can only get worse.")
-    loss.backward()
+    scaler.scale(loss).backward()
     return loss
 
 
@@ -193,8 +241,8 @@ def _oom_message(batch: dict, b: int, desc: str, device: torch.device) -> str:
 MIN_BATCHES_FOR_BAR = 10
 
 
-def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loader, train_step: StepFn, scheduler,
-                 scheduler_step: str, clip_grad: float | None, n_batches: int, desc: str, progress: bool) -> list[float]:
+def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loader, train_step: StepFn, stepping: Stepping,
+                 scaler: torch.amp.GradScaler, n_batches: int, desc: str, progress: bool) -> list[float]:
     """One pass of ``train_step`` over at most ``n_batches`` batches; the batch losses."""
     model.train()
     device = next(model.parameters()).device
@@ -209,41 +257,39 @@ def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loader, tra
         batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
         optimizer.zero_grad(set_to_none=True)
         try:
-            loss = _step_and_backward(model, batch, train_step, b, desc)
+            loss = _step_and_backward(model, batch, train_step, b, desc, scaler, device)
         except torch.cuda.OutOfMemoryError as err:
             raise OutOfMemoryError(_oom_message(batch, b, desc, device)) from err
-        if clip_grad is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
-        optimizer.step()
-        if scheduler is not None and scheduler_step == "batch":
-            scheduler.step()
+        if stepping.clip_grad is not None:
+            scaler.unscale_(optimizer)                  # clip the true gradients, not the scaled ones
+            torch.nn.utils.clip_grad_norm_(model.parameters(), stepping.clip_grad)
+        scaler.step(optimizer)                          # skipped when a scaled gradient overflowed (mixed precision)
+        scaler.update()
+        if stepping.scheduler is not None and stepping.scheduler_step == "batch":
+            stepping.scheduler.step()
         losses.append(float(loss.detach()))
         bar.set_postfix(loss=f"{losses[-1]:.4f}")
     return [distributed.mean_over_ranks(v) for v in losses]   # under torchrun: the global batch's losses
 
 
 def fit(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader, train_step: StepFn,
-        evaluate: EvalFn, epochs: int, *, scheduler=None, scheduler_step: str = "batch",
-        clip_grad: float | None = 1.0, monitor: str = "val_loss", mode: str = "min",
-        patience: int | None = None, checkpoint: str | os.PathLike | None = None, seed: int = 42,
-        max_batches: int | None = None, progress: bool = True, stop_after: int | None = None,
-        restore_best: bool = True, fingerprint: str | None = None) -> FitResult:
+        evaluate: EvalFn, epochs: int, *, stepping: Stepping = Stepping(), stopping: Stopping = Stopping(),
+        resuming: Resuming = Resuming(), seed: int = 42, progress: bool = True, stop_after: int | None = None
+        ) -> FitResult:
     """Train ``model`` and return its history; the model ends with the best weights seen.
 
     Args:
         train_step: ``(model, batch) -> loss`` for one batch (the model is in train mode).
         evaluate: ``model -> {"val_loss": ..., ...}`` after each epoch (the model is in eval mode).
-        scheduler_step, clip_grad: ``"batch"`` (e.g. OneCycleLR) or ``"epoch"``; max global gradient norm
-            (None = no clipping). A NaN or infinite loss raises :class:`NonFiniteLossError`.
-        monitor, mode, patience: the value that picks the best epoch; stop after ``patience`` epochs without
-            improvement (None = never).
-        checkpoint: file written every epoch and resumed from when present.
-        max_batches, stop_after: cap on batches per epoch (profiles); end the call after this many epochs (tests).
-        restore_best, fingerprint: end with the best epoch's weights (False: the last epoch's); a hash of recipe
-            and split stored in the checkpoint: one made with another is not resumed (training starts afresh).
+        stepping, stopping, resuming: how each step runs (:class:`Stepping`), which epoch is kept and when training
+            stops (:class:`Stopping`), where it is checkpointed and resumed from (:class:`Resuming`). A NaN or
+            infinite loss raises :class:`NonFiniteLossError`.
+        seed, stop_after: epoch ``e`` re-seeds every random source from ``seed + e``; end the call after this many
+            epochs (tests).
     """
-    if scheduler_step not in ("batch", "epoch"):
-        raise ValueError("scheduler_step must be 'batch' or 'epoch'")
+    scheduler, scheduler_step = stepping.scheduler, stepping.scheduler_step
+    monitor, mode, patience = stopping.monitor, stopping.mode, stopping.patience
+    checkpoint, fingerprint = resuming.checkpoint, resuming.fingerprint
     better = (lambda a, b: a < b) if mode == "min" else (lambda a, b: a > b)
     ckpt = Path(checkpoint) if checkpoint else None
     progress = progress and distributed.is_main()
@@ -251,15 +297,16 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader, train_
     st.fingerprint = fingerprint
     stopped = _finished_before(st, ckpt, epochs, patience, progress)
     net = distributed.wrap(model)        # DDP under torchrun; the model itself otherwise
-    n_batches = len(train_loader) if max_batches is None else min(max_batches, len(train_loader))
+    n_batches = len(train_loader) if stepping.max_batches is None else min(stepping.max_batches, len(train_loader))
+    scaler = torch.amp.GradScaler(next(model.parameters()).device.type, enabled=stepping.mixed_precision)
     for epochs_run, epoch in enumerate(range(st.start, epochs)):
         if stopped or (stop_after is not None and epochs_run >= stop_after):
             break
         reseed(seed + epoch, train_loader, epoch)
         t0 = time.time()
         try:
-            losses = _train_epoch(net, optimizer, train_loader, train_step, scheduler, scheduler_step, clip_grad,
-                                  n_batches, f"epoch {epoch + 1}/{epochs}", progress)
+            losses = _train_epoch(net, optimizer, train_loader, train_step, stepping, scaler, n_batches,
+                                  f"epoch {epoch + 1}/{epochs}", progress)
         except NonFiniteLossError as err:
             raise NonFiniteLossError(f"{err} {_non_finite_advice(ckpt, st)}") from None
         lr = optimizer.param_groups[0]["lr"]
@@ -277,7 +324,7 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader, train_
             print(f"epoch {epoch + 1}/{epochs}: {shown} ({row['seconds']:.0f}s)" + (" — early stop" if stopped else ""))
         if ckpt is not None:
             _checkpoint(ckpt, model, optimizer, scheduler, epoch, st)
-    if restore_best and st.best_state is not None:
+    if stopping.restore_best and st.best_state is not None:
         model.load_state_dict(st.best_state)
     return FitResult(history=pd.DataFrame(st.history), best_epoch=st.best_epoch + 1, best_value=st.best_value,
                      stopped_early=stopped, resumed_from=st.resumed_from)

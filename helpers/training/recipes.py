@@ -35,6 +35,7 @@ class SupervisedRecipe:
     monitor: str = "val_auroc"
     augmentation: str = "full"
     batchnorm: str = "train"
+    mixed_precision: bool = True
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class SimCLRRecipe:
     clip_grad: float = 1.0
     image_size: int = 256
     backbone: str = "resnet50"
+    mixed_precision: bool = True
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,9 @@ _STUDY_NET = ("study 000 (ImageNet ResNet-50); BACKBONE='auto' uses it when its 
               "offline stand-in EfficientNet-Lite0 (helpers.models.backbones.resolve)")
 #: Where every recipe value comes from: the study that published it, or "our choice: <why>". A test keeps it
 #: complete; the notebooks show it beside the recipe (:func:`recipe_table`).
+_MIXED = (_OURS + "float16 autocast with a dynamic loss scale on a CUDA GPU only (the study does not say; a CPU "
+          "trains in float32): on a T4, SimCLR's estimated peak 13.2 → 7.4 GB and about 2.8× the images per second "
+          "(benchmarks/t4_budget.py, docs/benchmarks.md)")
 SOURCES: dict[type, dict[str, str]] = {
     SupervisedRecipe: {
         "batch_size": "study 000", "lr": "study 000", "weight_decay": "study 000", "max_lr": "study 000",
@@ -147,7 +152,8 @@ SOURCES: dict[type, dict[str, str]] = {
                    "vs 0.88; docs/benchmarks.md)",
         "augmentation": _OURS + "flips, ±20° rotation, colour jitter 0.2, blur: the studies name no parameters",
         "batchnorm": _OURS + "PyTorch's default, which the study's fine-tune would have had (it says nothing of "
-                     "BatchNorm): the statistics follow the training batches"},
+                     "BatchNorm): the statistics follow the training batches",
+        "mixed_precision": _MIXED},
     SimCLRRecipe: {
         "batch_size": "study 000", "epochs": "study 000", "temperature": "study 000",
         "image_size": "study 000; " + _SHRUNK,
@@ -155,7 +161,8 @@ SOURCES: dict[type, dict[str, str]] = {
                       "chance and 3e-3 collapsed (docs/benchmarks.md); untested from ImageNet weights",
         "weight_decay": _OURS + "AdamW's usual 1e-4 (the study names no optimiser)",
         "warmup_fraction": _OURS + "a 10% linear warm-up then cosine, the usual SimCLR schedule",
-        "clip_grad": _OURS + "max-norm 1.0, as every torch model here", "backbone": _STUDY_NET},
+        "clip_grad": _OURS + "max-norm 1.0, as every torch model here", "backbone": _STUDY_NET,
+        "mixed_precision": _MIXED},
     ProbeRecipe: {
         "label_fraction": "study 000 (which drew its 10% from its test data; ours is 10% of train)",
         "batch_size": "study 000", "epochs": "study 000", "lr": "study 000", "image_size": "study 000; " + _SHRUNK,

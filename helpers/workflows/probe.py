@@ -23,7 +23,7 @@ from ..evaluation import intervals as I
 from ..evaluation import metrics as M
 from ..models import backbones, kinds
 from ..models.classifiers import LinearProbe, defect_probability, inverse_frequency_weights
-from ..training.loop import FitResult, embed, fingerprint, fit, reseed, state_hash
+from ..training.loop import FitResult, Resuming, Stepping, Stopping, embed, fingerprint, fit, reseed, state_hash
 from ..training.recipes import ProbeRecipe, scaled
 from .common import out_dir, score_frame, train_loader
 
@@ -152,12 +152,12 @@ def train_head(prepared: Prepared, probe: LinearProbe, feats: dict[str, np.ndarr
     train_dl = train_loader(_Features(feats["labelled"], y_lab), recipe.batch_size, cfg, workers=0)
     evaluate = _probe_eval(head, feats["val"], val_labels, nn.CrossEntropyLoss(weight=weights_t.cpu()), val_metrics)
     return fit(head, torch.optim.Adam(head.parameters(), lr=recipe.lr), train_dl,
-               lambda m, b: loss_fn(m(b["image"]), b["label"]), evaluate,
-               epochs_for(recipe, len(train_dl)), clip_grad=recipe.clip_grad, patience=None, restore_best=False,
-               seed=cfg.seed if seed is None else seed,
-               progress=progress, checkpoint=checkpoint,
-               fingerprint=fingerprint(prepared, recipe=asdict(recipe), encoder=state_hash(probe.encoder),
-                                       shuffled=shuffled))
+               lambda m, b: loss_fn(m(b["image"]), b["label"]), evaluate, epochs_for(recipe, len(train_dl)),
+               seed=cfg.seed if seed is None else seed, progress=progress,
+               stepping=Stepping(clip_grad=recipe.clip_grad),
+               stopping=Stopping(patience=None, restore_best=False),
+               resuming=Resuming(checkpoint, fingerprint(prepared, recipe=asdict(recipe), encoder=state_hash(probe.encoder),
+                                                         shuffled=shuffled)))
 
 
 def run(prepared: Prepared, encoder: nn.Module, recipe: ProbeRecipe | None = None, *, shuffled_labels: bool = False,

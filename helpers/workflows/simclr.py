@@ -17,7 +17,7 @@ from ..data.prepare import Prepared
 from ..data.torch_data import MVTecDataset, TwoViews, make_loader, simclr_transform
 from ..models import backbones, kinds
 from ..models.simclr import SimCLR, nt_xent
-from ..training.loop import FitResult, fingerprint, fit, reseed
+from ..training.loop import FitResult, Resuming, Stepping, Stopping, fingerprint, fit, mixed_precision_on, reseed
 from ..training.recipes import SimCLRRecipe, for_backbone, max_batches, scaled
 from ..training.schedules import planned_lrs, warmup_cosine
 from .common import out_dir, train_loader
@@ -116,13 +116,14 @@ def run(prepared: Prepared, recipe: SimCLRRecipe | None = None, *, backbone: str
     steps = min(max_batches(cfg.profile, batch) or len(train_dl), len(train_dl))
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     result = fit(model, optimizer, train_dl, _step(recipe, shuffled_pairs, device),
-                 _eval(make_loader(val_ds, batch), recipe.temperature, cfg.seed),
-                 recipe.epochs, scheduler=scheduler(optimizer, recipe, steps), scheduler_step="batch",
-                 clip_grad=recipe.clip_grad, monitor="val_loss", patience=None, restore_best=False, seed=cfg.seed,
-                 max_batches=steps, progress=progress,
-                 fingerprint=fingerprint(prepared, recipe=asdict(recipe), backbone=key, weights=weights),
-                 checkpoint=folder / layout.checkpoint_name(cfg.profile.name, cfg.profile.image_size)
-                 if write and not shuffled_pairs else None)
+                 _eval(make_loader(val_ds, batch), recipe.temperature, cfg.seed), recipe.epochs, seed=cfg.seed,
+                 progress=progress,
+                 stepping=Stepping(scheduler(optimizer, recipe, steps), "batch", recipe.clip_grad, steps,
+                                   mixed_precision_on(device, recipe.mixed_precision)),
+                 stopping=Stopping("val_loss", patience=None, restore_best=False),
+                 resuming=Resuming(folder / layout.checkpoint_name(cfg.profile.name, cfg.profile.image_size)
+                                   if write and not shuffled_pairs else None,
+                                   fingerprint(prepared, recipe=asdict(recipe), backbone=key, weights=weights)))
     if write and not shuffled_pairs and distributed.is_main():
         kinds.SIMCLR.save(model, folder / kinds.SIMCLR.model_file, backbone=key, image_size=recipe.image_size,
                           weights=weights, recipe=asdict(recipe))

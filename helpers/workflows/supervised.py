@@ -26,7 +26,7 @@ from ..data.torch_data import MVTecDataset, eval_transform, make_loader, train_t
 from ..evaluation import metrics as M
 from ..models import backbones, kinds
 from ..models.classifiers import Classifier, defect_probability, inverse_frequency_weights
-from ..training.loop import FitResult, fingerprint, fit, predict_scores, reseed
+from ..training.loop import FitResult, Resuming, Stepping, Stopping, fingerprint, fit, mixed_precision_on, predict_scores, reseed
 from ..training.recipes import SupervisedRecipe, for_backbone, max_batches, scaled
 from ..training.schedules import onecycle, planned_lrs
 from .common import out_dir, score_frame, shuffle_labels, train_loader
@@ -104,13 +104,12 @@ def _fit(prepared: Prepared, model: nn.Module, recipe: SupervisedRecipe, sets: t
                                   weight_decay=recipe.weight_decay)
     result = fit(model, optimizer, train_dl, lambda m, b: loss_fn(m(b["image"]), b["label"]),
                  _classifier_eval(nn.CrossEntropyLoss(weight=weights_t.cpu()), make_loader(val_ds, recipe.batch_size)),
-                 recipe.epochs, scheduler=scheduler(optimizer, recipe, steps), scheduler_step="batch",
-                 clip_grad=recipe.clip_grad, monitor=recipe.monitor, mode="min" if recipe.monitor.endswith("loss") else "max",
-                 patience=recipe.patience, seed=seed,
-                 max_batches=steps, progress=progress,
-                 fingerprint=fingerprint(prepared, recipe=asdict(recipe), backbone=choice.key, weights=choice.weights,
-                                         shuffled=shuffled),
-                 checkpoint=checkpoint)
+                 recipe.epochs, seed=seed, progress=progress,
+                 stepping=Stepping(scheduler(optimizer, recipe, steps), "batch", recipe.clip_grad, steps,
+                                   mixed_precision_on(device, recipe.mixed_precision)),
+                 stopping=Stopping(recipe.monitor, "min" if recipe.monitor.endswith("loss") else "max", recipe.patience),
+                 resuming=Resuming(checkpoint, fingerprint(prepared, recipe=asdict(recipe), backbone=choice.key,
+                                                           weights=choice.weights, shuffled=shuffled)))
     return result, steps
 
 
