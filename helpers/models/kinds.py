@@ -21,7 +21,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
 
 import numpy as np
 
@@ -30,7 +30,15 @@ from ..data.preprocessing import InputSpec
 from .model_files import check_patchcore_state, check_state, feature_width, refuse_file, torch_blob
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from ..explain.gradcam import CamSetting
+    from .classifiers import Classifier, LinearProbe
+    from .patchcore import PatchCore
+    from .simclr import SimCLR
+
+#: The model a kind holds (a torch module of its class; a Keras model, which the type checker sees as Any).
+M = TypeVar("M")
 
 __all__ = ["Scores", "ReportRow", "ModelKind", "KINDS", "SUPERVISED", "SIMCLR", "PROBE", "MULTITASK",
            "MULTITASK_IMAGENET", "PATCHCORE",
@@ -61,8 +69,9 @@ class Scores:
     maps: np.ndarray | None = None
 
 
-class ModelKind:
-    """How one kind of model is saved, loaded, fed, scored, explained and exported. Subclasses fill it in."""
+class ModelKind(Generic[M]):
+    """How one kind of model (``M``) is saved, loaded, fed, scored, explained and exported. Subclasses fill it in;
+    the defaults are a torch classifier's."""
 
     name: ClassVar[str]
     title: ClassVar[str]
@@ -101,7 +110,7 @@ class ModelKind:
         return InputSpec(image_size, resize or image_size, "NCHW", (mean[0], mean[1], mean[2]), (std[0], std[1], std[2]))
 
     # --- files ---------------------------------------------------------------------------------------------------
-    def save(self, model: Any, path: str | os.PathLike, **meta: Any) -> Path:
+    def save(self, model: M, path: str | os.PathLike, **meta: Any) -> Path:
         """A torch model's weights and what rebuilds them (``meta``: ``backbone``, ``image_size``, ...)."""
         import torch
 
@@ -110,10 +119,10 @@ class ModelKind:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         with files.atomic_path(path) as tmp:
-            torch.save({"kind": self.name, "state_dict": model.state_dict(), **meta}, tmp)
+            torch.save({"kind": self.name, "state_dict": _module(model).state_dict(), **meta}, tmp)
         return path
 
-    def load(self, path: str | os.PathLike) -> tuple[Any, dict[str, Any]]:
+    def load(self, path: str | os.PathLike) -> tuple[M, dict[str, Any]]:
         """The model saved at ``path`` (weights only: no code in the file runs; nothing is downloaded) and its
         metadata, in eval mode on the CPU."""
         blob = torch_blob(path, self)
@@ -121,23 +130,24 @@ class ModelKind:
             model = self.build(blob)
         except (KeyError, ValueError, TypeError) as err:
             raise refuse_file(path, f"it does not describe a {self.title} this version can build ({err})") from None
-        check_state(path, blob.get("state_dict"), model.state_dict())
-        model.load_state_dict(blob["state_dict"])
-        return model.eval(), {k: v for k, v in blob.items() if k != "state_dict"}
+        check_state(path, blob.get("state_dict"), _module(model).state_dict())
+        _module(model).load_state_dict(blob["state_dict"])
+        _module(model).eval()
+        return model, {k: v for k, v in blob.items() if k != "state_dict"}
 
-    def build(self, meta: dict[str, Any]) -> Any:
+    def build(self, meta: dict[str, Any]) -> M:
         """An untrained model of the shape ``meta`` describes, to load weights into."""
         raise NotImplementedError
 
     # --- scoring ---------------------------------------------------------------------------------------------------
-    def score(self, model: Any, batch: np.ndarray, category: int | None = None) -> Scores:
+    def score(self, model: M, batch: np.ndarray, category: int | None = None) -> Scores:
         """The framework's scores of a preprocessed batch (``category``: its index, for per-category models)."""
         import torch
 
         from .classifiers import defect_probability
 
         with torch.no_grad():
-            return Scores(defect_probability(model(torch.from_numpy(batch))).numpy().astype(np.float64))
+            return Scores(defect_probability(_module(model)(torch.from_numpy(batch))).numpy().astype(np.float64))
 
     def onnx_feeds(self, batch: np.ndarray, category: int | None = None) -> dict[str, np.ndarray]:
         """The ONNX graph's inputs for a preprocessed batch."""
@@ -147,7 +157,7 @@ class ModelKind:
         """:class:`Scores` from the ONNX graph's outputs (:attr:`onnx_outputs`)."""
         return Scores(np.asarray(outputs[0]).reshape(-1).astype(np.float64))
 
-    def export(self, model: Any, path: Path, spec: InputSpec, opset: int = 18) -> str:
+    def export(self, model: M, path: Path, spec: InputSpec, opset: int = 18) -> str:
         """Write the model as ONNX (input: the preprocessed batch; output: the defect probability); returns how."""
         import torch
         from torch import nn
@@ -163,24 +173,29 @@ class ModelKind:
                 return defect_probability(self.inner(image))
 
         with torch.no_grad():
-            torch.onnx.export(Probability(model).eval(), (torch.zeros(2, *spec.shape),), str(path), dynamo=True,
+            torch.onnx.export(Probability(_module(model)).eval(), (torch.zeros(2, *spec.shape),), str(path), dynamo=True,
                               external_data=False, opset_version=opset, input_names=["image"], output_names=["score"],
                               dynamic_shapes=({0: torch.export.Dim("batch", min=1)},), verbose=False)
         return f"torch.onnx.export(dynamo=True, opset {opset}), torch {torch.__version__}"
 
     # --- explaining ------------------------------------------------------------------------------------------------
-    def gradcam(self, model: Any, batch: np.ndarray, setting: CamSetting | None = None) -> np.ndarray | None:
+    def gradcam(self, model: M, batch: np.ndarray, setting: CamSetting | None = None) -> np.ndarray | None:
         """Class-activation maps toward "defective" (N×H×W in [0, 1]; ``setting``: how, default the series'
         :class:`helpers.explain.gradcam.CamSetting`); None for a model without a classifier."""
         return None
 
-    def features(self, model: Any, batch: np.ndarray) -> np.ndarray | None:
+    def features(self, model: M, batch: np.ndarray) -> np.ndarray | None:
         """The features t-SNE shows (N×D); None for a model whose features are shown elsewhere."""
         return None
 
-    def weights_outside_file(self, model: Any) -> int:
+    def weights_outside_file(self, model: M) -> int:
         """Bytes of weights the model uses that its file does not hold (they come with a package)."""
         return 0
+
+
+def _module(model: Any) -> nn.Module:
+    """A torch kind's model, for the defaults of :class:`ModelKind` (which a Keras kind overrides)."""
+    return cast("nn.Module", model)
 
 
 def _torch_gradcam(model: Any, net: Any, batch: np.ndarray, setting: CamSetting | None) -> np.ndarray:
@@ -233,20 +248,20 @@ def _cam_layers(net: Any, stages: tuple[str, ...] | None = None) -> list[Any]:
     return [net.stages[s] for s in stages or backbones.get(net.key).gradcam_stages]
 
 
-class _Supervised(ModelKind):
+class _Supervised(ModelKind["Classifier"]):
     name, title = "supervised", "supervised classifier"
     notebook, workflow = layout.SUPERVISED, "supervised"
     report_rows = (ReportRow(layout.SCORES, "Supervised classifier", "supervised on every train label"),)
 
-    def build(self, meta: dict[str, Any]) -> Any:
+    def build(self, meta: dict[str, Any]) -> Classifier:
         from .classifiers import Classifier
 
         return Classifier(_backbone(meta))
 
-    def gradcam(self, model: Any, batch: np.ndarray, setting: CamSetting | None = None) -> np.ndarray:
+    def gradcam(self, model: Classifier, batch: np.ndarray, setting: CamSetting | None = None) -> np.ndarray:
         return _torch_gradcam(model, model.backbone, batch, setting)
 
-    def features(self, model: Any, batch: np.ndarray) -> np.ndarray:
+    def features(self, model: Classifier, batch: np.ndarray) -> np.ndarray:
         """The head's hidden layer (Linear → ReLU → BatchNorm: what its last layer separates), our choice over the
         pooled backbone features, which a classifier is not trained to arrange."""
         from torch import nn
@@ -254,20 +269,20 @@ class _Supervised(ModelKind):
         return _torch_features(nn.Sequential(model.backbone, *list(model.head)[:4]), batch)
 
 
-class _SimCLR(ModelKind):
+class _SimCLR(ModelKind["SimCLR"]):
     name, title, scored = "simclr", "SimCLR encoder", False
     notebook, model_file, workflow, deployable = layout.SIMCLR, "simclr.pt", "simclr", False
 
-    def build(self, meta: dict[str, Any]) -> Any:
+    def build(self, meta: dict[str, Any]) -> SimCLR:
         from .simclr import SimCLR
 
         return SimCLR(_backbone(meta))
 
-    def features(self, model: Any, batch: np.ndarray) -> np.ndarray:
+    def features(self, model: SimCLR, batch: np.ndarray) -> np.ndarray:
         return _torch_features(model.encoder, batch)
 
 
-class _Probe(ModelKind):
+class _Probe(ModelKind["LinearProbe"]):
     name, title = "probe", "linear probe"
     notebook, workflow = layout.PROBE, "probe"
     report_rows = (
@@ -276,16 +291,16 @@ class _Probe(ModelKind):
         *(ReportRow(layout.knn_scores(k), f"SimCLR kNN (k={k})", "SimCLR; bank of train's good images (picked by label)",
                     per_category=True, one_class=True) for k in (1, 5)))
 
-    def build(self, meta: dict[str, Any]) -> Any:
+    def build(self, meta: dict[str, Any]) -> LinearProbe:
         from .classifiers import LinearProbe
 
         return LinearProbe(_backbone(meta))
 
-    def gradcam(self, model: Any, batch: np.ndarray, setting: CamSetting | None = None) -> np.ndarray:
+    def gradcam(self, model: LinearProbe, batch: np.ndarray, setting: CamSetting | None = None) -> np.ndarray:
         return _torch_gradcam(model, model.encoder, batch, setting)
 
 
-class _Multitask(ModelKind):
+class _Multitask(ModelKind[Any]):        # a keras.Model (Any to the type checker)
     name, title, framework, category_head = "multitask", "Keras multi-task CNN", "keras", True
     notebook, model_file, workflow = layout.KERAS, "model.keras", "multitask"
     report_rows = (ReportRow(layout.SCORES, "Keras multi-task CNN", "supervised on every train label (defect and category)"),)
@@ -359,7 +374,7 @@ class _MultitaskImageNet(_Multitask):
                              "supervised on every train label (defect and category); backbone frozen"),)
 
 
-class _PatchCore(ModelKind):
+class _PatchCore(ModelKind["PatchCore"]):
     name, title, per_category = "patchcore", "PatchCore", True
     notebook, explained = layout.PATCHCORE, False
     report_rows = (ReportRow(layout.SCORES, "PatchCore", "one-class; bank of train's good images (picked by label)",
@@ -369,7 +384,7 @@ class _PatchCore(ModelKind):
     def input_spec(self, image_size: int, mean: Any = None, std: Any = None, resize: int | None = None) -> InputSpec:
         return InputSpec(image_size, resize or image_size, "NCHW")      # [0, 1]: the backbone normalises inside
 
-    def save(self, model: Any, path: str | os.PathLike, **meta: Any) -> Path:
+    def save(self, model: PatchCore, path: str | os.PathLike, **meta: Any) -> Path:
         """The banks and each category's normalisation (not the backbone: its weights come with torchvision or a
         package, and are rebuilt exactly as named — never another backbone)."""
         import torch
@@ -383,7 +398,7 @@ class _PatchCore(ModelKind):
                         "state": state, **meta}, tmp)
         return Path(path)
 
-    def load(self, path: str | os.PathLike) -> tuple[Any, dict[str, Any]]:
+    def load(self, path: str | os.PathLike) -> tuple[PatchCore, dict[str, Any]]:
         from .patchcore import PatchCore, PatchFeatures
 
         blob = torch_blob(path, self)
@@ -405,10 +420,10 @@ class _PatchCore(ModelKind):
         model.spans.copy_(state["spans"])
         return model.eval(), {k: v for k, v in blob.items() if k != "state"}
 
-    def weights_outside_file(self, model: Any) -> int:
+    def weights_outside_file(self, model: PatchCore) -> int:
         return sum(t.numel() * t.element_size() for t in model.features.net.state_dict().values())
 
-    def score(self, model: Any, batch: np.ndarray, category: int | None = None) -> Scores:
+    def score(self, model: PatchCore, batch: np.ndarray, category: int | None = None) -> Scores:
         import torch
 
         score, maps = model(torch.from_numpy(batch), torch.tensor([_bank_index(category)]))
@@ -420,7 +435,7 @@ class _PatchCore(ModelKind):
     def from_onnx(self, outputs: list[np.ndarray]) -> Scores:
         return Scores(np.asarray(outputs[0]).astype(np.float64), maps=np.asarray(outputs[1]))
 
-    def export(self, model: Any, path: Path, spec: InputSpec, opset: int = 18) -> str:
+    def export(self, model: PatchCore, path: Path, spec: InputSpec, opset: int = 18) -> str:
         import torch
 
         from ..core.layout import onnx_data
