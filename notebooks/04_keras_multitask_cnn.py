@@ -118,7 +118,8 @@ print("layers kept stable for notebook 05:", mt.LAST_CONV, "(last Conv2D) and", 
 run = multitask.run(prep, recipe)
 print(f"epochs run: {run.epochs_run}{' (resumed from a backup)' if run.resumed else ''}")
 display(run.history.round(4))
-training.plot_log(run.history);
+data = f"{prep.provenance()['name']}, {cfg.profile.name} profile, shared split"
+training.plot_log(run.history, f"study 001's CNN, trained from scratch: train and val per epoch ({data})");
 
 # %% [markdown]
 # ## 3 · Category task (held-out test)
@@ -200,7 +201,7 @@ display(pd.DataFrame({"ours (held-out test)": ours, "study (as reported, on trai
 # %%
 imagenet = multitask.run(prep, recipe, network_key="imagenet")
 print(f"epochs run: {imagenet.epochs_run}{' (resumed from a backup)' if imagenet.resumed else ''}")
-training.plot_log(imagenet.history);
+training.plot_log(imagenet.history, f"the heads on the frozen ImageNet Lite0: train and val per epoch ({data})");
 
 # %%
 icm = imagenet.category_metrics

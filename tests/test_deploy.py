@@ -172,7 +172,7 @@ def test_keras_model_exports_both_heads_and_predicts_categories(tmp_path):
     folder.mkdir()
     names = ["bottle", "carpet", "grid"]
     build_multitask(len(names), SIZE).save(folder / "model.keras")
-    write_card(folder, card_for(fake_run(folder, 0.5, layout.KERAS), kinds.MULTITASK.name, "model.keras",
+    write_card(folder, card_for(fake_run(folder, 0.5, layout.MULTITASK), kinds.MULTITASK.name, "model.keras",
                                 kinds.MULTITASK.input_spec(SIZE), categories=tuple(names)))
     card = read_card(folder)
     assert card.framework == "keras" and card.input.layout == "NHWC" and card.input.mean is None

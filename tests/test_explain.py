@@ -201,5 +201,5 @@ def test_tsne_and_silhouettes():
 def test_missing_models_are_named_not_fatal(tmp_path):
     found, missing = explain.load_trained_models(tmp_path)
     assert found == []
-    for nb in (layout.SUPERVISED, layout.SIMCLR, layout.PROBE, layout.KERAS):
+    for nb in (layout.SUPERVISED, layout.SIMCLR, layout.PROBE, layout.MULTITASK):
         assert any(f"run notebook {nb}.ipynb first" in line for line in missing), nb

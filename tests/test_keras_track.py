@@ -188,6 +188,6 @@ print("replicas", strategy.num_replicas_in_sync, "epochs", run.epochs_run, "auro
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "replicas 2 epochs 2" in done.stdout
-    out = tmp_path / layout.KERAS
+    out = tmp_path / layout.MULTITASK
     assert (out / kinds.MULTITASK.model_file).exists() and (out / layout.METRICS).exists()
     assert pd.read_csv(out / layout.KERAS_LOG)["epoch"].tolist() == [0, 1]

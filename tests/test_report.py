@@ -46,7 +46,7 @@ def test_table_uses_each_notebooks_val_threshold(tmp_path):
     _write(tmp_path, layout.PROBE, "scores_knn1.csv", knn)
     found, missing = report.load_approaches(tmp_path)
     assert [a.name for a in found] == ["Supervised classifier", "SimCLR kNN (k=1)"]
-    assert any(f"{layout.KERAS}.ipynb first" in m for m in missing)
+    assert any(f"{layout.MULTITASK}.ipynb first" in m for m in missing)
     assert any(f"{layout.PATCHCORE}.ipynb first" in m for m in missing)
     assert len(report.coverage(found).common) == 20
     table = report.comparison_table(found).set_index("approach")
@@ -117,7 +117,7 @@ def test_partial_coverage_compares_on_common_images_and_says_why(tmp_path):
 
 def test_runs_on_different_data_or_splits_are_refused(tmp_path):
     _write(tmp_path, layout.SUPERVISED, "scores.csv", _scores(0), threshold=0.5)
-    _write(tmp_path, layout.KERAS, "scores.csv", _scores(0), threshold=0.5)
+    _write(tmp_path, layout.MULTITASK, "scores.csv", _scores(0), threshold=0.5)
     assert report.check_same_data(tmp_path) == DATA
     assert report.check_same_data(tmp_path, expected=DATA) == DATA
     with pytest.raises(ValueError, match="different data or splits"):
@@ -180,7 +180,7 @@ def test_rows_on_different_backbones_are_flagged(tmp_path):
            extra={"backbone": "efficientnet_lite0", "weights": "ImageNet (efficientnet_lite_pytorch)"})
     from helpers.models.multitask import NETWORKS
 
-    for net, folder in (("study", layout.KERAS), ("imagenet", layout.KERAS_IMAGENET)):   # what notebook 04 records
+    for net, folder in (("study", layout.MULTITASK), ("imagenet", layout.MULTITASK_IMAGENET)):   # what notebook 04 records
         _write(tmp_path, folder, "scores.csv", _scores(2), threshold=0.5,
                extra={"backbone": NETWORKS[net].backbone, "weights": NETWORKS[net].weights})
     found, _ = report.load_approaches(tmp_path)

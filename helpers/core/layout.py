@@ -10,8 +10,8 @@ import os
 from pathlib import Path
 
 __all__ = [
-    "DATA", "SUPERVISED", "SIMCLR", "PROBE", "KERAS", "EXPLAIN", "PATCHCORE", "REPORT", "DEPLOY", "LABELS", "NOTEBOOKS",
-    "KERAS_IMAGENET", "SUBFOLDERS", "notebook_of",
+    "DATA", "SUPERVISED", "SIMCLR", "PROBE", "MULTITASK", "EXPLAIN", "PATCHCORE", "REPORT", "DEPLOY", "LABELS", "NOTEBOOKS",
+    "MULTITASK_IMAGENET", "SUBFOLDERS", "notebook_of",
     "MANIFEST", "QUARANTINE", "WARNINGS", "SPLIT", "SPLIT_SEED", "DATASET", "CACHE_DIR", "BUILTIN_DIR", "BUILTIN_RECORD",
     "CACHE_META", "CACHE_IMAGES", "CACHE_MASKS", "REPORT_DIR", "EXECUTED_DIR",
     "SCORES", "METRICS", "HISTORY", "CARD", "ONNX", "ONNX_INT8", "onnx_data", "checkpoint_name",
@@ -26,17 +26,17 @@ DATA = "00_data_preparation"
 SUPERVISED = "01_supervised_resnet50"
 SIMCLR = "02_simclr_pretraining"
 PROBE = "03_linear_probe"
-KERAS = "04_keras_multitask_cnn"
+MULTITASK = "04_keras_multitask_cnn"
 EXPLAIN = "05_tsne_gradcam"
 PATCHCORE = "06_patchcore_one_class"
 REPORT = "07_results_report"
 DEPLOY = "08_deploy"
 LABELS = "09_label_efficiency"
-NOTEBOOKS: tuple[str, ...] = (DATA, SUPERVISED, SIMCLR, PROBE, KERAS, EXPLAIN, PATCHCORE, REPORT, DEPLOY, LABELS)
+NOTEBOOKS: tuple[str, ...] = (DATA, SUPERVISED, SIMCLR, PROBE, MULTITASK, EXPLAIN, PATCHCORE, REPORT, DEPLOY, LABELS)
 #: A notebook that trains a second model keeps it in a folder of its own inside its folder: notebook 04's study heads
 #: on an ImageNet backbone, beside study 001's CNN. Such a folder stands wherever a notebook stem does below.
-KERAS_IMAGENET = f"{KERAS}/imagenet"
-SUBFOLDERS: tuple[str, ...] = (KERAS_IMAGENET,)
+MULTITASK_IMAGENET = f"{MULTITASK}/imagenet"
+SUBFOLDERS: tuple[str, ...] = (MULTITASK_IMAGENET,)
 
 
 def notebook_of(folder: str) -> str:

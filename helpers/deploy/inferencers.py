@@ -3,7 +3,7 @@
 - :class:`FrameworkInferencer`: the saved model in its own framework (torch or Keras), eager;
 - :class:`OnnxInferencer`: onnxruntime on ``model.onnx`` (``onnx``) or ``model.int8.onnx`` (``onnx-int8``).
 
-Both return :class:`helpers.models.kinds.Scores` and know nothing of any kind of model: the folder's kind
+Both return :class:`helpers.models.kinds.ModelOutput` and know nothing of any kind of model: the folder's kind
 (:mod:`helpers.models.kinds`) says how to feed, run and read it. An ONNX file is opened only when it is the file the
 card recorded (sha256) and every tensor it keeps outside itself lies in the one data file the card names, inside the
 folder — an ONNX file's external data can name any path, and onnxruntime would read it.
@@ -36,7 +36,7 @@ class Inferencer:
     def __init__(self, folder: str | Path, card: ModelCard):
         self.folder, self.card, self.kind = Path(folder), card, kinds.get(card.kind)
 
-    def __call__(self, batch: np.ndarray, category: int | None = None) -> kinds.Scores:
+    def __call__(self, batch: np.ndarray, category: int | None = None) -> kinds.ModelOutput:
         """Scores of ``batch``; ``category``: the batch's category index (per-category models; one per batch)."""
         raise NotImplementedError
 
@@ -50,7 +50,7 @@ class FrameworkInferencer(Inferencer):
         super().__init__(folder, card)
         self.model, _ = self.kind.load(self.folder / card.model_file)
 
-    def __call__(self, batch: np.ndarray, category: int | None = None) -> kinds.Scores:
+    def __call__(self, batch: np.ndarray, category: int | None = None) -> kinds.ModelOutput:
         return self.kind.score(self.model, batch, category)
 
 
@@ -120,7 +120,7 @@ class OnnxInferencer(Inferencer):
             options.intra_op_num_threads = threads
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
-    def __call__(self, batch: np.ndarray, category: int | None = None) -> kinds.Scores:
+    def __call__(self, batch: np.ndarray, category: int | None = None) -> kinds.ModelOutput:
         return self.kind.from_onnx(self.session.run(list(self.kind.onnx_outputs), self.kind.onnx_feeds(batch, category)))
 
 

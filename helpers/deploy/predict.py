@@ -21,14 +21,14 @@ from ..viz.maps import save_overlay
 from .inferencers import Inferencer, open_inferencer
 from .inputs import batches, category_of, collect_inputs, vet
 
-__all__ = ["PREDICT_COLUMNS", "Scored", "Predictor", "predict"]
+__all__ = ["PREDICT_COLUMNS", "BatchResult", "Predictor", "predict"]
 
 #: The columns of :func:`predict`'s table.
 PREDICT_COLUMNS = ["path", "category", "score", "decision", "predicted_category", "heatmap", "problem"]
 
 
 @dataclass
-class Scored:
+class BatchResult:
     """One scored batch: each image's defect score, decision at the threshold, predicted category ('' for models
     without a category head) and map for display (H×W in [0, 1]; None unless asked for)."""
 
@@ -57,7 +57,7 @@ class Predictor:
             self._cam_model = getattr(self.inferencer, "model", None) or self.kind.load(self.folder / self.card.model_file)[0]
         return self.kind.gradcam(self._cam_model, batch)
 
-    def score(self, images: Sequence, category: int | None = None, maps: bool = False) -> Scored:
+    def score(self, images: Sequence, category: int | None = None, maps: bool = False) -> BatchResult:
         """Score files or H×W×3 uint8 arrays (one category's, for a per-category model: ``category`` its index)."""
         batch = preprocessing.batch(self.card.input, images)
         out = self.inferencer(batch, category)
@@ -67,7 +67,7 @@ class Predictor:
         heat = None
         if maps:
             heat = np.clip(out.maps, 0, 1) if out.maps is not None else self._cams(batch)
-        return Scored(out.defect, [self.decision(s) for s in out.defect], predicted, heat)
+        return BatchResult(out.defect, [self.decision(s) for s in out.defect], predicted, heat)
 
     def display(self, image: str | os.PathLike | np.ndarray) -> np.ndarray:
         """The image as the model saw it (resized, and cropped for PatchCore), H×W×3 uint8."""

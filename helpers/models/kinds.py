@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 #: The model a kind holds (a torch module of its class; a Keras model, which the type checker sees as Any).
 M = TypeVar("M")
 
-__all__ = ["Scores", "ReportRow", "ModelKind", "KINDS", "SUPERVISED", "SIMCLR", "PROBE", "MULTITASK",
+__all__ = ["ModelOutput", "ReportRow", "ModelKind", "KINDS", "SUPERVISED", "SIMCLR", "PROBE", "MULTITASK",
            "MULTITASK_IMAGENET", "PATCHCORE",
            "get", "register", "deployable", "deployable_notebooks", "recorded_backbone", "refuse_file"]
 
@@ -60,7 +60,7 @@ class ReportRow:
 
 
 @dataclass
-class Scores:
+class ModelOutput:
     """What a model says about a batch: defect scores (N), category probabilities (N×C, models with a category head)
     and anomaly maps (N×H×W, models that localise)."""
 
@@ -140,22 +140,22 @@ class ModelKind(Generic[M]):
         raise NotImplementedError
 
     # --- scoring ---------------------------------------------------------------------------------------------------
-    def score(self, model: M, batch: np.ndarray, category: int | None = None) -> Scores:
+    def score(self, model: M, batch: np.ndarray, category: int | None = None) -> ModelOutput:
         """The framework's scores of a preprocessed batch (``category``: its index, for per-category models)."""
         import torch
 
         from .classifiers import defect_probability
 
         with torch.no_grad():
-            return Scores(defect_probability(_module(model)(torch.from_numpy(batch))).numpy().astype(np.float64))
+            return ModelOutput(defect_probability(_module(model)(torch.from_numpy(batch))).numpy().astype(np.float64))
 
     def onnx_feeds(self, batch: np.ndarray, category: int | None = None) -> dict[str, np.ndarray]:
         """The ONNX graph's inputs for a preprocessed batch."""
         return {"image": batch}
 
-    def from_onnx(self, outputs: list[np.ndarray]) -> Scores:
-        """:class:`Scores` from the ONNX graph's outputs (:attr:`onnx_outputs`)."""
-        return Scores(np.asarray(outputs[0]).reshape(-1).astype(np.float64))
+    def from_onnx(self, outputs: list[np.ndarray]) -> ModelOutput:
+        """:class:`ModelOutput` from the ONNX graph's outputs (:attr:`onnx_outputs`)."""
+        return ModelOutput(np.asarray(outputs[0]).reshape(-1).astype(np.float64))
 
     def export(self, model: M, path: Path, spec: InputSpec, opset: int = 18) -> str:
         """Write the model as ONNX (input: the preprocessed batch; output: the defect probability); returns how."""
@@ -302,7 +302,7 @@ class _Probe(ModelKind["LinearProbe"]):
 
 class _Multitask(ModelKind[Any]):        # a keras.Model (Any to the type checker)
     name, title, framework, category_head = "multitask", "Keras multi-task CNN", "keras", True
-    notebook, model_file, workflow = layout.KERAS, "model.keras", "multitask"
+    notebook, model_file, workflow = layout.MULTITASK, "model.keras", "multitask"
     report_rows = (ReportRow(layout.SCORES, "Keras multi-task CNN", "supervised on every train label (defect and category)"),)
     onnx_outputs = ("defect", "category")
     #: the network it holds (:data:`helpers.models.multitask.NETWORKS`)
@@ -337,12 +337,12 @@ class _Multitask(ModelKind[Any]):        # a keras.Model (Any to the type checke
             raise refuse_file(path, f"its outputs are {model.output_names}, not 'category' and 'defect'")
         return model, {}
 
-    def score(self, model: Any, batch: np.ndarray, category: int | None = None) -> Scores:
+    def score(self, model: Any, batch: np.ndarray, category: int | None = None) -> ModelOutput:
         out = model(batch, training=False)
-        return Scores(np.asarray(out["defect"]).reshape(-1).astype(np.float64), np.asarray(out["category"]))
+        return ModelOutput(np.asarray(out["defect"]).reshape(-1).astype(np.float64), np.asarray(out["category"]))
 
-    def from_onnx(self, outputs: list[np.ndarray]) -> Scores:
-        return Scores(np.asarray(outputs[0]).reshape(-1).astype(np.float64), np.asarray(outputs[1]))
+    def from_onnx(self, outputs: list[np.ndarray]) -> ModelOutput:
+        return ModelOutput(np.asarray(outputs[0]).reshape(-1).astype(np.float64), np.asarray(outputs[1]))
 
     def export(self, model: Any, path: Path, spec: InputSpec, opset: int = 18) -> str:
         import keras
@@ -369,7 +369,7 @@ class _Multitask(ModelKind[Any]):        # a keras.Model (Any to the type checke
 
 class _MultitaskImageNet(_Multitask):
     name, title, network = "multitask_imagenet", "Keras multi-task, ImageNet backbone", "imagenet"
-    subfolder, workflow = layout.KERAS_IMAGENET, "multitask:command_imagenet"
+    subfolder, workflow = layout.MULTITASK_IMAGENET, "multitask:command_imagenet"
     report_rows = (ReportRow(layout.SCORES, "Keras multi-task (ImageNet backbone)",
                              "supervised on every train label (defect and category); backbone frozen"),)
 
@@ -423,17 +423,17 @@ class _PatchCore(ModelKind["PatchCore"]):
     def weights_outside_file(self, model: PatchCore) -> int:
         return sum(t.numel() * t.element_size() for t in model.features.net.state_dict().values())
 
-    def score(self, model: PatchCore, batch: np.ndarray, category: int | None = None) -> Scores:
+    def score(self, model: PatchCore, batch: np.ndarray, category: int | None = None) -> ModelOutput:
         import torch
 
         score, maps = model(torch.from_numpy(batch), torch.tensor([_bank_index(category)]))
-        return Scores(score.numpy().astype(np.float64), maps=maps.numpy())
+        return ModelOutput(score.numpy().astype(np.float64), maps=maps.numpy())
 
     def onnx_feeds(self, batch: np.ndarray, category: int | None = None) -> dict[str, np.ndarray]:
         return {"image": batch, "category": np.array([_bank_index(category)], np.int64)}
 
-    def from_onnx(self, outputs: list[np.ndarray]) -> Scores:
-        return Scores(np.asarray(outputs[0]).astype(np.float64), maps=np.asarray(outputs[1]))
+    def from_onnx(self, outputs: list[np.ndarray]) -> ModelOutput:
+        return ModelOutput(np.asarray(outputs[0]).astype(np.float64), maps=np.asarray(outputs[1]))
 
     def export(self, model: PatchCore, path: Path, spec: InputSpec, opset: int = 18) -> str:
         import torch

@@ -28,6 +28,10 @@ def plot_history(history: pd.DataFrame, panels: dict[str, list[str]], lrs: np.nd
         values = history[[c for c in cols if c in history]].to_numpy(float)
         if "loss" in name and np.nanmin(values) > 0 and np.nanmax(values) / np.nanmin(values) > 30:
             ax.set_yscale("log")  # one exploding epoch would flatten the rest
+        if "auc" in name.lower() or "accuracy" in name.lower():
+            ax.set_ylim(0, 1.02)  # a fixed scale: noise around chance must not look like learning
+        if "auc" in name.lower():
+            ax.axhline(0.5, ls="--", c="grey", lw=0.8, label="chance")
         ax.set(title=name, xlabel="epoch")
         ax.legend(fontsize=8)
     if lrs is not None:
@@ -41,13 +45,12 @@ def plot_history(history: pd.DataFrame, panels: dict[str, list[str]], lrs: np.nd
     return fig
 
 
-def plot_log(log: pd.DataFrame):
-    """Curves from the CSV log: total and per-head losses, category/defect accuracy, defect AUC."""
-    from .training import plot_history
-
+def plot_log(log: pd.DataFrame, title: str = ""):
+    """Curves from the CSV log: total and per-head losses, category/defect accuracy, defect AUC (on [0, 1], chance
+    marked); ``title`` names the run (which network, which data)."""
     log = log.assign(epoch=log["epoch"] + 1)
     panels = {"loss": ["loss", "val_loss"], "per-head loss": ["category_loss", "val_category_loss",
                                                               "defect_loss", "val_defect_loss"],
               "accuracy": ["category_accuracy", "val_category_accuracy", "defect_accuracy", "val_defect_accuracy"],
               "defect AUC": ["defect_auc", "val_defect_auc"]}
-    return plot_history(log, panels)
+    return plot_history(log, panels, title=title)
