@@ -53,12 +53,12 @@ def explained_kinds() -> tuple[kinds.ModelKind, ...]:
 
 def _load(runs_dir: Any, name: str, stem: str, kind: kinds.ModelKind) -> TrainedModel:
     path = layout.artefact(runs_dir, stem, kind.model_file)
-    if kind.framework == "keras":
+    if kind.framework == "keras":        # its input size and weights are on its card
         from ..artefacts.card import read_card
-        from .multitask import load
 
-        model, _, size = load(path.parent)
-        return TrainedModel(name, kind, stem, model, kind.input_spec(size), str(read_card(path.parent).weights))
+        card = read_card(path.parent)
+        model, _ = kind.load(path.parent / card.model_file)
+        return TrainedModel(name, kind, stem, model, kind.input_spec(card.input.image_size), str(card.weights))
     model, meta = kind.load(path)
     entry = backbones.get(kinds.recorded_backbone(meta))
     weights = meta.get("weights") or (meta.get("encoder") or {}).get("weights", "?")
