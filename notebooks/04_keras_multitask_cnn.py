@@ -96,6 +96,7 @@ from helpers.models import multitask as mt
 from helpers.training import keras_fit, recipes
 from helpers.viz import results, training
 from helpers.workflows import common, multitask
+import dataclasses
 import pandas as pd, matplotlib.pyplot as plt
 prep = common.start_notebook(cfg)   # thread caps, TF GPU memory growth, seeds; the split notebook 00 wrote
 keras_fit.set_determinism(cfg.seed)  # keras.utils.set_random_seed + TF op determinism
@@ -193,13 +194,21 @@ display(pd.DataFrame({"ours (held-out test)": ours, "study (as reported, on trai
 #   network, and a test checks the rebuild against the PyTorch original on real photos (same top-1, logits within
 #   1e-4). A Keras application (e.g. `EfficientNetB0`) would need a download this project's CI cannot make.
 # - **Frozen, not fine-tuned.** Only the heads learn (Keras's transfer-learning recipe for small data): a few hundred
-#   images cannot wear the ImageNet features away, and a step costs a forward pass through the backbone.
+#   images cannot wear the ImageNet features away. So the backbone's features of the training images are computed
+#   once, under `feature_draws` draws of the augmentation, and each epoch samples from them (Keras's "fast feature
+#   extraction", the augmentation kept): the same steps cost a fraction of the time.
+# - **The torch track's input size** (`image_size` below; at most the study's 224): the same Lite0 sees what it sees
+#   in notebooks 01–03. At 96 px its last feature map is 3 × 3 and its class-activation maps were coarse (built-in
+#   val: pixel AUROC 0.87 at 96 px, 0.94 at 128 px).
 #
 # It is saved as its own model folder (`04_keras_multitask_cnn/imagenet/`, kind `multitask_imagenet`), so notebook 05
 # explains it, 07 reports it and 08 exports it beside the study's network.
 
 # %%
-imagenet = multitask.run(prep, recipe, network_key="imagenet")
+imagenet_recipe = multitask.recipe_for("imagenet", cfg.profile)
+print("what changes from the recipe above:", {k: v for k, v in dataclasses.asdict(imagenet_recipe).items()
+                                               if getattr(recipe, k) != v} or "nothing")
+imagenet = multitask.run(prep, imagenet_recipe, network_key="imagenet")
 print(f"epochs run: {imagenet.epochs_run}{' (resumed from a backup)' if imagenet.resumed else ''}")
 training.plot_log(imagenet.history, f"the heads on the frozen ImageNet Lite0: train and val per epoch ({data})");
 

@@ -26,8 +26,9 @@
 #   *original* feature space (t-SNE distorts distances), so they are numbers you can compare.
 # - **Class-activation maps** toward "defective": **HiResCAM** (Draelos & Carin 2020; the `grad-cam` package) of the
 #   log-odds of "defective" (what the score ranks by) over the backbone's stride-4, 8 and 16 stages, averaged over
-#   the image and its two mirror images, for the supervised classifier and the linear probe; over the last Conv2D
-#   for the Keras model (`tf.GradientTape`). *Our choice*, measured against the study's Grad-CAM of the defective
+#   the image and its two mirror images, for the supervised classifier and the linear probe; for the Keras models
+#   (`tf.GradientTape`), over the same three views, at the study CNN's last Conv2D and at the ImageNet network's
+#   stride-8, 16 and 32 outputs. *Our choice*, measured against the study's Grad-CAM of the defective
 #   logit at the last stage in section 4: Grad-CAM averages each channel's gradient over the image, at stride 32 a
 #   128 px input leaves a 4×4 map whose peak rarely lands on a small defect, and one view's noise averages out over
 #   three.

@@ -165,10 +165,20 @@ def test_keras_gradcam_shape_range_and_input_dependence(planted):
     assert maps.shape == (2, 64, 64) and maps.min() >= 0 and maps.max() <= 1 and maps.max() == 1
     assert np.abs(maps[0] - maps[1]).mean() > 0.01
     # several layers (the ImageNet network's stride-8/16/32 outputs): the mean of each layer's [0, 1] map, rescaled
-    both = gradcam.keras_gradcam(model, x, conv_layer=("conv3", "last_conv"))
-    mean = (gradcam.keras_gradcam(model, x, conv_layer="conv3") + maps) / 2
+    one = ("identity",)
+    single = gradcam.keras_gradcam(model, x, views=one)
+    both = gradcam.keras_gradcam(model, x, conv_layer=("conv3", "last_conv"), views=one)
+    mean = (gradcam.keras_gradcam(model, x, conv_layer="conv3", views=one) + single) / 2
     lo, hi = mean.min(axis=(1, 2), keepdims=True), mean.max(axis=(1, 2), keepdims=True)
     np.testing.assert_allclose(both, (mean - lo) / (hi - lo), atol=1e-5)
+    # mirror views (the series' default, as for torch): each view's map mapped back, their mean rescaled
+    mirrored = gradcam.keras_gradcam(model, np.ascontiguousarray(x[:, :, ::-1]), views=one)[:, :, ::-1]
+    two = (single + mirrored) / 2
+    lo, hi = two.min(axis=(1, 2), keepdims=True), two.max(axis=(1, 2), keepdims=True)
+    np.testing.assert_allclose(gradcam.keras_gradcam(model, x, views=("identity", "hflip")), (two - lo) / (hi - lo),
+                               atol=1e-5)
+    with pytest.raises(ValueError, match="views"):
+        gradcam.keras_gradcam(model, x, views=("rotate",))
 
 
 def test_tsne_and_silhouettes():

@@ -70,6 +70,12 @@ def test_keras_at_full_settings(full, tmp_path):
     assert (rec.image_size, rec.batch_size) == (224, 32)
     run = multitask.run(full, rec, out_dir=tmp_path / "keras", write_metrics=False, verbose=0)
     assert run.epochs_run == 1 and np.isfinite(run.split_scores("test")["score"]).all()
+    # the heads on the ImageNet backbone: the torch track's size capped at the study's 224, features computed once
+    irec = replace(multitask.recipe_for("imagenet", full.cfg.profile), epochs=1, min_steps=0)
+    assert (irec.image_size, irec.batch_size, irec.feature_draws) == (224, 32, 4)
+    imagenet = multitask.run(full, irec, network_key="imagenet", out_dir=tmp_path / "imagenet", write_metrics=False,
+                             verbose=0)
+    assert imagenet.epochs_run == 1 and np.isfinite(imagenet.split_scores("test")["score"]).all()
 
 
 def test_patchcore_at_full_settings(full):

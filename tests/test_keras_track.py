@@ -34,6 +34,33 @@ def three_cats(tmp_path_factory):
     return prepare_learnable(tmp_path_factory.mktemp("keras"), ("bottle", "carpet", "hazelnut"), SIZE)
 
 
+def test_each_network_takes_its_input_size():
+    """The study's network: the profile's Keras size; the ImageNet one: the torch track's, at most the study's 224."""
+    for name, study, imagenet in (("quick", 96, 128), ("full", 224, 224), ("smoke", 64, 64)):
+        profile = config.PROFILES[name]
+        assert multitask.recipe_for("study", profile).image_size == study
+        assert multitask.recipe_for("imagenet", profile).image_size == imagenet
+    with pytest.raises(ValueError, match="expected one of"):
+        multitask.recipe_for("resnet", config.PROFILES["quick"])
+
+
+def test_the_heads_alone_share_the_whole_networks_layers():
+    """Training the heads on cached features trains the whole network's heads (what the checkpoint saves)."""
+    from helpers.models.multitask import build_imagenet_multitask, feature_extractor, heads_only
+
+    model = build_imagenet_multitask(3, 64)
+    heads = heads_only(model)
+    x = np.random.default_rng(0).random((2, 64, 64, 3), np.float32)
+    before = np.asarray(model(x, training=False)["defect"])
+    kernel = heads.get_layer("defect").kernel
+    kernel.assign(kernel.numpy() + 0.5)
+    after = model(x, training=False)
+    np.testing.assert_allclose(np.asarray(heads(feature_extractor(model)(x), training=False)["defect"]),
+                               np.asarray(after["defect"]), atol=1e-6)
+    assert np.abs(np.asarray(after["defect"]) - before).max() > 1e-4
+    assert feature_extractor(model).trainable_weights == []       # the backbone stays frozen
+
+
 def test_architecture_follows_the_recipe():
     model = build_multitask(15, 224)
     convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]

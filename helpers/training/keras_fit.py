@@ -94,29 +94,39 @@ def _previous_run(out: Path, fingerprint: str) -> str:
 
 
 def fit_or_reuse(model, out: Path, fingerprint: str, recipe: KerasRecipe, train_ds, val_ds, extra_callbacks,
-                  verbose: int) -> bool:
+                  verbose: int, *, fitted: Any = None, steps_per_epoch: int | None = None) -> bool:
     """Train (resuming an interrupted fit of the same recipe and split), or reuse a finished one; True when
-    anything was carried over from an earlier run."""
+    anything was carried over from an earlier run.
+
+    ``fitted``: the model ``fit`` runs on when it is not ``model`` itself — a frozen backbone's heads on cached
+    features (:func:`helpers.models.multitask.heads_only`), whose layers ``model`` shares; ``model`` is what the
+    checkpoint saves. ``steps_per_epoch``: for a repeated training dataset."""
     previous = _previous_run(out, fingerprint)
     if previous == "finished":
         print(f"Training had already finished for this recipe and split ({out}): reusing the saved model. "
               f"Delete {out / layout.KERAS_FINGERPRINT} to train again.")
         return True
     files.write_json(out / layout.KERAS_FINGERPRINT, {"fingerprint": fingerprint, "finished": False})
-    callbacks, resumed = _callbacks(out, recipe, extra_callbacks)
+    callbacks, resumed = _callbacks(out, recipe, extra_callbacks, model)
     # shuffle=False: the tf.data pipeline shuffles (Keras ignores shuffle for a dataset, and warns about it otherwise)
-    model.fit(train_ds, validation_data=val_ds, epochs=recipe.epochs, callbacks=callbacks, verbose=verbose, shuffle=False)
+    (fitted or model).fit(train_ds, validation_data=val_ds, epochs=recipe.epochs, callbacks=callbacks, verbose=verbose,
+                          shuffle=False, steps_per_epoch=steps_per_epoch)
     files.write_json(out / layout.KERAS_FINGERPRINT, {"fingerprint": fingerprint, "finished": True})
     return resumed
 
 
-def _callbacks(out: Path, recipe: KerasRecipe, extra: list | None) -> tuple[list, bool]:
+def _callbacks(out: Path, recipe: KerasRecipe, extra: list | None, saved: Any) -> tuple[list, bool]:
     """The recipe's callbacks, and whether a backup of an interrupted fit is there to resume from.
 
     A fresh run deletes a stale log and model; a resumed one appends to the log and carries
-    ModelCheckpoint's best value over from it.
+    ModelCheckpoint's best value over from it. The checkpoint saves ``saved`` (the whole network), whichever model
+    ``fit`` runs on.
     """
     import keras
+
+    class WholeModelCheckpoint(keras.callbacks.ModelCheckpoint):
+        def set_model(self, model: Any) -> None:
+            super().set_model(saved)
 
     backup, log_path, best_path = out / layout.KERAS_BACKUP, out / layout.KERAS_LOG, out / MULTITASK.model_file
     resumed = backup.exists()
@@ -131,8 +141,8 @@ def _callbacks(out: Path, recipe: KerasRecipe, extra: list | None) -> tuple[list
         keras.callbacks.BackupAndRestore(str(backup)),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=recipe.patience, restore_best_weights=True,
                                       start_from_epoch=recipe.min_epochs),   # the step floor first (recipes)
-        keras.callbacks.ModelCheckpoint(str(best_path), monitor="val_defect_auc", mode="max", save_best_only=True,
-                                        initial_value_threshold=best_so_far),
+        WholeModelCheckpoint(str(best_path), monitor="val_defect_auc", mode="max", save_best_only=True,
+                             initial_value_threshold=best_so_far),
         keras.callbacks.CSVLogger(str(log_path), append=True),
         *(extra or []),
     ], resumed

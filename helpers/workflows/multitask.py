@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +26,12 @@ from ..core.env import load_torch_before_tensorflow
 from ..data.prepare import Prepared
 from ..evaluation import metrics as M
 from ..models import kinds
-from ..models.multitask import build, network, predict_multitask
+from ..models.multitask import build, feature_extractor, heads_only, network, predict_multitask
 from ..training.keras_fit import compile_multitask, fit_or_reuse, set_determinism
 from ..training.loop import fingerprint
 from ..training.recipes import KerasRecipe, scaled, with_step_floor
 
-__all__ = ["KIND_OF", "MultitaskRun", "run", "side_by_side", "load", "command", "command_imagenet"]
+__all__ = ["KIND_OF", "MultitaskRun", "recipe_for", "run", "side_by_side", "load", "command", "command_imagenet"]
 
 #: The model kind each network is saved as (its folder, its label in the report).
 KIND_OF: dict[str, kinds.ModelKind] = {"study": kinds.MULTITASK, "imagenet": kinds.MULTITASK_IMAGENET}
@@ -47,6 +47,16 @@ class MultitaskRun(ScoredRun):
     epochs_run: int
     resumed: bool
     network: str = "study"
+
+
+def recipe_for(network_key: str, profile: Any) -> KerasRecipe:
+    """Notebook 04's recipe for a network at a profile: study 001's, scaled (:func:`helpers.training.recipes.scaled`);
+    a network that takes the torch track's input size (:attr:`KerasNetwork.input_size`) gets the profile's torch size,
+    at most the study's 224."""
+    recipe = scaled(KerasRecipe(), profile)
+    if network(network_key).input_size == "torch":
+        recipe = replace(recipe, image_size=min(profile.image_size, KerasRecipe().image_size))
+    return recipe
 
 
 def _datasets(prepared: Prepared, recipe: KerasRecipe, categories: list[str], seed: int, shuffled_defect: bool
@@ -85,22 +95,63 @@ def _category_task(test: pd.DataFrame, categories: list[str]) -> dict[str, Any]:
 
 def _train(prepared: Prepared, recipe: KerasRecipe, net: str, out: Path, categories: list[str], shuffled_defect: bool,
            extra_callbacks: list | None, verbose: int, strategy: Any) -> tuple[Any, dict[str, Any], bool]:
-    """Build, compile and fit (or resume, or reuse) the model; the evaluation datasets and whether it resumed."""
+    """Build, compile and fit (or resume, or reuse) the model; the evaluation datasets and whether it resumed. A
+    frozen backbone's network is fitted as its heads on cached features (only they are compiled; the whole network
+    is saved, without an optimiser of its own)."""
     set_determinism(prepared.cfg.seed)
     train_ds, evals = _datasets(prepared, recipe, categories, prepared.cfg.seed, shuffled_defect)
+    frozen = network(net).frozen
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         model = build(net, len(categories), recipe.image_size)
-        compile_multitask(model, recipe, len(categories))
+        heads = heads_only(model) if frozen else model
+        compile_multitask(heads, recipe, len(categories))
     key = fingerprint(prepared, recipe=asdict(recipe), shuffled=shuffled_defect, categories=categories, network=net)
-    resumed = fit_or_reuse(model, out, key, recipe, train_ds, evals["val"][1], extra_callbacks, verbose)
+    if not frozen:
+        resumed = fit_or_reuse(model, out, key, recipe, train_ds, evals["val"][1], extra_callbacks, verbose)
+        return model, evals, resumed
+    train_f, val_f, steps = _cached_features(model, recipe, train_ds, evals["val"][1], prepared.cfg.seed)
+    resumed = fit_or_reuse(model, out, key, recipe, train_f, val_f, extra_callbacks, verbose, fitted=heads,
+                           steps_per_epoch=steps)
     return model, evals, resumed
+
+
+def _cached_features(model: Any, recipe: KerasRecipe, train_ds: Any, val_ds: Any, seed: int) -> tuple[Any, Any, int]:
+    """A frozen backbone's features, computed once: the training images under ``recipe.feature_draws`` draws of the
+    augmentation (shuffled, repeated: each epoch takes as many as there are training images) and the val images;
+    and the steps of one epoch."""
+    import tensorflow as tf
+    from tqdm.auto import tqdm
+
+    backbone = feature_extractor(model)
+
+    def features(ds: Any, draws: int, desc: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        xs, cats, defects = [], [], []
+        for _ in tqdm(range(draws), desc=desc, disable=draws < 2):
+            for x, y in ds:
+                xs.append(np.asarray(backbone(x, training=False)))
+                cats.append(y["category"].numpy())
+                defects.append(y["defect"].numpy())
+        return np.concatenate(xs), {"category": np.concatenate(cats), "defect": np.concatenate(defects)}
+
+    draws = max(1, recipe.feature_draws)
+    fx, fy = features(train_ds, draws, "backbone features of the training images, augmented")
+    vx, vy = features(val_ds, 1, "")
+    n_train = len(fx) // draws
+    train = (tf.data.Dataset.from_tensor_slices((fx, fy)).shuffle(len(fx), seed=seed, reshuffle_each_iteration=True)
+             .repeat().batch(recipe.batch_size))
+    val = tf.data.Dataset.from_tensor_slices((vx, vy)).batch(recipe.batch_size)
+    return train, val, max(1, -(-n_train // recipe.batch_size))
 
 
 def run(prepared: Prepared, recipe: KerasRecipe | None = None, *, network_key: str = "study", shuffled_defect: bool = False,
         out_dir: str | os.PathLike | None = None, write_metrics: bool = True, verbose: int = 2,
         extra_callbacks: list | None = None, strategy: Any = None) -> MultitaskRun:
     """Train (or resume) and score a multi-task network (``network_key``: ``study``, study 001's CNN from scratch, or
-    ``imagenet``, its heads on a frozen ImageNet backbone; :data:`helpers.models.multitask.NETWORKS`).
+    ``imagenet``, its heads on a frozen ImageNet backbone; :data:`helpers.models.multitask.NETWORKS`), with
+    ``recipe`` (default :func:`recipe_for` the network at the profile).
+
+    A frozen backbone's features are computed once (:attr:`KerasRecipe.feature_draws` draws of the augmentation of
+    the training images, and the val images) and only the heads are fitted on them; the whole network is saved.
 
     With a ``tf.distribute`` ``strategy`` (e.g. :func:`helpers.training.keras_fit.mirrored_strategy`: one replica per
     GPU) the model is built and compiled in its scope; each batch of the recipe is split over the replicas.
@@ -112,7 +163,7 @@ def run(prepared: Prepared, recipe: KerasRecipe | None = None, *, network_key: s
     """
     cfg = prepared.cfg
     net, kind = network(network_key), KIND_OF[network_key]
-    recipe = recipe or scaled(KerasRecipe(), cfg.profile)
+    recipe = recipe or recipe_for(network_key, cfg.profile)
     recipe = with_step_floor(recipe, int((prepared.split["split"] == "train").sum()), cfg.profile)
     started = time.time()
     out = Path(out_dir) if out_dir is not None else layout.notebook_dir(cfg.runs_dir, kind.folder)
