@@ -128,7 +128,7 @@ def _cached_features(model: Any, recipe: KerasRecipe, train_ds: Any, val_ds: Any
         xs, cats, defects = [], [], []
         for _ in tqdm(range(draws), desc=desc, disable=draws < 2):
             for x, y in ds:
-                xs.append(np.asarray(backbone(x, training=False)))
+                xs.append(np.asarray(backbone.predict_on_batch(x)))      # compiled: ~3× eager's speed
                 cats.append(y["category"].numpy())
                 defects.append(y["defect"].numpy())
         return np.concatenate(xs), {"category": np.concatenate(cats), "defect": np.concatenate(defects)}
