@@ -191,8 +191,8 @@ SOURCES: dict[type, dict[str, str]] = {
         "feature_draws": _OURS + "a frozen backbone (the ImageNet network) only: its features of the training images "
                          "are computed once under 4 draws of the augmentation, and each epoch samples its images from "
                          "them, instead of a forward pass through the backbone at every step (Keras's 'fast feature "
-                         "extraction', with the augmentation kept). Built-in data, quick: the heads train in 14 s "
-                         "instead of 41 s, test AUROC 0.94 either way (docs/benchmarks.md). The study's network "
+                         "extraction', with the augmentation kept). Built-in data, quick, at 96 px: the heads train in "
+                         "14 s instead of 41 s, test AUROC 0.94 either way (docs/benchmarks.md). The study's network "
                          "trains end to end and ignores it"},
     LabelBudgetRecipe: {
         "probe_fractions": _OURS + "1% to all of train's labels, about doubling: the issue's 0–100% ladder; 0% is the "
