@@ -87,6 +87,12 @@ class LogOdds:
         return output[..., c] - torch.logsumexp(others, dim=-1)
 
 
+def _check_views(views: Sequence[str]) -> None:
+    """Refuse an empty or unknown list of views, naming the known ones."""
+    if not views or set(views) - set(VIEWS):
+        raise ValueError(f"views {list(views)!r}: expected one or more of {VIEWS}")
+
+
 def _view(x: torch.Tensor, view: str) -> torch.Tensor:
     """``x`` (…×H×W) as seen in ``view`` (a mirror is its own inverse: the same call maps a map back)."""
     if view == "identity":
@@ -112,9 +118,7 @@ def torch_gradcam(model: nn.Module, images: torch.Tensor, target_layers: nn.Modu
     if target not in TARGETS:
         raise ValueError(f"target {target!r}: expected one of {TARGETS}")
     aim = ClassifierOutputTarget(target_class) if target == "logit" else LogOdds(target_class)
-    unknown = sorted(set(views) - set(VIEWS))
-    if unknown or not views:
-        raise ValueError(f"views {list(views)!r}: expected one or more of {VIEWS}")
+    _check_views(views)
     layers = [target_layers] if isinstance(target_layers, nn.Module) else list(target_layers)
     cls = GradCAM if method == "gradcam" else HiResCAM
     model.eval()
@@ -148,9 +152,7 @@ def keras_gradcam(model: Any, images: np.ndarray, conv_layer: str | Sequence[str
 
     if method not in METHODS:
         raise ValueError(f"method {method!r}: expected one of {METHODS}")
-    unknown = sorted(set(views) - set(VIEWS))
-    if unknown or not views:
-        raise ValueError(f"views {list(views)!r}: expected one or more of {VIEWS}")
+    _check_views(views)
     names = [conv_layer] if isinstance(conv_layer, str) else list(conv_layer)
     grad_model = keras.Model(model.inputs, [[model.get_layer(n).output for n in names], model.get_layer(head).output])
     size = tuple(np.shape(images)[1:3])

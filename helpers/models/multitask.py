@@ -67,20 +67,35 @@ def network(key: str) -> KerasNetwork:
     return NETWORKS[key]
 
 
+def _wire(features: Any, layer: Any) -> dict[str, Any]:
+    """Study 001's heads on ``features``: ``layer(name)`` gives each layer (a new one, or a built network's own), in
+    the order the heads use them."""
+    def chain(x: Any, *names: str) -> Any:
+        for n in names:
+            x = layer(n)(x)
+        return x
+
+    shared = chain(features, SHARED_DENSE, "shared_dropout")
+    return {"category": chain(shared, "category_dense", "category_dropout", "category"),
+            "defect": chain(shared, "defect_dense", "defect_dropout", "defect")}
+
+
 def _heads(inputs: Any, features: Any, n_categories: int, name: str) -> Any:
-    """Study 001's shared Dense(512) → Dropout(0.5) and its two heads on ``features`` (a pooled feature vector)."""
+    """Study 001's shared Dense(512) → Dropout(0.5) and its two heads — Dense(256) → Dropout(0.3) → softmax over the
+    categories, and Dense(128) → Dropout(0.3) → sigmoid — on ``features`` (a pooled feature vector)."""
     import keras
     from keras import layers
 
-    x = layers.Dense(512, activation="relu", name=SHARED_DENSE)(features)
-    shared = layers.Dropout(0.5, name="shared_dropout")(x)
-    c = layers.Dense(256, activation="relu", name="category_dense")(shared)
-    c = layers.Dropout(0.3, name="category_dropout")(c)
-    category = layers.Dense(n_categories, activation="softmax", name="category")(c)
-    d = layers.Dense(128, activation="relu", name="defect_dense")(shared)
-    d = layers.Dropout(0.3, name="defect_dropout")(d)
-    defect = layers.Dense(1, activation="sigmoid", name="defect")(d)
-    return keras.Model(inputs, {"category": category, "defect": defect}, name=name)
+    new = {SHARED_DENSE: lambda: layers.Dense(512, activation="relu", name=SHARED_DENSE),
+           "shared_dropout": lambda: layers.Dropout(0.5, name="shared_dropout"),
+           "category_dense": lambda: layers.Dense(256, activation="relu", name="category_dense"),
+           "category_dropout": lambda: layers.Dropout(0.3, name="category_dropout"),
+           "category": lambda: layers.Dense(n_categories, activation="softmax", name="category"),
+           "defect_dense": lambda: layers.Dense(128, activation="relu", name="defect_dense"),
+           "defect_dropout": lambda: layers.Dropout(0.3, name="defect_dropout"),
+           "defect": lambda: layers.Dense(1, activation="sigmoid", name="defect")}
+    # each layer made where it is first used, as before: the same order of random draws, the same initial weights
+    return keras.Model(inputs, _wire(features, lambda n: new[n]()), name=name)
 
 
 def build_multitask(n_categories: int = 15, image_size: int = 224) -> Any:
@@ -137,12 +152,8 @@ def heads_only(model: Any) -> Any:
 
     from .keras_lite import FEATURES
 
-    layer = model.get_layer
     features = keras.Input(model.get_layer(FEATURES).output.shape[1:], name="features")
-    shared = layer("shared_dropout")(layer(SHARED_DENSE)(features))
-    category = layer("category")(layer("category_dropout")(layer("category_dense")(shared)))
-    defect = layer("defect")(layer("defect_dropout")(layer("defect_dense")(shared)))
-    return keras.Model(features, {"category": category, "defect": defect}, name="heads")
+    return keras.Model(features, _wire(features, model.get_layer), name="heads")
 
 
 def build(key: str, n_categories: int, image_size: int) -> Any:
